@@ -1,0 +1,176 @@
+"""PooledChannel: the grpc.Channel handed to callers, and how one is built."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from ._config import PoolConfig
+
+__all__ = ["PooledChannel", "build_channel"]
+
+logger = logging.getLogger(__name__)
+
+# Keys the pool sets on every channel; a user value for them is replaced.
+LOCAL_SUBCHANNEL_POOL = "grpc.use_local_subchannel_pool"
+CHANNEL_ID = "grpc_pool.channel_id"
+
+_channel_ids = itertools.count(1)
+_POLLER_EXIT_TIMEOUT = 1.0
+
+
+class _RpcCounter(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Counts RPCs in flight on one channel: +1 at start, -1 when the call is done."""
+
+    __slots__ = ("_lock", "in_flight", "on_idle", "total")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.total = 0
+        # Set by the writer while the channel drains; called when in_flight drops to 0.
+        self.on_idle: Callable[[], None] | None = None
+
+    def _start(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.total += 1
+
+    def _done(self, _call: object = None) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            idle = self.in_flight == 0
+        callback = self.on_idle
+        if idle and callback is not None:
+            callback()
+
+    def _intercept(self, continuation: Any, details: Any, request: Any) -> Any:
+        self._start()
+        try:
+            call = continuation(details, request)
+        except BaseException:
+            self._done()
+            raise
+        call.add_done_callback(self._done)
+        return call
+
+    intercept_unary_unary = _intercept
+    intercept_unary_stream = _intercept
+    intercept_stream_unary = _intercept
+    intercept_stream_stream = _intercept
+
+
+class PooledChannel(grpc.Channel):
+    """A pooled ``grpc.Channel``: use it like any channel; the pool owns its life.
+
+    ``close()`` and ``with channel:`` do not close it (the pool retires and
+    closes channels itself, after draining), so a caller cannot break the pool.
+    """
+
+    __slots__ = ("_counter", "_picks", "_raw", "_rpc", "channel_id", "slot", "target")
+
+    def __init__(
+        self,
+        raw: grpc.Channel,
+        rpc: grpc.Channel,
+        counter: _RpcCounter | None,
+        slot: int,
+        target: str,
+        channel_id: str,
+    ) -> None:
+        self._raw = raw
+        self._rpc = rpc
+        self._counter = counter
+        self._picks = 0
+        self.slot = slot
+        self.target = target
+        self.channel_id = channel_id
+
+    # -- grpc.Channel --------------------------------------------------------
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._rpc.unary_unary(method, *args, **kwargs)
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._rpc.unary_stream(method, *args, **kwargs)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._rpc.stream_unary(method, *args, **kwargs)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._rpc.stream_stream(method, *args, **kwargs)
+
+    def subscribe(
+        self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False
+    ) -> None:
+        self._raw.subscribe(callback, try_to_connect=try_to_connect)
+
+    def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
+        self._raw.unsubscribe(callback)
+
+    def close(self) -> None:
+        """Does nothing: the pool closes its channels (``Pool.close``)."""
+        logger.debug("close() on pooled channel %s ignored: the pool owns it", self.channel_id)
+
+    def __enter__(self) -> PooledChannel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    # -- pool side -----------------------------------------------------------
+    @property
+    def in_flight(self) -> int | None:
+        """RPCs started and not finished on this channel (None when not counted)."""
+        return self._counter.in_flight if self._counter is not None else None
+
+    @property
+    def rpcs_total(self) -> int | None:
+        """RPCs ever started on this channel (None when not counted)."""
+        return self._counter.total if self._counter is not None else None
+
+    @property
+    def load(self) -> int:
+        """In-flight RPCs when counted, else how often it was picked."""
+        counter = self._counter
+        return counter.in_flight if counter is not None else self._picks
+
+    def _close(self) -> None:
+        # grpcio's close() clears subscriptions but not a pending try_to_connect;
+        # its poller thread would then call into the closed channel and raise
+        # ValueError on gRPC's thread. Let the poller end first (it exits within
+        # two 0.2 s ticks once nobody is subscribed).
+        state = getattr(self._raw, "_connectivity_state", None)
+        deadline = time.monotonic() + _POLLER_EXIT_TIMEOUT
+        while getattr(state, "polling", False) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._raw.close()
+
+    def __repr__(self) -> str:
+        return f"<PooledChannel {self.channel_id} target={self.target!r} slot={self.slot}>"
+
+
+def build_channel(config: PoolConfig, credentials: grpc.ChannelCredentials | None,
+                  slot: int, pool_label: str) -> PooledChannel:
+    """A new channel for ``slot`` on its own TCP connection (local subchannel pool)."""
+    channel_id = f"{pool_label}/{slot}/{next(_channel_ids)}"
+    options = [o for o in config.options if o[0] not in (LOCAL_SUBCHANNEL_POOL, CHANNEL_ID)]
+    options += [(LOCAL_SUBCHANNEL_POOL, 1), (CHANNEL_ID, channel_id)]
+    if credentials is None:
+        raw = grpc.insecure_channel(config.target, options=options)
+    else:
+        raw = grpc.secure_channel(config.target, credentials, options=options)
+    counter = _RpcCounter() if config.track_in_flight else None
+    interceptors = ((counter,) if counter is not None else ()) + tuple(config.interceptors)
+    rpc = grpc.intercept_channel(raw, *interceptors) if interceptors else raw
+    return PooledChannel(raw, rpc, counter, slot, config.target, channel_id)

@@ -1,0 +1,91 @@
+"""Messages to the writer thread. Workers and the pool only ever post these.
+
+Worker messages carry the worker object: a stopped worker's late message is
+told apart from the one of a new worker that reuses its slot id.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._channel import PooledChannel
+
+__all__ = ["Call", "Close", "Lost", "Register", "Reply", "Resize", "SlotState", "Wake"]
+
+
+class Reply:
+    """A one-shot answer from the writer to a waiting caller."""
+
+    __slots__ = ("_done", "error", "value")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def set(self, value: Any = None, error: BaseException | None = None) -> None:
+        self.value, self.error = value, error
+        self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """A worker's channel is READY: put it in rotation (replacing the slot's old one)."""
+
+    worker: object
+    slot: int
+    channel: PooledChannel
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """A worker's registered channel lost its connection: take it out, retire it."""
+
+    worker: object
+    slot: int
+    channel: PooledChannel
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SlotState:
+    """A worker's progress: "connecting", "reconnecting" or "backoff" (after a failure)."""
+
+    worker: object
+    slot: int
+    state: str
+    error: str | None = None
+    delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resize:
+    """Set the expected size to ``target(current size)``; the reply is the new size."""
+
+    target: Callable[[int], int]
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    grace: float
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Run ``fn`` on the writer thread (extensions and tests)."""
+
+    fn: Callable[[], Any]
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Nothing to do but look at the retiring channels again."""

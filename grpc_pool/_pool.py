@@ -1,0 +1,309 @@
+"""Pool: the public facade. Readers pick from the published snapshot with no lock."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, TypeVar
+
+import grpc
+
+from ._channel import PooledChannel
+from ._commands import Call, Close, Reply, Resize
+from ._config import PoolConfig, check_count, check_seconds
+from ._errors import (
+    InvalidConfig,
+    NoChannelAvailable,
+    PoolClosed,
+    PoolTimeout,
+    ScalingInProgress,
+    WouldEmptyPool,
+)
+from ._stats import PoolStats, PoolStatus, SlotStats, pool_state
+from ._strategy import resolve_strategy
+from ._writer import SlotView, Writer
+
+__all__ = ["Pool"]
+
+T = TypeVar("T")
+
+_pool_numbers = itertools.count(1)
+_OPTION_NAMES = frozenset(f.name for f in fields(PoolConfig)) - {"target"}
+# Slack over a grace for the writer to finish closing (joins, late messages).
+_CLOSE_SLACK = 10.0
+# Bound on the writer answering a command that does no I/O.
+_COMMAND_TIMEOUT = 30.0
+
+
+class Pool:
+    """A pool of grpc channels, each on its own TCP connection.
+
+    ``Pool(target, **options)`` takes the fields of ``PoolConfig`` as keywords.
+    It returns at once; channels connect in the background. Thread-safe.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_config",
+        "_expected",
+        "_finalizer",
+        "_pick",
+        "_ready",
+        "_retiring",
+        "_scaling",
+        "_snapshot",
+        "_views",
+        "_writer",
+        "name",
+    )
+
+    _snapshot: tuple[PooledChannel, ...]
+    _expected: int
+    _views: tuple[SlotView, ...]
+    _retiring: int
+
+    def __init__(self, target: str, **options: Any) -> None:
+        unknown = sorted(set(options) - _OPTION_NAMES)
+        if unknown:
+            raise InvalidConfig(
+                f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_OPTION_NAMES))}"
+            )
+        self._start(PoolConfig(target=target, **options))
+
+    @classmethod
+    def from_config(cls, config: PoolConfig) -> Pool:
+        """A pool started from a ``PoolConfig``."""
+        if not isinstance(config, PoolConfig):
+            raise InvalidConfig(f"config={config!r} is not allowed: expected a PoolConfig")
+        pool = cls.__new__(cls)
+        pool._start(config)
+        return pool
+
+    def _start(self, config: PoolConfig) -> None:
+        self._config = config
+        self.name = config.name or f"pool-{next(_pool_numbers)}"
+        if config.insecure:
+            credentials = None
+        else:
+            credentials = config.credentials or grpc.ssl_channel_credentials()
+        self._pick: Callable[[tuple[PooledChannel, ...]], PooledChannel] = resolve_strategy(
+            config.strategy
+        ).pick
+        self._snapshot = ()
+        self._expected = 0
+        self._views = ()
+        self._retiring = 0
+        self._closed = False
+        self._ready = threading.Condition()
+        self._scaling = threading.Lock()
+        self._writer = Writer(self, config, credentials, self.name, self._ready)
+        self._finalizer = weakref.finalize(self, _abandon, self._writer.queue)
+        self._writer.start(config.size)
+
+    # -- readers -------------------------------------------------------------------
+    def get_channel(self, timeout: float | None = None) -> PooledChannel:
+        """A ready channel, picked by the strategy.
+
+        timeout: None (default) raises ``NoChannelAvailable`` at once when no
+            channel is ready; a number of seconds waits that long for one.
+        Raises ``PoolClosed`` after ``close()``.
+        """
+        channels = self._snapshot
+        if channels and timeout is None:
+            return self._pick(channels)
+        return self._get_slow(timeout)
+
+    def _get_slow(self, timeout: float | None) -> PooledChannel:
+        if timeout is not None:
+            check_seconds("timeout", timeout)
+        channels = self._wait_for(1, timeout)
+        if channels is None:
+            raise self._not_available(timeout)
+        return self._pick(channels)
+
+    def _wait_for(self, count: int, timeout: float | None) -> tuple[PooledChannel, ...] | None:
+        """The snapshot once it holds ``count`` channels; None when the wait ran out."""
+        deadline = time.monotonic() + (timeout or 0.0)
+        with self._ready:  # the writer notifies after every publish: no polling
+            while True:
+                channels = self._snapshot
+                if len(channels) >= count:
+                    return channels
+                if self._closed:
+                    raise PoolClosed("pool is closed", self)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._ready.wait(remaining)
+
+    def _not_available(self, timeout: float | None) -> NoChannelAvailable:
+        views = self._views
+        errors = sorted({v.last_error for v in views if v.last_error})
+        detail = f"; last errors: {'; '.join(errors)}" if errors else ""
+        waited = f" after waiting {timeout:g}s" if timeout else ""
+        return NoChannelAvailable(f"no ready channel{waited}{detail}", self)
+
+    def wait_ready(self, timeout: float = 10.0, min_ready: int = 1) -> PoolStatus:
+        """Block until ``min_ready`` channels are ready; return the status then.
+
+        timeout: seconds to wait. Default 10.0. Raises ``PoolTimeout`` when it runs out.
+        min_ready: channels to wait for, 1..expected size. Default 1.
+        """
+        check_seconds("timeout", timeout)
+        check_count("min_ready", min_ready)
+        if min_ready > self._expected and not self._closed:
+            raise InvalidConfig(
+                f"min_ready={min_ready!r} is not allowed: expected 1..{self._expected} "
+                "(the pool's expected size)",
+                self,
+            )
+        if self._wait_for(min_ready, timeout) is None:
+            raise PoolTimeout(
+                f"{len(self._snapshot)} of {min_ready} channels ready after {timeout:g}s", self
+            )
+        return self.status()
+
+    def status(self) -> PoolStatus:
+        """Expected size, ready channels and "healthy" | "degraded" | "down"."""
+        expected, current = self._expected, len(self._snapshot)
+        return PoolStatus(expected, current, pool_state(expected, current))
+
+    def stats(self) -> PoolStats:
+        """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
+        channels = self._snapshot
+        index = {id(c): i for i, c in enumerate(channels)}
+        slots = tuple(_slot_stats(v, self._config.target, index) for v in self._views)
+        counted = [s.in_flight for s in slots if s.in_flight is not None]
+        connects = sum(s.connects for s in slots)
+        return PoolStats(
+            name=self.name,
+            target=self._config.target,
+            status=self.status(),
+            slots=slots,
+            connects=connects,
+            reconnects=sum(s.reconnects for s in slots),
+            retiring=self._retiring,
+            in_flight=sum(counted) if self._config.track_in_flight else None,
+        )
+
+    @property
+    def config(self) -> PoolConfig:
+        return self._config
+
+    # -- scaling -------------------------------------------------------------------
+    def scale_up(self, n: int) -> int:
+        """Add ``n`` slots (an int >= 1); return the new expected size."""
+        check_count("n", n)
+        return self._scale(lambda size: size + n)
+
+    def scale_down(self, n: int) -> int:
+        """Remove ``n`` slots (an int >= 1), not-ready and least loaded first.
+
+        Their channels leave the rotation at once and close after ``retire_grace``.
+        Raises ``WouldEmptyPool`` (an ``InvalidConfig``) if fewer than 1 slot would remain.
+        """
+        check_count("n", n)
+
+        def target(size: int) -> int:
+            if size - n < 1:
+                raise WouldEmptyPool(
+                    f"n={n!r} is not allowed: scale_down would leave {size - n} slots "
+                    f"(expected 1..{size - 1})",
+                    self,
+                )
+            return size - n
+
+        return self._scale(target)
+
+    def resize(self, size: int) -> int:
+        """Set the expected size (an int >= 1); return it."""
+        check_count("size", size)
+        return self._scale(lambda _: size)
+
+    def _scale(self, target: Callable[[int], int]) -> int:
+        if not self._scaling.acquire(blocking=False):
+            raise ScalingInProgress("another scaling call is running", self)
+        try:
+            if self._closed:
+                raise PoolClosed("pool is closed", self)
+            reply = Reply()
+            # The writer computes the target: no other writer-side change can interleave.
+            self._writer.queue.put(Resize(target, reply))
+            return int(self._await(reply))
+        finally:
+            self._scaling.release()
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the writer thread and return its result."""
+        reply = Reply()
+        self._writer.queue.put(Call(fn, reply))
+        return self._await(reply)  # type: ignore[no-any-return]
+
+    def _await(self, reply: Reply) -> Any:
+        if not reply.wait(_COMMAND_TIMEOUT):
+            raise PoolTimeout(f"the writer did not answer within {_COMMAND_TIMEOUT:g}s", self)
+        if reply.error is not None:
+            raise reply.error
+        return reply.value
+
+    # -- close ---------------------------------------------------------------------
+    def close(self, grace: float = 5.0) -> None:
+        """Stop handing out channels, let in-flight RPCs finish, close everything.
+
+        grace: seconds RPCs in flight get to finish before their channel is
+            closed (which cancels them). Default 5.0. Idempotent; joins every
+            thread the pool started before returning.
+        """
+        check_seconds("grace", grace)
+        with self._ready:
+            already = self._closed
+            self._closed = True
+            self._ready.notify_all()
+        writer = self._writer
+        if not already:
+            self._finalizer.detach()
+            writer.queue.put(Close(grace, Reply()))
+        if threading.current_thread() is not writer.thread:
+            writer.thread.join(grace + _CLOSE_SLACK)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        status = self.status()
+        state = "closed" if self._closed else status.state
+        return (
+            f"<Pool {self.name!r} target={self._config.target!r} "
+            f"ready={status.current_size}/{status.expected_size} state={state}>"
+        )
+
+
+def _slot_stats(view: SlotView, target: str, index: dict[int, int]) -> SlotStats:
+    channel = view.channel
+    return SlotStats(
+        slot=view.slot,
+        target=target,
+        index=index.get(id(channel)) if channel is not None else None,
+        state=view.state,  # type: ignore[arg-type]
+        channel_id=channel.channel_id if channel is not None else None,
+        connected_since=view.connected_since,
+        connects=view.connects,
+        reconnects=max(0, view.connects - 1),
+        failures=view.failures,
+        last_error=view.last_error,
+        in_flight=channel.in_flight if channel is not None else None,
+        rpcs_total=channel.rpcs_total if channel is not None else None,
+    )
+
+
+def _abandon(commands: Any) -> None:
+    """A pool collected (or alive at exit) without close(): stop its threads."""
+    commands.put(Close(0.0, Reply()))

@@ -1,0 +1,75 @@
+"""Frozen snapshots a pool reports: status, per-slot stats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["PoolStats", "PoolStatus", "SlotStats", "pool_state"]
+
+PoolState = Literal["healthy", "degraded", "down"]
+SlotState = Literal["connecting", "ready", "reconnecting", "backoff", "stopped"]
+
+
+def pool_state(expected: int, current: int) -> PoolState:
+    if current <= 0:
+        return "down"
+    return "healthy" if current >= expected else "degraded"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    """expected_size: slots configured now; current_size: ready channels in rotation.
+
+    state: "healthy" (all ready), "degraded" (some) or "down" (none).
+    """
+
+    expected_size: int
+    current_size: int
+    state: PoolState
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStats:
+    """One slot (one worker, one connection at a time).
+
+    slot: stable id of the slot (also in its thread name).
+    index: position in the rotation when ready, else None.
+    state: "connecting", "ready", "reconnecting" (lost, asking again),
+        "backoff" (waiting before the next attempt) or "stopped".
+    connected_since: ``time.monotonic()`` when the current channel became ready.
+    connects: how many times this slot became ready; reconnects = connects - 1.
+    failures: failed connection attempts in a row now.
+    last_error: why the last attempt failed or the last connection was lost.
+    in_flight / rpcs_total: RPCs on the current channel (None when not counted).
+    """
+
+    slot: int
+    target: str
+    index: int | None
+    state: SlotState
+    channel_id: str | None
+    connected_since: float | None
+    connects: int
+    reconnects: int
+    failures: int
+    last_error: str | None
+    in_flight: int | None
+    rpcs_total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of the whole pool: its status, one ``SlotStats`` per slot, and totals.
+
+    retiring: channels out of rotation that are draining before close.
+    """
+
+    name: str
+    target: str
+    status: PoolStatus
+    slots: tuple[SlotStats, ...]
+    connects: int
+    reconnects: int
+    retiring: int
+    in_flight: int | None

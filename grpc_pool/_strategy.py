@@ -1,0 +1,103 @@
+"""Who picks a channel: the selection strategies run on the caller's thread."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._channel import PooledChannel
+
+__all__ = ["PowerOfTwo", "Random", "RoundRobin", "Strategy", "resolve_strategy"]
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """Picks one channel from a non-empty snapshot of ready channels.
+
+    ``pick`` runs on the caller's thread with no lock held and must be
+    thread-safe; it gets the snapshot once and must return one of its items.
+    """
+
+    def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel: ...
+
+
+class RoundRobin:
+    """Each call takes the next channel; ``next()`` on itertools.count is atomic under the GIL."""
+
+    __slots__ = ("_counter",)
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+
+    def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
+        return channels[next(self._counter) % len(channels)]
+
+
+class Random:
+    """A uniformly random channel."""
+
+    __slots__ = ("_choice",)
+
+    def __init__(self) -> None:
+        self._choice = random.Random().choice
+
+    def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
+        return self._choice(channels)
+
+
+class PowerOfTwo:
+    """Two random channels; the one with fewer RPCs in flight (else fewer picks) wins."""
+
+    __slots__ = ("_random",)
+
+    def __init__(self) -> None:
+        self._random = random.Random().random
+
+    def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
+        n = len(channels)
+        if n == 1:
+            chosen = channels[0]
+        else:
+            i = int(self._random() * n)
+            j = (i + 1 + int(self._random() * (n - 1))) % n
+            a, b = channels[i], channels[j]
+            chosen = a if a.load <= b.load else b
+        chosen._picks += 1  # approximate under threads; only a tie-breaker without in-flight
+        return chosen
+
+
+class _Guarded:
+    """Wraps a user strategy: an exception or a foreign result falls back to the first channel."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: Strategy) -> None:
+        self._inner = inner
+
+    def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
+        try:
+            chosen = self._inner.pick(channels)
+        except Exception:
+            logger.exception("strategy %r raised; using the first ready channel", self._inner)
+            return channels[0]
+        if chosen in channels:
+            return chosen
+        logger.error("strategy %r returned %r, not one of the ready channels", self._inner, chosen)
+        return channels[0]
+
+
+def resolve_strategy(strategy: str | Strategy) -> Strategy:
+    if strategy == "round_robin":
+        return RoundRobin()
+    if strategy == "random":
+        return Random()
+    if strategy == "power_of_two":
+        return PowerOfTwo()
+    assert not isinstance(strategy, str)  # names were checked by PoolConfig
+    return _Guarded(strategy)

@@ -1,0 +1,307 @@
+"""Who writes the snapshot: the writer thread, sole owner of the channel layout."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import weakref
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from ._channel import PooledChannel
+from ._commands import Call, Close, Lost, Register, Reply, Resize, SlotState, Wake
+from ._config import PoolConfig
+from ._errors import PoolClosed
+from ._slots import SlotTable
+from ._worker import Worker
+
+if TYPE_CHECKING:
+    from ._pool import Pool
+
+__all__ = ["SlotView", "Writer"]
+
+logger = logging.getLogger(__name__)
+
+# Bound on joining worker threads when the pool closes; they only wait on queues.
+_JOIN_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    """What the writer knows of a slot, published for ``Pool.stats()``."""
+
+    slot: int
+    state: str = "connecting"
+    channel: PooledChannel | None = None
+    connected_since: float | None = None
+    connects: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class _Retiring:
+    channel: PooledChannel
+    deadline: float
+    early: bool  # close as soon as no RPC is in flight (pool closing)
+
+
+class Writer:
+    """Consumes commands from ``queue`` and publishes, by reference swap on the pool:
+
+    ``_snapshot`` (tuple of ready channels, contiguous), ``_expected`` (slots
+    configured) and ``_views`` (tuple of SlotView). Holds the pool weakly so an
+    abandoned pool can be collected (its finalizer then closes this writer).
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        config: PoolConfig,
+        credentials: grpc.ChannelCredentials | None,
+        name: str,
+        ready: threading.Condition,
+    ) -> None:
+        self.queue: queue.Queue[object] = queue.Queue()
+        self._pool_ref = weakref.ref(pool)
+        self._config = config
+        self._credentials = credentials
+        self._name = name
+        self._ready = ready
+        self._table: SlotTable[int, PooledChannel] = SlotTable()
+        self._workers: dict[int, Worker] = {}
+        self._views: dict[int, SlotView] = {}
+        self._stopping: list[Worker] = []
+        self._retiring: list[_Retiring] = []
+        self._closing: Close | None = None
+        self.thread = threading.Thread(target=self._run, name=f"grpc_pool-writer-{name}", daemon=True)
+
+    def start(self, size: int) -> None:
+        self._resize(size)
+        self._publish()
+        self.thread.start()
+
+    # -- loop ------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            try:
+                command = self.queue.get(timeout=self._next_timeout())
+            except queue.Empty:
+                command = None
+            try:
+                if command is not None:
+                    self._handle(command)
+                self._reap()
+            except Exception:  # the writer must survive anything
+                logger.exception("pool %s: writer failed on %r; going on", self._name, command)
+            if self._closing is not None and not self._retiring:
+                break
+        self._finish_close(self._closing)
+
+    def _next_timeout(self) -> float | None:
+        if not self._retiring:
+            return None
+        return max(0.0, min(r.deadline for r in self._retiring) - time.monotonic())
+
+    def _handle(self, command: object) -> None:
+        if isinstance(command, (Register, Lost, SlotState)):
+            if self._workers.get(command.slot) is not command.worker:
+                if isinstance(command, Register):  # stopped or replaced meanwhile
+                    self._retire(command.channel, published=False)
+                return
+            if isinstance(command, Register):
+                self._register(command.slot, command.channel)
+            elif isinstance(command, Lost):
+                self._lost(command.slot, command.channel, command.reason)
+            else:
+                self._slot_state(command)
+        elif isinstance(command, Resize):
+            self._reply(command.reply, lambda: self._resize(command.target(len(self._workers))))
+        elif isinstance(command, Call):
+            self._reply(command.reply, command.fn)
+        elif isinstance(command, Close):
+            self._close(command)
+        elif not isinstance(command, Wake):
+            logger.error("pool %s: writer got unknown command %r", self._name, command)
+
+    @staticmethod
+    def _reply(reply: Reply, fn: Any) -> None:
+        try:
+            reply.set(fn())
+        except Exception as exc:
+            reply.set(error=exc)
+
+    # -- layout ----------------------------------------------------------------
+    def _register(self, slot: int, channel: PooledChannel) -> None:
+        if self._closing is not None:
+            self._retire(channel, published=False)
+            return
+        _, old = self._table.register(slot, channel)
+        if old is not None and old is not channel:
+            self._retire(old)
+        view = self._views[slot]
+        self._views[slot] = replace(
+            view,
+            state="ready",
+            channel=channel,
+            connected_since=time.monotonic(),
+            connects=view.connects + 1,
+            failures=0,
+        )
+        logger.info("pool %s slot %d: ready (%s)", self._name, slot, channel.channel_id)
+        self._publish()
+
+    def _lost(self, slot: int, channel: PooledChannel, reason: str) -> None:
+        if self._table.get(slot) is not channel:
+            return
+        self._table.unregister(slot)
+        self._retire(channel)
+        self._views[slot] = replace(
+            self._views[slot], state="connecting", channel=None, connected_since=None,
+            last_error=reason,
+        )
+        self._publish()
+
+    def _slot_state(self, command: SlotState) -> None:
+        view = self._views[command.slot]
+        if command.state == "backoff":
+            view = replace(view, state="backoff", failures=view.failures + 1, last_error=command.error)
+        else:
+            view = replace(view, state=command.state)
+        self._views[command.slot] = view
+        self._publish_views()
+
+    def _resize(self, size: int) -> int:
+        current = len(self._workers)
+        if size > current:
+            free = (s for s in range(size) if s not in self._workers)
+            for slot in [next(free) for _ in range(size - current)]:
+                worker = Worker(slot, self._config, self._credentials, self._name, self.queue.put)
+                self._workers[slot] = worker
+                self._views[slot] = SlotView(slot)
+                worker.start()
+        elif size < current:
+            for slot in self._victims(current - size):
+                self._stop_worker(slot)
+        self._publish()
+        return len(self._workers)
+
+    def _victims(self, count: int) -> list[int]:
+        """Slots to stop: not ready first, then the least loaded, then the newest."""
+        def cost(slot: int) -> tuple[int, int, int]:
+            channel = self._table.get(slot)
+            if channel is None:
+                return (0, 0, -slot)
+            return (1, channel.load, -slot)
+
+        return sorted(self._workers, key=cost)[:count]
+
+    def _stop_worker(self, slot: int) -> None:
+        worker = self._workers.pop(slot)
+        worker.stop()
+        self._stopping.append(worker)
+        channel = self._table.unregister(slot)
+        if channel is not None:
+            self._retire(channel)
+        del self._views[slot]
+        self._stopping = [w for w in self._stopping if w.thread.is_alive()]
+
+    # -- retire, then close ------------------------------------------------------
+    def _retire(self, channel: PooledChannel, published: bool = True) -> None:
+        """Out of rotation now; closed after the grace, or once drained when closing.
+
+        A channel never published cannot be held by a caller: it is closed at once.
+        """
+        if not published:
+            channel._close()
+            return
+        if self._closing is None:
+            entry = _Retiring(channel, time.monotonic() + self._config.retire_grace, False)
+        else:
+            entry = _Retiring(channel, time.monotonic() + self._closing.grace, True)
+            self._drain_early(entry)
+        self._retiring.append(entry)
+
+    def _drain_early(self, entry: _Retiring) -> None:
+        entry.early = True
+        counter = entry.channel._counter
+        if counter is not None:
+            counter.on_idle = lambda: self.queue.put(Wake())
+
+    def _reap(self) -> None:
+        if not self._retiring:
+            return
+        now = time.monotonic()
+        keep: list[_Retiring] = []
+        for entry in self._retiring:
+            channel = entry.channel
+            if now >= entry.deadline or (entry.early and channel.in_flight == 0):
+                busy = channel.in_flight
+                if busy:
+                    logger.info(
+                        "pool %s: closing %s with %d RPCs still in flight after the grace",
+                        self._name, channel.channel_id, busy,
+                    )
+                try:
+                    channel._close()
+                except Exception:
+                    logger.exception("pool %s: closing %s failed", self._name, channel.channel_id)
+            else:
+                keep.append(entry)
+        if len(keep) != len(self._retiring):
+            self._retiring = keep
+            self._publish_views()
+
+    # -- close -----------------------------------------------------------------
+    def _close(self, command: Close) -> None:
+        if self._closing is not None:
+            return
+        self._closing = command
+        for slot in list(self._workers):
+            self._stop_worker(slot)
+        deadline = time.monotonic() + command.grace
+        for entry in self._retiring:  # already retired: close when drained, by the new deadline
+            entry.deadline = min(entry.deadline, deadline)
+            self._drain_early(entry)
+        self._publish()
+
+    def _finish_close(self, command: Close | None) -> None:
+        deadline = time.monotonic() + _JOIN_TIMEOUT
+        for worker in self._stopping:
+            worker.thread.join(max(0.0, deadline - time.monotonic()))
+            if worker.thread.is_alive():
+                logger.warning("pool %s: worker thread %s did not stop", self._name, worker.thread.name)
+        # Late posts from workers (a Register racing the stop) hold channels: close them.
+        while True:
+            try:
+                late = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(late, Register):
+                late.channel._close()
+            elif isinstance(late, (Resize, Call)):
+                late.reply.set(error=PoolClosed("pool is closed", self._pool_ref()))
+        if command is not None:
+            command.reply.set(None)
+
+    # -- publish -----------------------------------------------------------------
+    def _publish(self) -> None:
+        pool = self._pool_ref()
+        if pool is not None:
+            # Snapshot before expected size: a reader never sees more channels than slots.
+            pool._snapshot = () if self._closing is not None else self._table.snapshot()
+            pool._expected = len(self._workers)
+        self._publish_views()
+        with self._ready:
+            self._ready.notify_all()
+
+    def _publish_views(self) -> None:
+        pool = self._pool_ref()
+        if pool is not None:
+            pool._views = tuple(self._views[s] for s in sorted(self._views))
+            pool._retiring = len(self._retiring)
+

@@ -1,0 +1,98 @@
+"""Shared fixtures: real echo servers on loopback port 0, pools closed after each
+test, and a check that no thread a test started outlives it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import grpc_pool
+from grpc_pool._echo import EchoServer
+
+# Fast reconnects for tests; the defaults follow the gRPC spec (1 s .. 120 s).
+FAST = dict(
+    insecure=True,
+    backoff_initial=0.05,
+    backoff_max=0.5,
+    backoff_jitter=0.2,
+    connect_timeout=5.0,
+    retire_grace=1.0,
+)
+THREAD_EXIT_TIMEOUT = 10.0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Poll ``predicate`` (bounded); fail the test if it stays false."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.01)
+
+
+def pool_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("grpc_pool-")]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every thread started during a test (pool, gRPC pollers, servers) ends after it."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + THREAD_EXIT_TIMEOUT
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not leaked:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"threads still alive after the test: {[t.name for t in leaked]}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def server() -> Iterator[EchoServer]:
+    srv = EchoServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., EchoServer]]:
+    servers: list[EchoServer] = []
+
+    def make(**kwargs: Any) -> EchoServer:
+        srv = EchoServer(**kwargs).start()
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+@pytest.fixture
+def make_pool() -> Iterator[Callable[..., grpc_pool.Pool]]:
+    """Pools with fast test settings (overridable), closed at teardown."""
+    pools: list[grpc_pool.Pool] = []
+
+    def make(target: str, **options: Any) -> grpc_pool.Pool:
+        pool = grpc_pool.Pool(target, **{**FAST, **options})
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.close(grace=0)
+    assert not [t for t in pool_threads() if t.is_alive()], "pool threads alive after close"
+
+
+@pytest.fixture
+def dead_target() -> str:
+    """A loopback port with nothing listening (a server started and stopped)."""
+    srv = EchoServer().start()
+    srv.stop()
+    return srv.target

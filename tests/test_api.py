@@ -1,0 +1,58 @@
+"""The public surface is pinned: additions and removals are deliberate."""
+
+from __future__ import annotations
+
+import grpc
+
+import grpc_pool
+
+EXPECTED = {
+    "GrpcPoolError",
+    "InvalidConfig",
+    "NoChannelAvailable",
+    "Pool",
+    "PoolClosed",
+    "PoolConfig",
+    "PoolStats",
+    "PoolStatus",
+    "PoolTimeout",
+    "PooledChannel",
+    "ScalingInProgress",
+    "SlotStats",
+    "Strategy",
+    "WouldEmptyPool",
+    "__version__",
+}
+
+
+def test_all_is_pinned() -> None:
+    """grpc_pool.__all__ is exactly the documented public names, all importable."""
+    assert set(grpc_pool.__all__) == EXPECTED
+    for name in grpc_pool.__all__:
+        assert hasattr(grpc_pool, name), name
+
+
+def test_public_classes_live_in_grpc_pool() -> None:
+    """Public classes show as grpc_pool.X, not as their private module."""
+    for name in EXPECTED - {"__version__"}:
+        assert getattr(grpc_pool, name).__module__ == "grpc_pool", name
+
+
+def test_pool_methods_named_by_the_contract() -> None:
+    """The pool API other code relies on exists with these names."""
+    for method in (
+        "from_config", "get_channel", "wait_ready", "status", "stats",
+        "scale_up", "scale_down", "resize", "close", "__enter__", "__exit__",
+    ):
+        assert callable(getattr(grpc_pool.Pool, method)), method
+
+
+def test_error_hierarchy() -> None:
+    """One root; argument errors are ValueErrors, timeouts are TimeoutErrors."""
+    for name in ("InvalidConfig", "NoChannelAvailable", "PoolClosed", "PoolTimeout",
+                 "ScalingInProgress", "WouldEmptyPool"):
+        assert issubclass(getattr(grpc_pool, name), grpc_pool.GrpcPoolError)
+    assert issubclass(grpc_pool.InvalidConfig, ValueError)
+    assert issubclass(grpc_pool.WouldEmptyPool, grpc_pool.InvalidConfig)
+    assert issubclass(grpc_pool.PoolTimeout, TimeoutError)
+    assert issubclass(grpc_pool.PooledChannel, grpc.Channel)
