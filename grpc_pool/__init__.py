@@ -1,9 +1,9 @@
 """grpc_pool: a thread-safe pool of grpcio client channels, each on its own TCP connection.
 
-    import grpc_pool
-    with grpc_pool.Pool("localhost:50051", size=4, insecure=True) as pool:
-        pool.wait_ready(timeout=10)
-        stub = MyServiceStub(pool.get_channel())
+import grpc_pool
+with grpc_pool.Pool("localhost:50051", size=4, insecure=True) as pool:
+    pool.wait_ready(timeout=10)
+    stub = MyServiceStub(pool.get_channel())
 """
 
 from __future__ import annotations

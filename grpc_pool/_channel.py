@@ -62,13 +62,29 @@ class _RpcCounter(
         except BaseException:
             self._done()
             raise
+        # Fires at once for a finished blocking call, else when the RPC ends.
         call.add_done_callback(self._done)
         return call
 
-    intercept_unary_unary = _intercept
-    intercept_unary_stream = _intercept
-    intercept_stream_unary = _intercept
-    intercept_stream_stream = _intercept
+    def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        return self._intercept(continuation, client_call_details, request)
+
+    def intercept_unary_stream(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        return self._intercept(continuation, client_call_details, request)
+
+    def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return self._intercept(continuation, client_call_details, request_iterator)
+
+    def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return self._intercept(continuation, client_call_details, request_iterator)
 
 
 class PooledChannel(grpc.Channel):
@@ -160,8 +176,9 @@ class PooledChannel(grpc.Channel):
         return f"<PooledChannel {self.channel_id} target={self.target!r} slot={self.slot}>"
 
 
-def build_channel(config: PoolConfig, credentials: grpc.ChannelCredentials | None,
-                  slot: int, pool_label: str) -> PooledChannel:
+def build_channel(
+    config: PoolConfig, credentials: grpc.ChannelCredentials | None, slot: int, pool_label: str
+) -> PooledChannel:
     """A new channel for ``slot`` on its own TCP connection (local subchannel pool)."""
     channel_id = f"{pool_label}/{slot}/{next(_channel_ids)}"
     options = [o for o in config.options if o[0] not in (LOCAL_SUBCHANNEL_POOL, CHANNEL_ID)]

@@ -14,12 +14,13 @@ from ._errors import InvalidConfig
 if TYPE_CHECKING:
     from ._strategy import Strategy
 
-__all__ = ["PoolConfig", "STRATEGY_NAMES"]
+__all__ = ["STRATEGY_NAMES", "PoolConfig"]
 
 STRATEGY_NAMES = ("round_robin", "random", "power_of_two")
 
 ChannelOption = tuple[str, Any]
-Interceptor = Union[
+# A Union, not X | Y: this alias is evaluated at import time on Python 3.10.
+Interceptor = Union[  # noqa: UP007
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
     grpc.StreamUnaryClientInterceptor,
@@ -114,9 +115,7 @@ def check_count(field_name: str, value: object) -> int:
     return value
 
 
-def _check_number(
-    field_name: str, value: object, allowed: str, ok: Any
-) -> float:
+def _check_number(field_name: str, value: object, allowed: str, ok: Any) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
@@ -161,6 +160,8 @@ def _check_interceptors(interceptors: object) -> tuple[Interceptor, ...]:
 def _check_strategy(strategy: object) -> None:
     if isinstance(strategy, str):
         if strategy not in STRATEGY_NAMES:
-            raise _invalid("strategy", strategy, f"one of {', '.join(STRATEGY_NAMES)} or a Strategy")
+            raise _invalid(
+                "strategy", strategy, f"one of {', '.join(STRATEGY_NAMES)} or a Strategy"
+            )
     elif not callable(getattr(strategy, "pick", None)):
         raise _invalid("strategy", strategy, f"one of {', '.join(STRATEGY_NAMES)} or a Strategy")

@@ -15,15 +15,23 @@ from ._errors import NoChannelAvailable
 from ._pool import Pool
 
 
-def run_demo(seconds: float = 8.0, threads: int = 4, size: int = 4, out: TextIO = sys.stdout) -> int:
+def run_demo(
+    seconds: float = 8.0, threads: int = 4, size: int = 4, out: TextIO = sys.stdout
+) -> int:
     """Run the demo; return the exit code (0 when the pool recovered and served)."""
     server = EchoServer().start()
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
     stop = threading.Event()
     pool = Pool(
-        server.target, size=size, insecure=True, name="demo",
-        backoff_initial=0.2, backoff_max=1.0, connect_timeout=5.0, retire_grace=1.0,
+        server.target,
+        size=size,
+        insecure=True,
+        name="demo",
+        backoff_initial=0.2,
+        backoff_max=1.0,
+        connect_timeout=5.0,
+        retire_grace=1.0,
     )
 
     def load() -> None:
@@ -36,7 +44,7 @@ def run_demo(seconds: float = 8.0, threads: int = 4, size: int = 4, out: TextIO 
             except NoChannelAvailable:
                 kind = "no channel"
             except grpc.RpcError as exc:
-                kind = exc.code().name  # type: ignore[attr-defined]
+                kind = exc.code().name
             with lock:
                 outcomes[kind] += 1
             if kind != "ok":
@@ -66,7 +74,12 @@ def run_demo(seconds: float = 8.0, threads: int = 4, size: int = 4, out: TextIO 
         back_up_at = 0.0
         while (now := time.monotonic()) < started + seconds:
             if not restarted and now >= restart_at:
-                print("\n-- stopping the server for 1 s --" if live else "-- stopping the server for 1 s --", file=out)
+                print(
+                    "\n-- stopping the server for 1 s --"
+                    if live
+                    else "-- stopping the server for 1 s --",
+                    file=out,
+                )
                 server.stop()
                 _wait_state(pool, "down", 5.0)
                 _status_line(pool, outcomes, lock, now - started, out, live)
@@ -75,7 +88,12 @@ def run_demo(seconds: float = 8.0, threads: int = 4, size: int = 4, out: TextIO 
                 back_up_at = time.monotonic()
                 restarted = True
                 recovery.start()
-                print("\n-- server back on the same port --" if live else "-- server back on the same port --", file=out)
+                print(
+                    "\n-- server back on the same port --"
+                    if live
+                    else "-- server back on the same port --",
+                    file=out,
+                )
             _status_line(pool, outcomes, lock, now - started, out, live)
             time.sleep(0.25 if live else 1.0)
         stop.set()
@@ -93,8 +111,11 @@ def run_demo(seconds: float = 8.0, threads: int = 4, size: int = 4, out: TextIO 
     failed = sum(n for k, n in outcomes.items() if k != "ok")
     print("" if not live else "\n", end="", file=out)
     print("summary:", file=out)
-    print(f"  RPCs ok: {outcomes['ok']}  failed: {failed}  "
-          + " ".join(f"{k}={n}" for k, n in sorted(outcomes.items()) if k != "ok"), file=out)
+    print(
+        f"  RPCs ok: {outcomes['ok']}  failed: {failed}  "
+        + " ".join(f"{k}={n}" for k, n in sorted(outcomes.items()) if k != "ok"),
+        file=out,
+    )
     print(f"  reconnects: {stats.reconnects}  distinct server peers: {len(server.peers)}", file=out)
     if recovered_after is None:
         print("  pool did NOT recover to healthy", file=out)
@@ -112,12 +133,15 @@ def _wait_state(pool: Pool, state: str, timeout: float) -> bool:
     return False
 
 
-def _status_line(pool: Pool, outcomes: Counter[str], lock: threading.Lock, t: float,
-                 out: TextIO, live: bool) -> None:
+def _status_line(
+    pool: Pool, outcomes: Counter[str], lock: threading.Lock, t: float, out: TextIO, live: bool
+) -> None:
     status = pool.status()
     with lock:
         ok = outcomes["ok"]
         failed = sum(n for k, n in outcomes.items() if k != "ok")
-    line = (f"t={t:5.1f}s  {status.state:<8} ready={status.current_size}/{status.expected_size}"
-            f"  ok={ok} failed={failed}")
+    line = (
+        f"t={t:5.1f}s  {status.state:<8} ready={status.current_size}/{status.expected_size}"
+        f"  ok={ok} failed={failed}"
+    )
     print(f"\r{line}   " if live else line, end="" if live else "\n", file=out, flush=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["ECHO", "ECHO_STREAM", "EchoServer", "SLOW"]
+__all__ = ["ECHO", "ECHO_STREAM", "SLOW", "EchoServer"]
 
 SERVICE = "grpc_pool.demo.Echo"
 ECHO = f"/{SERVICE}/Echo"
@@ -27,8 +27,13 @@ class EchoServer:
     Restart with ``start()`` after ``stop()`` reuses the same port.
     """
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", workers: int = 32,
-                 options: list[tuple[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        workers: int = 32,
+        options: list[tuple[str, Any]] | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self._workers = workers

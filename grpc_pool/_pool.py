@@ -70,9 +70,8 @@ class Pool:
     def __init__(self, target: str, **options: Any) -> None:
         unknown = sorted(set(options) - _OPTION_NAMES)
         if unknown:
-            raise InvalidConfig(
-                f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_OPTION_NAMES))}"
-            )
+            allowed = ", ".join(sorted(_OPTION_NAMES))
+            raise InvalidConfig(f"unknown option(s) {', '.join(unknown)}; allowed: {allowed}")
         self._start(PoolConfig(target=target, **options))
 
     @classmethod

@@ -40,15 +40,15 @@ class RoundRobin:
 
 
 class Random:
-    """A uniformly random channel."""
+    """A uniformly random channel (C-level random(): no Python frames beyond pick)."""
 
-    __slots__ = ("_choice",)
+    __slots__ = ("_random",)
 
     def __init__(self) -> None:
-        self._choice = random.Random().choice
+        self._random = random.Random().random
 
     def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
-        return self._choice(channels)
+        return channels[int(self._random() * len(channels))]
 
 
 class PowerOfTwo:
@@ -67,7 +67,11 @@ class PowerOfTwo:
             i = int(self._random() * n)
             j = (i + 1 + int(self._random() * (n - 1))) % n
             a, b = channels[i], channels[j]
-            chosen = a if a.load <= b.load else b
+            # Inline of PooledChannel.load: attribute reads, no property calls.
+            ca, cb = a._counter, b._counter
+            load_a = ca.in_flight if ca is not None else a._picks
+            load_b = cb.in_flight if cb is not None else b._picks
+            chosen = a if load_a <= load_b else b
         chosen._picks += 1  # approximate under threads; only a tie-breaker without in-flight
         return chosen
 

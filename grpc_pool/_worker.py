@@ -23,7 +23,7 @@ _READY = grpc.ChannelConnectivity.READY
 _IDLE = grpc.ChannelConnectivity.IDLE
 _CONNECTING = grpc.ChannelConnectivity.CONNECTING
 _LOST = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
-_STOP = object()
+_Event = tuple[str, grpc.ChannelConnectivity]
 # Longest single wait, so a stop flag is seen even if a wake-up were lost.
 _TICK = 5.0
 
@@ -60,7 +60,7 @@ class Worker:
         self._credentials = credentials
         self._pool_name = pool_name
         self._post = post
-        self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[_Event | None] = queue.SimpleQueue()  # None: stop
         self._stopped = False
         self._backoff = Backoff(
             config.backoff_initial,
@@ -78,7 +78,7 @@ class Worker:
     def stop(self) -> None:
         """Ask the thread to end; safe from any thread, returns at once."""
         self._stopped = True
-        self._events.put(_STOP)
+        self._events.put(None)
 
     # -- thread ----------------------------------------------------------------
     def _run(self) -> None:
@@ -129,7 +129,9 @@ class Worker:
 
         return on_state
 
-    def _next_state(self, channel_id: str, deadline: float | None) -> grpc.ChannelConnectivity | None:
+    def _next_state(
+        self, channel_id: str, deadline: float | None
+    ) -> grpc.ChannelConnectivity | None:
         """The next state of this channel; None on stop or when ``deadline`` passes."""
         while not self._stopped:
             wait = _TICK if deadline is None else min(_TICK, deadline - time.monotonic())
@@ -139,11 +141,11 @@ class Worker:
                 item = self._events.get(timeout=wait)
             except queue.Empty:
                 continue
-            if item is _STOP:
+            if item is None:
                 return None
-            cid, state = item  # type: ignore[misc]
+            cid, state = item
             if cid == channel_id:
-                return state  # type: ignore[no-any-return]
+                return state
         return None
 
     def _wait_ready(self, channel: PooledChannel) -> str | None:

@@ -78,7 +78,9 @@ class Writer:
         self._stopping: list[Worker] = []
         self._retiring: list[_Retiring] = []
         self._closing: Close | None = None
-        self.thread = threading.Thread(target=self._run, name=f"grpc_pool-writer-{name}", daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, name=f"grpc_pool-writer-{name}", daemon=True
+        )
 
     def start(self, size: int) -> None:
         self._resize(size)
@@ -161,7 +163,10 @@ class Writer:
         self._table.unregister(slot)
         self._retire(channel)
         self._views[slot] = replace(
-            self._views[slot], state="connecting", channel=None, connected_since=None,
+            self._views[slot],
+            state="connecting",
+            channel=None,
+            connected_since=None,
             last_error=reason,
         )
         self._publish()
@@ -169,7 +174,9 @@ class Writer:
     def _slot_state(self, command: SlotState) -> None:
         view = self._views[command.slot]
         if command.state == "backoff":
-            view = replace(view, state="backoff", failures=view.failures + 1, last_error=command.error)
+            view = replace(
+                view, state="backoff", failures=view.failures + 1, last_error=command.error
+            )
         else:
             view = replace(view, state=command.state)
         self._views[command.slot] = view
@@ -192,6 +199,7 @@ class Writer:
 
     def _victims(self, count: int) -> list[int]:
         """Slots to stop: not ready first, then the least loaded, then the newest."""
+
         def cost(slot: int) -> tuple[int, int, int]:
             channel = self._table.get(slot)
             if channel is None:
@@ -244,7 +252,9 @@ class Writer:
                 if busy:
                     logger.info(
                         "pool %s: closing %s with %d RPCs still in flight after the grace",
-                        self._name, channel.channel_id, busy,
+                        self._name,
+                        channel.channel_id,
+                        busy,
                     )
                 try:
                     channel._close()
@@ -274,7 +284,9 @@ class Writer:
         for worker in self._stopping:
             worker.thread.join(max(0.0, deadline - time.monotonic()))
             if worker.thread.is_alive():
-                logger.warning("pool %s: worker thread %s did not stop", self._name, worker.thread.name)
+                logger.warning(
+                    "pool %s: worker thread %s did not stop", self._name, worker.thread.name
+                )
         # Late posts from workers (a Register racing the stop) hold channels: close them.
         while True:
             try:
@@ -304,4 +316,3 @@ class Writer:
         if pool is not None:
             pool._views = tuple(self._views[s] for s in sorted(self._views))
             pool._retiring = len(self._retiring)
-

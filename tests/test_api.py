@@ -41,16 +41,31 @@ def test_public_classes_live_in_grpc_pool() -> None:
 def test_pool_methods_named_by_the_contract() -> None:
     """The pool API other code relies on exists with these names."""
     for method in (
-        "from_config", "get_channel", "wait_ready", "status", "stats",
-        "scale_up", "scale_down", "resize", "close", "__enter__", "__exit__",
+        "from_config",
+        "get_channel",
+        "wait_ready",
+        "status",
+        "stats",
+        "scale_up",
+        "scale_down",
+        "resize",
+        "close",
+        "__enter__",
+        "__exit__",
     ):
         assert callable(getattr(grpc_pool.Pool, method)), method
 
 
 def test_error_hierarchy() -> None:
     """One root; argument errors are ValueErrors, timeouts are TimeoutErrors."""
-    for name in ("InvalidConfig", "NoChannelAvailable", "PoolClosed", "PoolTimeout",
-                 "ScalingInProgress", "WouldEmptyPool"):
+    for name in (
+        "InvalidConfig",
+        "NoChannelAvailable",
+        "PoolClosed",
+        "PoolTimeout",
+        "ScalingInProgress",
+        "WouldEmptyPool",
+    ):
         assert issubclass(getattr(grpc_pool, name), grpc_pool.GrpcPoolError)
     assert issubclass(grpc_pool.InvalidConfig, ValueError)
     assert issubclass(grpc_pool.WouldEmptyPool, grpc_pool.InvalidConfig)

@@ -45,7 +45,8 @@ BAD_OPTIONS: list[tuple[str, Any]] = [
 
 @pytest.mark.parametrize(("field", "value"), BAD_OPTIONS)
 def test_bad_option_names_field_value_and_allowed(field: str, value: Any) -> None:
-    """Each bad option raises InvalidConfig (a ValueError) naming field and value; no thread starts."""
+    """Each bad option raises InvalidConfig (a ValueError) naming field and value;
+    no thread starts."""
     threads_before = threading.active_count()
     with pytest.raises(grpc_pool.InvalidConfig) as info:
         grpc_pool.Pool("127.0.0.1:1", **{"insecure": True, field: value})

@@ -60,7 +60,9 @@ def test_get_channel_raises_at_once_when_down(make_pool: Any, dead_target: str) 
     assert pool.status() == grpc_pool.PoolStatus(2, 0, "down")
 
 
-def test_get_channel_with_timeout_returns_when_server_comes_up(make_pool: Any, dead_target: str) -> None:
+def test_get_channel_with_timeout_returns_when_server_comes_up(
+    make_pool: Any, dead_target: str
+) -> None:
     """A caller waiting in get_channel(timeout=...) gets a working channel once the server is up."""
     pool = make_pool(dead_target, size=2)
     got: list[Any] = []
@@ -86,8 +88,11 @@ def test_wait_ready_raises_pool_timeout(make_pool: Any, dead_target: str) -> Non
     with pytest.raises(TimeoutError) as info:
         pool.wait_ready(timeout=0.3)
     assert isinstance(info.value, grpc_pool.PoolTimeout)
+    wait_until(lambda: pool.stats().slots[0].failures >= 1, 10, "a failed attempt")
     slot = pool.stats().slots[0]
-    assert slot.last_error is not None and slot.state in ("connecting", "backoff")
+    assert slot.last_error is not None and "while connecting" in slot.last_error
+    with pytest.raises(grpc_pool.NoChannelAvailable, match="last errors"):
+        pool.get_channel()
 
 
 def test_wait_ready_min_ready(make_pool: Any, server: EchoServer) -> None:
@@ -124,7 +129,9 @@ def test_restart_goes_down_then_healthy(make_pool: Any, server: EchoServer, grac
 def test_long_outage_keeps_retrying(make_pool: Any, dead_target: str) -> None:
     """A worker never gives up: many failures in a row, every slot still retrying."""
     pool = make_pool(dead_target, size=2, backoff_initial=0.01, backoff_max=0.02)
-    wait_until(lambda: all(s.failures >= 10 for s in pool.stats().slots), 20, "10 failures per slot")
+    wait_until(
+        lambda: all(s.failures >= 10 for s in pool.stats().slots), 20, "10 failures per slot"
+    )
     assert len([t for t in threading.enumerate() if t.name.startswith("grpc_pool-worker-")]) == 2
     host, port = dead_target.rsplit(":", 1)
     with EchoServer(port=int(port), host=host):

@@ -60,11 +60,15 @@ TestSlotTable = SlotTableMachine.TestCase
 TestSlotTable.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 
 
-def test_concurrent_register_unregister_through_the_writer(make_pool: Any, dead_target: str) -> None:
+def test_concurrent_register_unregister_through_the_writer(
+    make_pool: Any, dead_target: str
+) -> None:
     """16 threads post Register/Lost for their own slot at once; the published
     snapshot ends up exactly the channels each thread last registered."""
     slots = 16
-    pool = make_pool(dead_target, size=slots, retire_grace=0.0, backoff_initial=5.0, backoff_max=5.0)
+    pool = make_pool(
+        dead_target, size=slots, retire_grace=0.0, backoff_initial=5.0, backoff_max=5.0
+    )
     writer = pool._writer
     workers = pool._call(lambda: dict(writer._workers))
     channels = {s: [build_channel(pool.config, None, s, "test") for _ in range(3)] for s in workers}

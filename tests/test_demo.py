@@ -1,0 +1,33 @@
+"""The main job: ``python -m grpc_pool demo`` runs on an embedded server and recovers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_demo_runs_and_recovers() -> None:
+    """The demo exits 0, prints a summary with RPC counts and the time to recover."""
+    result = subprocess.run(
+        [sys.executable, "-m", "grpc_pool", "demo", "--seconds", "3", "--threads", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "summary:" in out and "RPCs ok:" in out
+    assert "time to recover" in out and "did NOT recover" not in out
+    assert "distinct server peers: 8" in out  # 4 slots, before and after the restart
+
+
+def test_demo_rejects_bad_arguments() -> None:
+    """Bad arguments give a one-line usage error and exit code 2, not a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "grpc_pool", "demo", "--size", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "--size" in result.stderr

@@ -1,0 +1,130 @@
+"""Strategies pick only from the snapshot they were given, never raise on a
+snapshot that shrank, and balance as documented."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import grpc_pool
+from grpc_pool._echo import ECHO, SLOW, EchoServer
+from grpc_pool._strategy import PowerOfTwo, Random, RoundRobin
+
+from .conftest import wait_until
+
+
+class _Item:
+    """Stands in for a channel in pure selection tests: in-flight count, or picks if None."""
+
+    def __init__(self, in_flight: int | None = None) -> None:
+        self._picks = 0
+        self._counter = None if in_flight is None else SimpleNamespace(in_flight=in_flight)
+
+
+@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=30))
+def test_builtin_strategies_pick_from_any_snapshot(sizes: list[int]) -> None:
+    """Over snapshots that grow and shrink between calls, every pick is an item of that snapshot."""
+    strategies = [RoundRobin(), Random(), PowerOfTwo()]
+    for n in sizes:
+        items = tuple(_Item() for _ in range(n))
+        for strategy in strategies:
+            assert strategy.pick(items) in items  # type: ignore[arg-type]
+
+
+def test_round_robin_is_even_across_threads() -> None:
+    """8 threads x 1000 picks over 4 items: each item exactly 2000 times (atomic counter)."""
+    items = tuple(_Item() for _ in range(4))
+    rr = RoundRobin()
+    counts: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def run() -> None:
+        local: Counter[int] = Counter(id(rr.pick(items)) for _ in range(1000))  # type: ignore[arg-type]
+        with lock:
+            counts.update(local)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(counts.values()) == [2000] * 4
+
+
+def test_power_of_two_avoids_the_loaded_channel() -> None:
+    """With two channels, the one with fewer RPCs in flight is always chosen."""
+    busy, free = _Item(in_flight=5), _Item(in_flight=0)
+    p2c = PowerOfTwo()
+    assert all(p2c.pick((busy, free)) is free for _ in range(200))  # type: ignore[arg-type]
+
+
+def test_power_of_two_without_in_flight_balances_picks() -> None:
+    """Without RPC counting, power_of_two evens out how often each channel is picked."""
+    items = tuple(_Item() for _ in range(4))
+    p2c = PowerOfTwo()
+    for _ in range(400):
+        p2c.pick(items)  # type: ignore[arg-type]
+    assert max(i._picks for i in items) - min(i._picks for i in items) <= 2
+
+
+def test_power_of_two_counts_real_rpcs(make_pool: Any, server: EchoServer) -> None:
+    """In a real pool, power_of_two steers new calls away from a channel with slow RPCs."""
+    pool = make_pool(server.target, size=2, strategy="power_of_two")
+    pool.wait_ready(timeout=10, min_ready=2)
+    loaded = pool._snapshot[0]
+    calls = [loaded.unary_unary(SLOW).future(b"1", timeout=10) for _ in range(3)]
+    wait_until(lambda: loaded.in_flight == 3, 5, "3 RPCs in flight")
+    picks = [pool.get_channel() for _ in range(50)]
+    assert loaded not in picks
+    assert [c.result(timeout=10) for c in calls] == [b"1"] * 3
+    assert loaded.in_flight == 0 and loaded.rpcs_total == 3
+
+
+@pytest.mark.parametrize("name", ["round_robin", "random", "power_of_two"])
+def test_named_strategies_serve_rpcs(make_pool: Any, server: EchoServer, name: str) -> None:
+    pool = make_pool(server.target, size=3, strategy=name)
+    pool.wait_ready(timeout=10, min_ready=3)
+    for _ in range(30):
+        assert pool.get_channel().unary_unary(ECHO)(b"s", timeout=5) == b"s"
+
+
+def test_custom_strategy_is_used(make_pool: Any, server: EchoServer) -> None:
+    """An object with pick(channels) is a Strategy and decides every pick."""
+
+    class Last:
+        def pick(self, channels: Sequence[grpc_pool.PooledChannel]) -> grpc_pool.PooledChannel:
+            return channels[-1]
+
+    assert isinstance(Last(), grpc_pool.Strategy)
+    pool = make_pool(server.target, size=3, strategy=Last())
+    pool.wait_ready(timeout=10, min_ready=3)
+    assert {id(pool.get_channel()) for _ in range(10)} == {id(pool._snapshot[-1])}
+
+
+def test_failing_custom_strategy_falls_back(
+    make_pool: Any, server: EchoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A strategy that raises or returns a stranger is logged; the caller still
+    gets a ready channel."""
+
+    class Broken:
+        calls = 0
+
+        def pick(self, channels: Sequence[grpc_pool.PooledChannel]) -> Any:
+            Broken.calls += 1
+            if Broken.calls % 2:
+                raise RuntimeError("injected")
+            return "not a channel"
+
+    pool = make_pool(server.target, size=2, strategy=Broken())
+    pool.wait_ready(timeout=10, min_ready=2)
+    for _ in range(4):
+        assert pool.get_channel() is pool._snapshot[0]
+    assert "injected" in caplog.text and "not one of the ready channels" in caplog.text
