@@ -94,7 +94,7 @@ class PooledChannel(grpc.Channel):
     closes channels itself, after draining), so a caller cannot break the pool.
     """
 
-    __slots__ = ("_counter", "_picks", "_raw", "_rpc", "channel_id", "slot", "target")
+    __slots__ = ("_counter", "_picks", "_raw", "_rpc", "_stubs", "channel_id", "slot", "target")
 
     def __init__(
         self,
@@ -109,6 +109,7 @@ class PooledChannel(grpc.Channel):
         self._rpc = rpc
         self._counter = counter
         self._picks = 0
+        self._stubs: dict[Any, Any] = {}  # Pool.stub() cache: dies with the channel
         self.slot = slot
         self.target = target
         self.channel_id = channel_id

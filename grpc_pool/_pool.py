@@ -30,6 +30,7 @@ from ._writer import SlotView, Writer
 __all__ = ["Pool"]
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 _pool_numbers = itertools.count(1)
 _OPTION_NAMES = frozenset(f.name for f in fields(PoolConfig)) - {"target"}
@@ -116,6 +117,22 @@ class Pool:
         if channels and timeout is None:
             return self._pick(channels)
         return self._get_slow(timeout)
+
+    def stub(self, stub_class: Callable[[grpc.Channel], S], timeout: float | None = None) -> S:
+        """A ``stub_class`` stub bound to the channel picked for this call.
+
+        Stubs are cached per channel (generated stubs build every method in
+        ``__init__``), so this costs a dict lookup after the first call. The
+        cache lives on the channel: a stub of a retired channel is never handed
+        out, because a retired channel is never picked.
+        timeout: as for ``get_channel``.
+        """
+        channel = self.get_channel(timeout)
+        stubs = channel._stubs
+        stub = stubs.get(stub_class)
+        if stub is None:
+            stub = stubs[stub_class] = stub_class(channel)
+        return stub  # type: ignore[no-any-return]
 
     def _get_slow(self, timeout: float | None) -> PooledChannel:
         if timeout is not None:
