@@ -132,7 +132,7 @@ class Pool:
         stub = stubs.get(stub_class)
         if stub is None:
             stub = stubs[stub_class] = stub_class(channel)
-        return stub  # type: ignore[no-any-return]
+        return stub
 
     def _get_slow(self, timeout: float | None) -> PooledChannel:
         if timeout is not None:
