@@ -1,31 +1,61 @@
-"""Command line: ``python -m grpc_pool demo``."""
+"""Command line: ``python -m grpc_pool COMMAND`` (also the ``grpc-pool`` script)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Callable
+
+# Each command: (name, help, add_arguments(parser), run(args) -> exit code).
+Command = tuple[
+    str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]
+]
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=8.0, help="run time (default 8)")
+    parser.add_argument("--threads", type=int, default=4, help="load threads (default 4)")
+    parser.add_argument("--size", type=int, default=4, help="pool size (default 4)")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    if args.seconds <= 0 or args.threads < 1 or args.size < 1:
+        raise SystemExit(
+            "python -m grpc_pool demo: error: --seconds must be > 0, --threads and --size >= 1"
+        )
+    return run_demo(seconds=args.seconds, threads=args.threads, size=args.size)
+
+
+COMMANDS: list[Command] = [
+    (
+        "demo",
+        "pool against an embedded loopback echo server that restarts mid-run",
+        _demo_arguments,
+        _demo,
+    ),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
+    # gRPC core logs every GOAWAY at INFO; the commands cause them on purpose.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     parser = argparse.ArgumentParser(prog="python -m grpc_pool", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser(
-        "demo", help="pool against an embedded loopback echo server that restarts mid-run"
-    )
-    demo.add_argument("--seconds", type=float, default=8.0, help="run time (default 8)")
-    demo.add_argument("--threads", type=int, default=4, help="load threads (default 4)")
-    demo.add_argument("--size", type=int, default=4, help="pool size (default 4)")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    runners: dict[str, Callable[[argparse.Namespace], int]] = {}
+    for name, help_text, add_arguments, run in COMMANDS:
+        add_arguments(subparsers.add_parser(name, help=help_text, description=help_text))
+        runners[name] = run
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        # gRPC core logs every GOAWAY at INFO; the demo causes them on purpose.
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-        from ._demo import run_demo
-
-        if args.seconds <= 0 or args.threads < 1 or args.size < 1:
-            parser.error("--seconds must be > 0, --threads and --size >= 1")
-        return run_demo(seconds=args.seconds, threads=args.threads, size=args.size)
-    return 2  # pragma: no cover
+    try:
+        return runners[args.command](args)
+    except SystemExit as exc:  # a user error: one line, exit 2, no traceback
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":
