@@ -12,6 +12,22 @@ import logging
 
 from ._channel import PooledChannel
 from ._config import PoolConfig
+from ._events import (
+    ChannelConnectedEvent,
+    ChannelDisconnectedEvent,
+    ConnectionFailedEvent,
+    GetChannelEvent,
+    HealthCheckEvent,
+    PoolClosedEvent,
+    PoolEvent,
+    PoolStartedEvent,
+    ReconnectScheduledEvent,
+    ResizeEvent,
+    ScaleDownEvent,
+    ScaleEvent,
+    ScaleUpEvent,
+    StatusEvent,
+)
 from ._errors import (
     GrpcPoolError,
     InvalidConfig,
@@ -28,18 +44,32 @@ from ._strategy import Strategy
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChannelConnectedEvent",
+    "ChannelDisconnectedEvent",
+    "ConnectionFailedEvent",
+    "GetChannelEvent",
     "GrpcPoolError",
+    "HealthCheckEvent",
     "InvalidConfig",
     "NoChannelAvailable",
     "Pool",
     "PoolClosed",
+    "PoolClosedEvent",
     "PoolConfig",
+    "PoolEvent",
+    "PoolStartedEvent",
     "PoolStats",
     "PoolStatus",
     "PoolTimeout",
     "PooledChannel",
+    "ReconnectScheduledEvent",
+    "ResizeEvent",
+    "ScaleDownEvent",
+    "ScaleEvent",
+    "ScaleUpEvent",
     "ScalingInProgress",
     "SlotStats",
+    "StatusEvent",
     "Strategy",
     "WouldEmptyPool",
     "__version__",

@@ -41,6 +41,7 @@ class Register:
     worker: object
     slot: int
     channel: PooledChannel
+    duration: float  # seconds from the attempt's start (or from going IDLE) to READY
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class Lost:
     slot: int
     channel: PooledChannel
     reason: str
+    retry_in: float  # the worker's delay before its next attempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ class Resize:
 
     target: Callable[[int], int]
     reply: Reply
+    operation: str = "resize"  # scale_up, scale_down or resize (the event's name)
+    requested: int = 0
 
 
 @dataclass(frozen=True, slots=True)

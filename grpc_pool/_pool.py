@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields
+from itertools import count
 from typing import Any, TypeVar
 
 import grpc
@@ -15,6 +17,7 @@ import grpc
 from ._channel import PooledChannel
 from ._commands import Call, Close, Reply, Resize
 from ._config import PoolConfig, check_count, check_seconds
+from ._events import Dispatcher, GetChannelEvent, Listener
 from ._errors import (
     InvalidConfig,
     NoChannelAvailable,
@@ -28,6 +31,8 @@ from ._strategy import resolve_strategy
 from ._writer import SlotView, Writer
 
 __all__ = ["Pool"]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -51,6 +56,8 @@ class Pool:
         "__weakref__",
         "_closed",
         "_config",
+        "_events",
+        "_plain_pick",
         "_expected",
         "_finalizer",
         "_pick",
@@ -64,6 +71,7 @@ class Pool:
     )
 
     _snapshot: tuple[PooledChannel, ...]
+    _pick: Callable[[Sequence[PooledChannel]], PooledChannel]
     _expected: int
     _views: tuple[SlotView, ...]
     _retiring: int
@@ -91,9 +99,11 @@ class Pool:
             credentials = None
         else:
             credentials = config.credentials or grpc.ssl_channel_credentials()
-        self._pick: Callable[[tuple[PooledChannel, ...]], PooledChannel] = resolve_strategy(
+        self._plain_pick: Callable[[Sequence[PooledChannel]], PooledChannel] = resolve_strategy(
             config.strategy
         ).pick
+        self._pick = self._plain_pick
+        self._events = Dispatcher(self.name)
         self._snapshot = ()
         self._expected = 0
         self._views = ()
@@ -101,8 +111,11 @@ class Pool:
         self._closed = False
         self._ready = threading.Condition()
         self._scaling = threading.Lock()
-        self._writer = Writer(self, config, credentials, self.name, self._ready)
-        self._finalizer = weakref.finalize(self, _abandon, self._writer.queue)
+        self._writer = Writer(self, config, credentials, self.name, self._ready, self._events)
+        self._finalizer = weakref.finalize(self, _abandon, self._writer.queue, self._events)
+        for listener in config.listeners:
+            self._events.add(listener)
+        self._update_pick()
         self._writer.start(config.size)
 
     # -- readers -------------------------------------------------------------------
@@ -134,12 +147,53 @@ class Pool:
             stub = stubs[stub_class] = stub_class(channel)
         return stub
 
+    # -- events --------------------------------------------------------------------
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(event)`` for every ``PoolEvent`` of this pool.
+
+        Listeners run on a thread of their own (one per listener), never on the
+        caller's thread, except that building a sampled ``GetChannelEvent``
+        happens in ``get_channel``. A listener that raises is logged; one that
+        blocks only delays (and past 10 000 pending, loses) its own events.
+        """
+        if self._closed:
+            raise PoolClosed("pool is closed", self)
+        self._events.add(listener)
+        self._update_pick()
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``; events already queued for it are delivered first."""
+        self._events.remove(listener)
+        self._update_pick()
+
+    def _update_pick(self) -> None:
+        """The sampling picker only while someone listens: get_channel pays nothing otherwise."""
+        rate = self._config.telemetry_sample_rate
+        if not rate or not self._events.deliveries:
+            self._pick = self._plain_pick
+            return
+        plain, emit, name, counter = self._plain_pick, self._events.emit, self.name, count()
+
+        def sampled(channels: Sequence[PooledChannel]) -> PooledChannel:
+            channel = plain(channels)
+            if next(counter) % rate == 0:
+                event = GetChannelEvent(
+                    pool=name, at=time.monotonic(), available=len(channels), slot=channel.slot
+                )
+                emit(event)
+            return channel
+
+        self._pick = sampled
+
     def _get_slow(self, timeout: float | None) -> PooledChannel:
         if timeout is not None:
             check_seconds("timeout", timeout)
         channels = self._wait_for(1, timeout)
         if channels is None:
-            raise self._not_available(timeout)
+            error = self._not_available(timeout)
+            if timeout:
+                logger.warning("%s", error)
+            raise error
         return self._pick(channels)
 
     def _wait_for(self, count: int, timeout: float | None) -> tuple[PooledChannel, ...] | None:
@@ -179,9 +233,11 @@ class Pool:
                 self,
             )
         if self._wait_for(min_ready, timeout) is None:
-            raise PoolTimeout(
+            error = PoolTimeout(
                 f"{len(self._snapshot)} of {min_ready} channels ready after {timeout:g}s", self
             )
+            logger.warning("%s", error)
+            raise error
         return self.status()
 
     def status(self) -> PoolStatus:
@@ -194,17 +250,19 @@ class Pool:
         channels = self._snapshot
         index = {id(c): i for i, c in enumerate(channels)}
         slots = tuple(_slot_stats(v, self._config.target, index) for v in self._views)
-        counted = [s.in_flight for s in slots if s.in_flight is not None]
-        connects = sum(s.connects for s in slots)
+        tracked = self._config.track_in_flight
         return PoolStats(
             name=self.name,
             target=self._config.target,
             status=self.status(),
             slots=slots,
-            connects=connects,
+            connects=sum(s.connects for s in slots),
             reconnects=sum(s.reconnects for s in slots),
+            disconnects=sum(s.disconnects for s in slots),
+            connect_failures=sum(s.connect_failures for s in slots),
             retiring=self._retiring,
-            in_flight=sum(counted) if self._config.track_in_flight else None,
+            in_flight=sum(s.in_flight or 0 for s in slots) if tracked else None,
+            events_dropped=self._events.dropped,
         )
 
     @property
@@ -215,7 +273,7 @@ class Pool:
     def scale_up(self, n: int) -> int:
         """Add ``n`` slots (an int >= 1); return the new expected size."""
         check_count("n", n)
-        return self._scale(lambda size: size + n)
+        return self._scale(lambda size: size + n, "scale_up", n)
 
     def scale_down(self, n: int) -> int:
         """Remove ``n`` slots (an int >= 1), not-ready and least loaded first.
@@ -234,14 +292,14 @@ class Pool:
                 )
             return size - n
 
-        return self._scale(target)
+        return self._scale(target, "scale_down", n)
 
     def resize(self, size: int) -> int:
         """Set the expected size (an int >= 1); return it."""
         check_count("size", size)
-        return self._scale(lambda _: size)
+        return self._scale(lambda _: size, "resize", size)
 
-    def _scale(self, target: Callable[[int], int]) -> int:
+    def _scale(self, target: Callable[[int], int], operation: str, requested: int) -> int:
         if not self._scaling.acquire(blocking=False):
             raise ScalingInProgress("another scaling call is running", self)
         try:
@@ -249,7 +307,7 @@ class Pool:
                 raise PoolClosed("pool is closed", self)
             reply = Reply()
             # The writer computes the target: no other writer-side change can interleave.
-            self._writer.queue.put(Resize(target, reply))
+            self._writer.queue.put(Resize(target, reply, operation, requested))
             return int(self._await(reply))
         finally:
             self._scaling.release()
@@ -286,6 +344,9 @@ class Pool:
             writer.queue.put(Close(grace, Reply()))
         if threading.current_thread() is not writer.thread:
             writer.thread.join(grace + _CLOSE_SLACK)
+            if writer.thread.is_alive():
+                logger.warning("%r: writer did not finish closing in time", self)
+        self._events.close()  # after the writer: the pool_closed event is delivered
 
     def __enter__(self) -> Pool:
         return self
@@ -314,12 +375,16 @@ def _slot_stats(view: SlotView, target: str, index: dict[int, int]) -> SlotStats
         connects=view.connects,
         reconnects=max(0, view.connects - 1),
         failures=view.failures,
+        disconnects=view.disconnects,
+        connect_failures=view.connect_failures,
+        retry_delay=view.retry_delay,
         last_error=view.last_error,
         in_flight=channel.in_flight if channel is not None else None,
         rpcs_total=channel.rpcs_total if channel is not None else None,
     )
 
 
-def _abandon(commands: Any) -> None:
+def _abandon(commands: Any, events: Dispatcher) -> None:
     """A pool collected (or alive at exit) without close(): stop its threads."""
     commands.put(Close(0.0, Reply()))
+    events.close()

@@ -40,6 +40,9 @@ class SlotStats:
     connected_since: ``time.monotonic()`` when the current channel became ready.
     connects: how many times this slot became ready; reconnects = connects - 1.
     failures: failed connection attempts in a row now.
+    disconnects: ready channels of this slot that were lost.
+    connect_failures: failed connection attempts in all.
+    retry_delay: the last backoff delay chosen (seconds), None before any.
     last_error: why the last attempt failed or the last connection was lost.
     in_flight / rpcs_total: RPCs on the current channel (None when not counted).
     """
@@ -53,6 +56,9 @@ class SlotStats:
     connects: int
     reconnects: int
     failures: int
+    disconnects: int
+    connect_failures: int
+    retry_delay: float | None
     last_error: str | None
     in_flight: int | None
     rpcs_total: int | None
@@ -62,7 +68,10 @@ class SlotStats:
 class PoolStats:
     """A snapshot of the whole pool: its status, one ``SlotStats`` per slot, and totals.
 
+    Totals over the current slots: connects, reconnects, disconnects,
+    connect_failures, in_flight (None when not counted).
     retiring: channels out of rotation that are draining before close.
+    events_dropped: events not delivered to a listener that did not keep up.
     """
 
     name: str
@@ -71,5 +80,8 @@ class PoolStats:
     slots: tuple[SlotStats, ...]
     connects: int
     reconnects: int
+    disconnects: int
+    connect_failures: int
     retiring: int
     in_flight: int | None
+    events_dropped: int

@@ -44,8 +44,8 @@ class Random:
 
     __slots__ = ("_random",)
 
-    def __init__(self) -> None:
-        self._random = random.Random().random
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._random = (rng or random.Random()).random
 
     def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
         return channels[int(self._random() * len(channels))]
@@ -56,8 +56,8 @@ class PowerOfTwo:
 
     __slots__ = ("_random",)
 
-    def __init__(self) -> None:
-        self._random = random.Random().random
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._random = (rng or random.Random()).random
 
     def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
         n = len(channels)

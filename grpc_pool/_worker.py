@@ -62,6 +62,7 @@ class Worker:
         self._post = post
         self._events: queue.SimpleQueue[_Event | None] = queue.SimpleQueue()  # None: stop
         self._stopped = False
+        self._failures = 0
         self._backoff = Backoff(
             config.backoff_initial,
             config.backoff_multiplier,
@@ -92,6 +93,7 @@ class Worker:
 
     def _one_connection(self) -> None:
         self._post(SlotState(self, self.slot, "connecting"))
+        started = time.monotonic()
         channel = build_channel(self._config, self._credentials, self.slot, self._pool_name)
         callback = self._subscriber(channel.channel_id)
         channel.subscribe(callback, try_to_connect=True)
@@ -99,7 +101,8 @@ class Worker:
         try:
             error = self._wait_ready(channel)
             if error is None:
-                self._post(Register(self, self.slot, channel))
+                self._failures = 0
+                self._post(Register(self, self.slot, channel, time.monotonic() - started))
                 registered = True
                 up_since = time.monotonic()
                 reason = self._watch(channel)
@@ -113,12 +116,15 @@ class Worker:
             return
         if reason is None:  # stopped: the writer retires the registered channel
             return
-        self._post(Lost(self, self.slot, channel, reason))
-        logger.info("pool %s slot %d: connection lost (%s)", self._pool_name, self.slot, reason)
         if time.monotonic() - up_since >= self._config.backoff_initial:
             self._backoff.reset()  # it was stable: reconnect at once
+            delay = 0.0
         else:
-            self._sleep(self._backoff.next_delay())  # flapping: keep backing off
+            delay = self._backoff.next_delay()  # flapping: keep backing off
+        self._post(Lost(self, self.slot, channel, reason, delay))
+        self._log(logging.INFO, "connection lost (%s)", reason)
+        if delay:
+            self._sleep(delay)
 
     def _subscriber(self, channel_id: str) -> Callable[[grpc.ChannelConnectivity], None]:
         put = self._events.put
@@ -175,7 +181,8 @@ class Worker:
                 return f"no connection within {timeout:g}s after going IDLE"
             if state is _READY:
                 if deadline is not None:  # reconnected after IDLE: a new connection
-                    self._post(Register(self, self.slot, channel))
+                    took = time.monotonic() - (deadline - timeout)
+                    self._post(Register(self, self.slot, channel, took))
                 deadline = None
             elif state in _LOST:
                 return state.name
@@ -187,11 +194,18 @@ class Worker:
 
     def _fail(self, error: str) -> None:
         delay = self._backoff.next_delay()
+        self._failures += 1
         self._post(SlotState(self, self.slot, "backoff", error=error, delay=delay))
-        logger.debug(
-            "pool %s slot %d: %s; retrying in %.2fs", self._pool_name, self.slot, error, delay
-        )
+        # The first failure in a row is news; the repeats of an outage are noise.
+        level = logging.WARNING if self._failures == 1 else logging.DEBUG
+        self._log(level, "cannot connect (%s); retrying in %.2fs", error, delay)
         self._sleep(delay)
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        if self._config.suppress_connection_errors:
+            level = logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(level, "pool %s slot %d: " + message, self._pool_name, self.slot, *args)
 
     def _sleep(self, delay: float) -> None:
         # No channel has id "": this returns on stop or when the delay is over.

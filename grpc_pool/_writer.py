@@ -16,7 +16,19 @@ from ._channel import PooledChannel
 from ._commands import Call, Close, Lost, Register, Reply, Resize, SlotState, Wake
 from ._config import PoolConfig
 from ._errors import PoolClosed
+from ._events import (
+    ChannelConnectedEvent,
+    ChannelDisconnectedEvent,
+    ConnectionFailedEvent,
+    Dispatcher,
+    PoolClosedEvent,
+    PoolStartedEvent,
+    ReconnectScheduledEvent,
+    SCALE_EVENTS,
+    StatusEvent,
+)
 from ._slots import SlotTable
+from ._stats import pool_state
 from ._worker import Worker
 
 if TYPE_CHECKING:
@@ -41,6 +53,9 @@ class SlotView:
     connects: int = 0
     failures: int = 0
     last_error: str | None = None
+    disconnects: int = 0
+    connect_failures: int = 0
+    retry_delay: float | None = None
 
 
 @dataclass(slots=True)
@@ -65,6 +80,7 @@ class Writer:
         credentials: grpc.ChannelCredentials | None,
         name: str,
         ready: threading.Condition,
+        events: Dispatcher,
     ) -> None:
         self.queue: queue.Queue[object] = queue.Queue()
         self._pool_ref = weakref.ref(pool)
@@ -72,6 +88,8 @@ class Writer:
         self._credentials = credentials
         self._name = name
         self._ready = ready
+        self._events = events
+        self._next_status = time.monotonic() + config.status_interval
         self._table: SlotTable[int, PooledChannel] = SlotTable()
         self._workers: dict[int, Worker] = {}
         self._views: dict[int, SlotView] = {}
@@ -83,9 +101,16 @@ class Writer:
         )
 
     def start(self, size: int) -> None:
+        if self._events.deliveries:
+            self._emit(PoolStartedEvent, size=size, target=self._config.target)
         self._resize(size)
         self._publish()
         self.thread.start()
+
+    def _emit(self, kind: Any, **fields: Any) -> None:
+        """Build and dispatch an event, only when someone listens."""
+        if self._events.deliveries:
+            self._events.emit(kind(pool=self._name, at=time.monotonic(), **fields))
 
     # -- loop ------------------------------------------------------------------
     def _run(self) -> None:
@@ -98,6 +123,7 @@ class Writer:
                 if command is not None:
                     self._handle(command)
                 self._reap()
+                self._report_status()
             except Exception:  # the writer must survive anything
                 logger.exception("pool %s: writer failed on %r; going on", self._name, command)
             if self._closing is not None and not self._retiring:
@@ -105,9 +131,27 @@ class Writer:
         self._finish_close(self._closing)
 
     def _next_timeout(self) -> float | None:
-        if not self._retiring:
+        deadlines = [r.deadline for r in self._retiring]
+        if self._config.status_interval and self._closing is None:
+            deadlines.append(self._next_status)
+        if not deadlines:
             return None
-        return max(0.0, min(r.deadline for r in self._retiring) - time.monotonic())
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _report_status(self) -> None:
+        """The periodic status event, with the sizes as they are now (not as configured)."""
+        interval = self._config.status_interval
+        now = time.monotonic()
+        if not interval or now < self._next_status or self._closing is not None:
+            return
+        self._next_status = now + interval
+        expected, current = len(self._workers), len(self._table)
+        self._emit(
+            StatusEvent,
+            expected_size=expected,
+            current_size=current,
+            state=pool_state(expected, current),
+        )
 
     def _handle(self, command: object) -> None:
         if isinstance(command, (Register, Lost, SlotState)):
@@ -116,13 +160,13 @@ class Writer:
                     self._retire(command.channel, published=False)
                 return
             if isinstance(command, Register):
-                self._register(command.slot, command.channel)
+                self._register(command.slot, command.channel, command.duration)
             elif isinstance(command, Lost):
-                self._lost(command.slot, command.channel, command.reason)
+                self._lost(command)
             else:
                 self._slot_state(command)
         elif isinstance(command, Resize):
-            self._reply(command.reply, lambda: self._resize(command.target(len(self._workers))))
+            self._reply(command.reply, lambda: self._scale(command))
         elif isinstance(command, Call):
             self._reply(command.reply, command.fn)
         elif isinstance(command, Close):
@@ -138,7 +182,7 @@ class Writer:
             reply.set(error=exc)
 
     # -- layout ----------------------------------------------------------------
-    def _register(self, slot: int, channel: PooledChannel) -> None:
+    def _register(self, slot: int, channel: PooledChannel, duration: float) -> None:
         if self._closing is not None:
             self._retire(channel, published=False)
             return
@@ -146,6 +190,13 @@ class Writer:
         if old is not None and old is not channel:
             self._retire(old)
         view = self._views[slot]
+        self._emit(
+            ChannelConnectedEvent,
+            slot=slot,
+            channel_id=channel.channel_id,
+            duration=duration,
+            reconnect=view.connects > 0,
+        )
         self._views[slot] = replace(
             view,
             state="ready",
@@ -157,30 +208,75 @@ class Writer:
         logger.info("pool %s slot %d: ready (%s)", self._name, slot, channel.channel_id)
         self._publish()
 
-    def _lost(self, slot: int, channel: PooledChannel, reason: str) -> None:
+    def _lost(self, command: Lost) -> None:
+        slot, channel, reason = command.slot, command.channel, command.reason
         if self._table.get(slot) is not channel:
             return
         self._table.unregister(slot)
         self._retire(channel)
+        view = self._views[slot]
+        since = view.connected_since
         self._views[slot] = replace(
-            self._views[slot],
+            view,
             state="connecting",
             channel=None,
             connected_since=None,
             last_error=reason,
+            disconnects=view.disconnects + 1,
+            retry_delay=command.retry_in,
         )
         self._publish()
+        self._emit(
+            ChannelDisconnectedEvent,
+            slot=slot,
+            channel_id=channel.channel_id,
+            reason=reason,
+            connected_for=time.monotonic() - since if since is not None else 0.0,
+        )
+        self._emit(
+            ReconnectScheduledEvent, slot=slot, delay=command.retry_in, attempt=1, reason=reason
+        )
 
     def _slot_state(self, command: SlotState) -> None:
         view = self._views[command.slot]
         if command.state == "backoff":
+            error = command.error or "unknown"
+            delay = command.delay or 0.0
             view = replace(
-                view, state="backoff", failures=view.failures + 1, last_error=command.error
+                view,
+                state="backoff",
+                failures=view.failures + 1,
+                connect_failures=view.connect_failures + 1,
+                last_error=error,
+                retry_delay=delay,
+            )
+            self._emit(
+                ConnectionFailedEvent, slot=command.slot, error=error, failures=view.failures
+            )
+            self._emit(
+                ReconnectScheduledEvent,
+                slot=command.slot,
+                delay=delay,
+                attempt=view.failures + 1,
+                reason=error,
             )
         else:
             view = replace(view, state=command.state)
         self._views[command.slot] = view
         self._publish_views()
+
+    def _scale(self, command: Resize) -> int:
+        started = time.monotonic()
+        before = len(self._workers)
+        size = self._resize(command.target(before))
+        self._emit(
+            SCALE_EVENTS[command.operation],
+            requested=command.requested,
+            done=size - before,
+            new_size=size,
+            duration=time.monotonic() - started,
+        )
+        return size
 
     def _resize(self, size: int) -> int:
         current = len(self._workers)
@@ -271,6 +367,7 @@ class Writer:
         if self._closing is not None:
             return
         self._closing = command
+        self._emit(PoolClosedEvent, grace=command.grace)
         for slot in list(self._workers):
             self._stop_worker(slot)
         deadline = time.monotonic() + command.grace

@@ -6,7 +6,23 @@ import grpc
 
 import grpc_pool
 
-EXPECTED = {
+EVENTS = {
+    "ChannelConnectedEvent",
+    "ChannelDisconnectedEvent",
+    "ConnectionFailedEvent",
+    "GetChannelEvent",
+    "HealthCheckEvent",
+    "PoolClosedEvent",
+    "PoolEvent",
+    "PoolStartedEvent",
+    "ReconnectScheduledEvent",
+    "ResizeEvent",
+    "ScaleDownEvent",
+    "ScaleEvent",
+    "ScaleUpEvent",
+    "StatusEvent",
+}
+EXPECTED = EVENTS | {
     "GrpcPoolError",
     "InvalidConfig",
     "NoChannelAvailable",

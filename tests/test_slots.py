@@ -82,11 +82,11 @@ def test_concurrent_register_unregister_through_the_writer(
         start.wait(5)
         for _ in range(200):
             if current is not None and rng.random() < 0.4:
-                writer.queue.put(Lost(worker, slot, current, "test"))
+                writer.queue.put(Lost(worker, slot, current, "test", 0.0))
                 current = None
             else:
                 current = rng.choice(channels[slot])
-                writer.queue.put(Register(worker, slot, current))
+                writer.queue.put(Register(worker, slot, current, 0.0))
         final[slot] = current
 
     threads = [threading.Thread(target=churn, args=(s,)) for s in workers]

@@ -3,6 +3,7 @@ snapshot that shrank, and balance as documented."""
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -67,11 +68,12 @@ def test_power_of_two_avoids_the_loaded_channel() -> None:
 
 def test_power_of_two_without_in_flight_balances_picks() -> None:
     """Without RPC counting, power_of_two evens out how often each channel is picked."""
-    items = tuple(_Item() for _ in range(4))
-    p2c = PowerOfTwo()
-    for _ in range(400):
-        p2c.pick(items)  # type: ignore[arg-type]
-    assert max(i._picks for i in items) - min(i._picks for i in items) <= 2
+    for seed in range(20):  # seeded: the same picks on every run
+        items = tuple(_Item() for _ in range(4))
+        p2c = PowerOfTwo(random.Random(seed))
+        for _ in range(400):
+            p2c.pick(items)  # type: ignore[arg-type]
+        assert max(i._picks for i in items) - min(i._picks for i in items) <= 3, seed
 
 
 def test_power_of_two_counts_real_rpcs(make_pool: Any, server: EchoServer) -> None:
