@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 __all__ = [
+    "SCALE_EVENTS",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
     "ConnectionFailedEvent",
@@ -28,7 +29,6 @@ __all__ = [
     "PoolStartedEvent",
     "ReconnectScheduledEvent",
     "ResizeEvent",
-    "SCALE_EVENTS",
     "ScaleDownEvent",
     "ScaleEvent",
     "ScaleUpEvent",

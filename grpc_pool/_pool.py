@@ -17,7 +17,6 @@ import grpc
 from ._channel import PooledChannel
 from ._commands import Call, Close, Reply, Resize
 from ._config import PoolConfig, check_count, check_seconds
-from ._events import Dispatcher, GetChannelEvent, Listener
 from ._errors import (
     InvalidConfig,
     NoChannelAvailable,
@@ -26,6 +25,7 @@ from ._errors import (
     ScalingInProgress,
     WouldEmptyPool,
 )
+from ._events import Dispatcher, GetChannelEvent, Listener
 from ._stats import PoolStats, PoolStatus, SlotStats, pool_state
 from ._strategy import resolve_strategy
 from ._writer import SlotView, Writer
@@ -57,10 +57,10 @@ class Pool:
         "_closed",
         "_config",
         "_events",
-        "_plain_pick",
         "_expected",
         "_finalizer",
         "_pick",
+        "_plain_pick",
         "_ready",
         "_retiring",
         "_scaling",

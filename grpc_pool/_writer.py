@@ -17,6 +17,7 @@ from ._commands import Call, Close, Lost, Register, Reply, Resize, SlotState, Wa
 from ._config import PoolConfig
 from ._errors import PoolClosed
 from ._events import (
+    SCALE_EVENTS,
     ChannelConnectedEvent,
     ChannelDisconnectedEvent,
     ConnectionFailedEvent,
@@ -24,7 +25,6 @@ from ._events import (
     PoolClosedEvent,
     PoolStartedEvent,
     ReconnectScheduledEvent,
-    SCALE_EVENTS,
     StatusEvent,
 )
 from ._slots import SlotTable
