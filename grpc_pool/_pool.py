@@ -62,9 +62,10 @@ class Pool:
         "_pick",
         "_plain_pick",
         "_ready",
-        "_retiring",
+        "_retired",
         "_scaling",
         "_snapshot",
+        "_totals",
         "_views",
         "_writer",
         "name",
@@ -74,7 +75,8 @@ class Pool:
     _pick: Callable[[Sequence[PooledChannel]], PooledChannel]
     _expected: int
     _views: tuple[SlotView, ...]
-    _retiring: int
+    _retired: tuple[PooledChannel, ...]
+    _totals: tuple[int, ...]
 
     def __init__(self, target: str, **options: Any) -> None:
         unknown = sorted(set(options) - _OPTION_NAMES)
@@ -107,7 +109,8 @@ class Pool:
         self._snapshot = ()
         self._expected = 0
         self._views = ()
-        self._retiring = 0
+        self._retired = ()
+        self._totals = (0, 0, 0, 0)
         self._closed = False
         self._ready = threading.Condition()
         self._scaling = threading.Lock()
@@ -250,18 +253,24 @@ class Pool:
         channels = self._snapshot
         index = {id(c): i for i, c in enumerate(channels)}
         slots = tuple(_slot_stats(v, self._config.target, index) for v in self._views)
+        connects, disconnects, failures, rpcs_closed = self._totals
+        retired = self._retired
         tracked = self._config.track_in_flight
+        open_channels = (*(s.channel for s in self._views if s.channel is not None), *retired)
         return PoolStats(
             name=self.name,
             target=self._config.target,
             status=self.status(),
             slots=slots,
-            connects=sum(s.connects for s in slots),
+            connects=connects,
             reconnects=sum(s.reconnects for s in slots),
-            disconnects=sum(s.disconnects for s in slots),
-            connect_failures=sum(s.connect_failures for s in slots),
-            retiring=self._retiring,
-            in_flight=sum(s.in_flight or 0 for s in slots) if tracked else None,
+            disconnects=disconnects,
+            connect_failures=failures,
+            retiring=len(retired),
+            in_flight=sum(c.in_flight or 0 for c in open_channels) if tracked else None,
+            rpcs_total=rpcs_closed + sum(c.rpcs_total or 0 for c in open_channels)
+            if tracked
+            else None,
             events_dropped=self._events.dropped,
         )
 

@@ -68,8 +68,10 @@ class SlotStats:
 class PoolStats:
     """A snapshot of the whole pool: its status, one ``SlotStats`` per slot, and totals.
 
-    Totals over the current slots: connects, reconnects, disconnects,
-    connect_failures, in_flight (None when not counted).
+    Totals over the pool's life (never decrease, for counters): connects,
+    disconnects, connect_failures, rpcs_total (None when not counted).
+    reconnects: over the current slots. in_flight: RPCs running now on all
+    open channels, draining ones included (None when not counted).
     retiring: channels out of rotation that are draining before close.
     events_dropped: events not delivered to a listener that did not keep up.
     """
@@ -84,4 +86,5 @@ class PoolStats:
     connect_failures: int
     retiring: int
     in_flight: int | None
+    rpcs_total: int | None
     events_dropped: int

@@ -95,6 +95,9 @@ class Writer:
         self._views: dict[int, SlotView] = {}
         self._stopping: list[Worker] = []
         self._retiring: list[_Retiring] = []
+        # Pool-lifetime totals (monotonic, for counters): connects, disconnects,
+        # failed attempts, RPCs of channels already closed.
+        self._totals = [0, 0, 0, 0]
         self._closing: Close | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"grpc_pool-writer-{name}", daemon=True
@@ -190,6 +193,7 @@ class Writer:
         if old is not None and old is not channel:
             self._retire(old)
         view = self._views[slot]
+        self._totals[0] += 1
         self._emit(
             ChannelConnectedEvent,
             slot=slot,
@@ -216,6 +220,7 @@ class Writer:
         self._retire(channel)
         view = self._views[slot]
         since = view.connected_since
+        self._totals[1] += 1
         self._views[slot] = replace(
             view,
             state="connecting",
@@ -250,6 +255,7 @@ class Writer:
                 last_error=error,
                 retry_delay=delay,
             )
+            self._totals[2] += 1
             self._emit(
                 ConnectionFailedEvent, slot=command.slot, error=error, failures=view.failures
             )
@@ -352,6 +358,7 @@ class Writer:
                         channel.channel_id,
                         busy,
                     )
+                self._totals[3] += channel.rpcs_total or 0
                 try:
                     channel._close()
                 except Exception:
@@ -412,4 +419,5 @@ class Writer:
         pool = self._pool_ref()
         if pool is not None:
             pool._views = tuple(self._views[s] for s in sorted(self._views))
-            pool._retiring = len(self._retiring)
+            pool._retired = tuple(r.channel for r in self._retiring)
+            pool._totals = tuple(self._totals)

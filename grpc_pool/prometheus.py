@@ -1,0 +1,84 @@
+"""Prometheus metrics for pools (extra ``grpc_pool[prometheus]``).
+
+    from prometheus_client import REGISTRY
+    from grpc_pool.prometheus import PoolCollector
+    REGISTRY.register(PoolCollector(pool))
+
+Values are read from ``pool.stats()`` at scrape time: nothing runs between scrapes.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ._pool import Pool
+
+__all__ = ["PoolCollector"]
+
+
+class PoolCollector(Collector):
+    """Exposes every added pool's gauges and counters, labelled by pool and target.
+
+    Pools are held weakly: a pool that is garbage collected disappears from the
+    scrape; a closed pool keeps reporting its final values (state "down").
+    """
+
+    def __init__(self, *pools: Pool) -> None:
+        self._pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+        for pool in pools:
+            self.add(pool)
+
+    def add(self, pool: Pool) -> None:
+        self._pools.add(pool)
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        labels = ["pool", "target"]
+        ready = GaugeMetricFamily(
+            "grpc_pool_channels_ready", "Channels ready and in rotation.", labels=labels
+        )
+        expected = GaugeMetricFamily(
+            "grpc_pool_channels_expected", "Slots configured (expected size).", labels=labels
+        )
+        retiring = GaugeMetricFamily(
+            "grpc_pool_channels_retiring", "Channels out of rotation, draining.", labels=labels
+        )
+        in_flight = GaugeMetricFamily(
+            "grpc_pool_rpcs_in_flight", "RPCs running on the pool's channels.", labels=labels
+        )
+        delay = GaugeMetricFamily(
+            "grpc_pool_reconnect_delay_seconds",
+            "Last backoff delay chosen by each slot.",
+            labels=[*labels, "slot"],
+        )
+        connects = CounterMetricFamily(
+            "grpc_pool_connects", "Channels that became ready.", labels=labels
+        )
+        disconnects = CounterMetricFamily(
+            "grpc_pool_disconnects", "Ready channels that were lost.", labels=labels
+        )
+        failures = CounterMetricFamily(
+            "grpc_pool_connection_failures", "Failed connection attempts.", labels=labels
+        )
+        rpcs = CounterMetricFamily("grpc_pool_rpcs", "RPCs started.", labels=labels)
+        for pool in list(self._pools):
+            stats = pool.stats()
+            values = [stats.name, stats.target]
+            ready.add_metric(values, stats.status.current_size)
+            expected.add_metric(values, stats.status.expected_size)
+            retiring.add_metric(values, stats.retiring)
+            connects.add_metric(values, stats.connects)
+            disconnects.add_metric(values, stats.disconnects)
+            failures.add_metric(values, stats.connect_failures)
+            if stats.in_flight is not None:
+                in_flight.add_metric(values, stats.in_flight)
+            if stats.rpcs_total is not None:
+                rpcs.add_metric(values, stats.rpcs_total)
+            for slot in stats.slots:
+                if slot.retry_delay is not None:
+                    delay.add_metric([*values, str(slot.slot)], slot.retry_delay)
+        yield from (ready, expected, retiring, in_flight, delay, connects, disconnects, failures)
+        yield rpcs
