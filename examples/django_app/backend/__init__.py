@@ -1,0 +1,1 @@
+"""The app that owns the backend pool (see apps.BackendConfig)."""
