@@ -12,6 +12,15 @@ import logging
 
 from ._channel import PooledChannel
 from ._config import PoolConfig
+from ._errors import (
+    GrpcPoolError,
+    InvalidConfig,
+    NoChannelAvailable,
+    PoolClosed,
+    PoolTimeout,
+    ScalingInProgress,
+    WouldEmptyPool,
+)
 from ._events import (
     ChannelConnectedEvent,
     ChannelDisconnectedEvent,
@@ -27,15 +36,6 @@ from ._events import (
     ScaleEvent,
     ScaleUpEvent,
     StatusEvent,
-)
-from ._errors import (
-    GrpcPoolError,
-    InvalidConfig,
-    NoChannelAvailable,
-    PoolClosed,
-    PoolTimeout,
-    ScalingInProgress,
-    WouldEmptyPool,
 )
 from ._pool import Pool
 from ._stats import PoolStats, PoolStatus, SlotStats

@@ -33,26 +33,54 @@ class _RpcCounter(
 ):
     """Counts RPCs in flight on one channel: +1 at start, -1 when the call is done."""
 
-    __slots__ = ("_lock", "in_flight", "on_idle", "total")
+    __slots__ = (
+        "_eject_after",
+        "_lock",
+        "_streak",
+        "in_flight",
+        "on_idle",
+        "on_unavailable",
+        "total",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, eject_after: int = 0) -> None:
         self._lock = threading.Lock()
         self.in_flight = 0
         self.total = 0
         # Set by the writer while the channel drains; called when in_flight drops to 0.
         self.on_idle: Callable[[], None] | None = None
+        # Passive ejection: called (on gRPC's thread) after eject_after UNAVAILABLE in a row.
+        self._eject_after = eject_after
+        self._streak = 0
+        self.on_unavailable: Callable[[], None] | None = None
 
     def _start(self) -> None:
         with self._lock:
             self.in_flight += 1
             self.total += 1
 
-    def _done(self, _call: object = None) -> None:
+    def _done(self, call: Any = None) -> None:
         with self._lock:
             self.in_flight -= 1
             idle = self.in_flight == 0
         callback = self.on_idle
         if idle and callback is not None:
+            callback()
+        if self._eject_after and call is not None:
+            self._count_unavailable(call)
+
+    def _count_unavailable(self, call: Any) -> None:
+        try:
+            unavailable = call.code() == grpc.StatusCode.UNAVAILABLE
+        except Exception:  # a call object without a code: not evidence either way
+            return
+        with self._lock:
+            self._streak = self._streak + 1 if unavailable else 0
+            eject = self._streak >= self._eject_after
+            if eject:
+                self._streak = 0
+        callback = self.on_unavailable
+        if eject and callback is not None:
             callback()
 
     def _intercept(self, continuation: Any, details: Any, request: Any) -> Any:
@@ -165,16 +193,39 @@ class PooledChannel(grpc.Channel):
     def _close(self) -> None:
         # grpcio's close() clears subscriptions but not a pending try_to_connect;
         # its poller thread would then call into the closed channel and raise
-        # ValueError on gRPC's thread. Let the poller end first (it exits within
-        # two 0.2 s ticks once nobody is subscribed).
-        state = getattr(self._raw, "_connectivity_state", None)
-        deadline = time.monotonic() + _POLLER_EXIT_TIMEOUT
-        while getattr(state, "polling", False) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # ValueError on gRPC's thread. Let the poller end first.
+        self._wait_for_poller(time.monotonic() + _POLLER_EXIT_TIMEOUT)
         self._raw.close()
+
+    def _wait_for_poller(self, deadline: float) -> bool:
+        """Wait until grpcio's connectivity poller thread of this channel has ended.
+
+        It ends within two 0.2 s ticks once nobody is subscribed. Also needed
+        before fork: a thread inside gRPC at fork time can crash the child.
+        """
+        state = getattr(self._raw, "_connectivity_state", None)
+        while getattr(state, "polling", False):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def __repr__(self) -> str:
         return f"<PooledChannel {self.channel_id} target={self.target!r} slot={self.slot}>"
+
+
+def _keepalive_options(config: PoolConfig) -> list[tuple[str, int]]:
+    if config.keepalive_time is None:
+        return []
+    timeout_ms = int(config.keepalive_timeout * 1000)
+    return [
+        ("grpc.keepalive_time_ms", int(config.keepalive_time * 1000)),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        # Measured on grpcio 1.85: without this, a black-holed connection's
+        # keepalive ping is only given up after ~60 s, whatever keepalive_timeout_ms says.
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
+        ("grpc.keepalive_permit_without_calls", int(config.keepalive_without_calls)),
+    ]
 
 
 def build_channel(
@@ -184,11 +235,12 @@ def build_channel(
     channel_id = f"{pool_label}/{slot}/{next(_channel_ids)}"
     options = [o for o in config.options if o[0] not in (LOCAL_SUBCHANNEL_POOL, CHANNEL_ID)]
     options += [(LOCAL_SUBCHANNEL_POOL, 1), (CHANNEL_ID, channel_id)]
+    options += [o for o in _keepalive_options(config) if o[0] not in dict(config.options)]
     if credentials is None:
         raw = grpc.insecure_channel(config.target, options=options)
     else:
         raw = grpc.secure_channel(config.target, credentials, options=options)
-    counter = _RpcCounter() if config.track_in_flight else None
+    counter = _RpcCounter(config.eject_after_unavailable) if config.track_in_flight else None
     interceptors = ((counter,) if counter is not None else ()) + tuple(config.interceptors)
     rpc = grpc.intercept_channel(raw, *interceptors) if interceptors else raw
     return PooledChannel(raw, rpc, counter, slot, config.target, channel_id)

@@ -13,7 +13,18 @@ from typing import Any
 
 from ._channel import PooledChannel
 
-__all__ = ["Call", "Close", "Lost", "Register", "Reply", "Resize", "SlotState", "Wake"]
+__all__ = [
+    "Call",
+    "Close",
+    "HealthResult",
+    "Lost",
+    "Pause",
+    "Register",
+    "Reply",
+    "Resize",
+    "SlotState",
+    "Wake",
+]
 
 
 class Reply:
@@ -64,6 +75,26 @@ class SlotState:
     state: str
     error: str | None = None
     delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    """A health check over a slot's channel: its status and whether that is healthy."""
+
+    worker: object
+    slot: int
+    channel: PooledChannel
+    status: str
+    healthy: bool
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Before fork: park the writer outside gRPC until ``resume`` is set."""
+
+    paused: threading.Event
+    resume: threading.Event
 
 
 @dataclass(frozen=True, slots=True)

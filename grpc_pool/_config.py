@@ -6,7 +6,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Union
 
@@ -53,6 +53,28 @@ class PoolConfig:
     track_in_flight: count RPCs per channel (for power_of_two, drain and
         stats). Default True.
     name: pool name for logs, thread names and repr. Default: "pool-<n>".
+    listeners: callables given every ``PoolEvent`` (see ``Pool.add_listener``). Default ().
+    status_interval: seconds between periodic ``StatusEvent``s; 0 turns them off. Default 5.0.
+    telemetry_sample_rate: ``GetChannelEvent`` sampling: 0 never (default), 1 every
+        call, N about one call in N. Only paid while a listener is registered.
+    suppress_connection_errors: log connection failures and losses at DEBUG only,
+        for servers that close connections on purpose. Default False.
+    keepalive_time: seconds between HTTP/2 keepalive pings while RPCs are active
+        (a dead or black-holed connection fails its RPCs instead of hanging);
+        None leaves gRPC's default (off). Default 30.0. A value in ``options``
+        (``grpc.keepalive_time_ms``) wins.
+    keepalive_timeout: seconds to wait for a ping's answer. Default 10.0.
+    keepalive_without_calls: also ping idle connections. Default False: a
+        default gRPC server answers pings more often than every 5 minutes
+        without calls with GOAWAY "too_many_pings". Use health checks instead.
+    health_check_interval: seconds between ``grpc.health.v1.Health/Check``
+        calls over each pooled channel (needs ``grpc_pool[health]``); a channel
+        failing one is taken out of rotation and reconnected. 0 (default) is off.
+    health_check_timeout: seconds a health check may take. Default 5.0.
+    health_check_service: service name sent in the check. Default "" (the server).
+    eject_after_unavailable: reconnect a channel after this many RPCs in a row
+        failed with UNAVAILABLE, without waiting for the connectivity watcher.
+        0 (default) is off; needs ``track_in_flight``.
     """
 
     target: str
@@ -70,6 +92,17 @@ class PoolConfig:
     retire_grace: float = 5.0
     track_in_flight: bool = True
     name: str | None = field(default=None)
+    listeners: Sequence[Callable[[Any], None]] = ()
+    status_interval: float = 5.0
+    telemetry_sample_rate: int = 0
+    suppress_connection_errors: bool = False
+    keepalive_time: float | None = 30.0
+    keepalive_timeout: float = 10.0
+    keepalive_without_calls: bool = False
+    health_check_interval: float = 0.0
+    health_check_timeout: float = 5.0
+    health_check_service: str = ""
+    eject_after_unavailable: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.target, str) or not self.target.strip():
@@ -98,6 +131,39 @@ class PoolConfig:
                 "backoff_max", self.backoff_max, f">= backoff_initial ({self.backoff_initial})"
             )
         check_seconds("retire_grace", self.retire_grace)
+        check_seconds("status_interval", self.status_interval)
+        _check_bool("suppress_connection_errors", self.suppress_connection_errors)
+        rate = self.telemetry_sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, int) or rate < 0:
+            raise _invalid("telemetry_sample_rate", rate, "an int >= 0 (0 never, N one in N)")
+        listeners = self.listeners
+        if isinstance(listeners, (str, bytes)) or not isinstance(listeners, Sequence):
+            raise _invalid("listeners", listeners, "a sequence of callables")
+        for listener in listeners:
+            if not callable(listener):
+                raise _invalid("listeners", listener, "each listener a callable")
+        object.__setattr__(self, "listeners", tuple(listeners))
+        if self.keepalive_time is not None:
+            check_seconds("keepalive_time", self.keepalive_time, allow_zero=False)
+        check_seconds("keepalive_timeout", self.keepalive_timeout, allow_zero=False)
+        _check_bool("keepalive_without_calls", self.keepalive_without_calls)
+        check_seconds("health_check_interval", self.health_check_interval)
+        check_seconds("health_check_timeout", self.health_check_timeout, allow_zero=False)
+        if not isinstance(self.health_check_service, str):
+            raise _invalid("health_check_service", self.health_check_service, "a str")
+        if self.health_check_interval and not _health_available():
+            raise _invalid(
+                "health_check_interval",
+                self.health_check_interval,
+                "0 unless grpcio-health-checking is installed (pip install 'grpc-pool[health]')",
+            )
+        eject = self.eject_after_unavailable
+        if isinstance(eject, bool) or not isinstance(eject, int) or eject < 0:
+            raise _invalid("eject_after_unavailable", eject, "an int >= 0 (0 is off)")
+        if eject and not self.track_in_flight:
+            raise _invalid(
+                "eject_after_unavailable", eject, "0 when track_in_flight is False (it counts RPCs)"
+            )
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             raise _invalid("name", self.name, "a non-empty str or None")
 
@@ -180,6 +246,14 @@ class PoolConfig:
                 if name in values and message.startswith(f"{name}="):
                     raise InvalidConfig(f"{message} (from {variable}={env[variable]!r})") from error
             raise
+
+
+def _health_available() -> bool:
+    try:
+        import grpc_health.v1.health_pb2  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _invalid(field_name: str, value: object, allowed: str) -> InvalidConfig:

@@ -7,12 +7,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 
 from ._backoff import Backoff
 from ._channel import PooledChannel, build_channel
-from ._commands import Lost, Register, SlotState
+from ._commands import HealthResult, Lost, Register, SlotState
 from ._config import PoolConfig
 
 __all__ = ["Worker"]
@@ -21,11 +22,27 @@ logger = logging.getLogger(__name__)
 
 _READY = grpc.ChannelConnectivity.READY
 _IDLE = grpc.ChannelConnectivity.IDLE
-_CONNECTING = grpc.ChannelConnectivity.CONNECTING
 _LOST = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
-_Event = tuple[str, grpc.ChannelConnectivity]
 # Longest single wait, so a stop flag is seen even if a wake-up were lost.
 _TICK = 5.0
+# A paused worker resumes by itself after this long (a fork handler that never returned).
+_PAUSE_LIMIT = 30.0
+_HEALTH_METHOD = "/grpc.health.v1.Health/Check"
+
+
+class _Signal:
+    """Non-connectivity items on a worker's queue."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_PAUSE = _Signal("pause")
+_EJECT = _Signal("eject")  # with a channel id: its RPCs keep failing UNAVAILABLE
+_Item = tuple[str, "grpc.ChannelConnectivity | _Signal"] | _Signal | None  # None: stop
 
 
 def _noop(_state: grpc.ChannelConnectivity) -> None:
@@ -39,12 +56,13 @@ def _kick(channel: PooledChannel) -> None:
 
 
 class Worker:
-    """Owns one slot: builds its channel, waits for READY, registers it with the
-    writer, watches connectivity, reports a loss and reconnects with backoff.
+    """Owns one slot: builds its channel, waits for READY (and a passing health
+    check when configured), registers it with the writer, watches connectivity,
+    reports a loss and reconnects with backoff.
 
     Ownership: a channel is the worker's until it posts ``Register``; from then
     on the writer retires and closes it. A worker never gives up; it ends only
-    when ``stop()`` is called.
+    when ``stop()`` is called. ``pause()`` parks it outside gRPC (before fork).
     """
 
     def __init__(
@@ -60,7 +78,7 @@ class Worker:
         self._credentials = credentials
         self._pool_name = pool_name
         self._post = post
-        self._events: queue.SimpleQueue[_Event | None] = queue.SimpleQueue()  # None: stop
+        self._events: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._stopped = False
         self._failures = 0
         self._backoff = Backoff(
@@ -69,6 +87,11 @@ class Worker:
             config.backoff_jitter,
             config.backoff_max,
         )
+        # What the thread is subscribed to now, for pause(); set and read on its thread.
+        self._subscription: tuple[PooledChannel, Callable[[Any], None]] | None = None
+        self._health_call: Any = None
+        self._paused = threading.Event()
+        self._resume = threading.Event()
         self.thread = threading.Thread(
             target=self._run, name=f"grpc_pool-worker-{pool_name}-{slot}", daemon=True
         )
@@ -79,7 +102,25 @@ class Worker:
     def stop(self) -> None:
         """Ask the thread to end; safe from any thread, returns at once."""
         self._stopped = True
+        self._resume.set()
+        call = self._health_call
+        if call is not None:
+            call.cancel()  # do not wait for a health check's timeout
         self._events.put(None)
+
+    def pause(self) -> None:
+        """Ask the thread to park outside gRPC; ``paused`` is set once it has."""
+        self._paused.clear()
+        self._resume.clear()
+        self._events.put(_PAUSE)
+
+    def wait_paused(self, deadline: float) -> bool:
+        return (
+            self._paused.wait(max(0.0, deadline - time.monotonic())) or not self.thread.is_alive()
+        )
+
+    def resume(self) -> None:
+        self._resume.set()
 
     # -- thread ----------------------------------------------------------------
     def _run(self) -> None:
@@ -95,18 +136,20 @@ class Worker:
         self._post(SlotState(self, self.slot, "connecting"))
         started = time.monotonic()
         channel = build_channel(self._config, self._credentials, self.slot, self._pool_name)
-        callback = self._subscriber(channel.channel_id)
-        channel.subscribe(callback, try_to_connect=True)
+        callback = self._subscriber(channel)
+        self._subscribe(channel, callback)
         registered = False
+        reason: str | None = None
         try:
-            error = self._wait_ready(channel)
+            error = self._wait_ready(channel) or self._check_health(channel)
             if error is None:
                 self._failures = 0
                 self._post(Register(self, self.slot, channel, time.monotonic() - started))
                 registered = True
                 up_since = time.monotonic()
-                reason = self._watch(channel)
+                reason, healthy = self._watch(channel)
         finally:
+            self._subscription = None
             channel.unsubscribe(callback)  # before any close: see PooledChannel._close
             if not registered:
                 channel._close()  # never published: no caller can hold it
@@ -116,29 +159,36 @@ class Worker:
             return
         if reason is None:  # stopped: the writer retires the registered channel
             return
-        if time.monotonic() - up_since >= self._config.backoff_initial:
+        if healthy and time.monotonic() - up_since >= self._config.backoff_initial:
             self._backoff.reset()  # it was stable: reconnect at once
             delay = 0.0
         else:
-            delay = self._backoff.next_delay()  # flapping: keep backing off
+            delay = self._backoff.next_delay()  # flapping or unhealthy: keep backing off
         self._post(Lost(self, self.slot, channel, reason, delay))
         self._log(logging.INFO, "connection lost (%s)", reason)
         if delay:
             self._sleep(delay)
 
-    def _subscriber(self, channel_id: str) -> Callable[[grpc.ChannelConnectivity], None]:
-        put = self._events.put
+    def _subscribe(self, channel: PooledChannel, callback: Callable[[Any], None]) -> None:
+        self._subscription = (channel, callback)
+        channel.subscribe(callback, try_to_connect=True)
+
+    def _subscriber(self, channel: PooledChannel) -> Callable[[grpc.ChannelConnectivity], None]:
+        put, channel_id = self._events.put, channel.channel_id
 
         # Runs on gRPC's delivery thread: hand the state over, never block.
         def on_state(state: grpc.ChannelConnectivity) -> None:
             put((channel_id, state))
 
+        counter = channel._counter
+        if counter is not None and self._config.eject_after_unavailable:
+            counter.on_unavailable = lambda: put((channel_id, _EJECT))
         return on_state
 
     def _next_state(
         self, channel_id: str, deadline: float | None
-    ) -> grpc.ChannelConnectivity | None:
-        """The next state of this channel; None on stop or when ``deadline`` passes."""
+    ) -> grpc.ChannelConnectivity | _Signal | None:
+        """The next state (or ejection) of this channel; None on stop or at ``deadline``."""
         while not self._stopped:
             wait = _TICK if deadline is None else min(_TICK, deadline - time.monotonic())
             if wait <= 0:
@@ -149,10 +199,24 @@ class Worker:
                 continue
             if item is None:
                 return None
-            cid, state = item
-            if cid == channel_id:
-                return state
+            if item is _PAUSE:
+                self._park()
+                continue
+            if isinstance(item, tuple) and item[0] == channel_id:
+                return item[1]
         return None
+
+    def _park(self) -> None:
+        """Before fork: no subscription, no gRPC poller thread of ours, until resumed."""
+        subscription = self._subscription
+        if subscription is not None:
+            channel, callback = subscription
+            channel.unsubscribe(callback)
+            channel._wait_for_poller(time.monotonic() + 1.0)
+        self._paused.set()
+        self._resume.wait(_PAUSE_LIMIT)
+        if subscription is not None and not self._stopped:
+            subscription[0].subscribe(subscription[1], try_to_connect=True)
 
     def _wait_ready(self, channel: PooledChannel) -> str | None:
         """None when READY; else why not (stop, failure, connect timeout)."""
@@ -169,28 +233,79 @@ class Worker:
             if state is _IDLE:
                 _kick(channel)
 
-    def _watch(self, channel: PooledChannel) -> str | None:
-        """Block while the channel is usable; return why it was lost, None on stop."""
+    def _watch(self, channel: PooledChannel) -> tuple[str | None, bool]:
+        """Block while the channel is usable.
+
+        Returns (why it was lost, whether it was healthy until then); (None, True) on stop.
+        """
         timeout = self._config.connect_timeout
-        deadline: float | None = None  # set while reconnecting after IDLE
+        interval = self._config.health_check_interval
+        reconnect_deadline: float | None = None  # set while reconnecting after IDLE
+        next_health = time.monotonic() + interval if interval else None
         while True:
-            state = self._next_state(channel.channel_id, deadline)
+            deadlines = [d for d in (reconnect_deadline, next_health) if d is not None]
+            state = self._next_state(channel.channel_id, min(deadlines) if deadlines else None)
             if state is None:
                 if self._stopped:
-                    return None
-                return f"no connection within {timeout:g}s after going IDLE"
+                    return None, True
+                now = time.monotonic()
+                if reconnect_deadline is not None and now >= reconnect_deadline:
+                    return f"no connection within {timeout:g}s after going IDLE", True
+                if next_health is not None and now >= next_health:
+                    error = self._check_health(channel)
+                    if error is not None:
+                        return (None, True) if self._stopped else (error, False)
+                    next_health = time.monotonic() + interval
+                continue
+            if state is _EJECT:
+                n = self._config.eject_after_unavailable
+                return f"ejected after {n} RPCs in a row failed UNAVAILABLE", False
             if state is _READY:
-                if deadline is not None:  # reconnected after IDLE: a new connection
-                    took = time.monotonic() - (deadline - timeout)
+                if reconnect_deadline is not None:  # reconnected after IDLE: a new connection
+                    took = time.monotonic() - (reconnect_deadline - timeout)
                     self._post(Register(self, self.slot, channel, took))
-                deadline = None
+                reconnect_deadline = None
             elif state in _LOST:
-                return state.name
-            elif deadline is None:  # IDLE (idle timeout or GOAWAY) or CONNECTING
-                deadline = time.monotonic() + timeout
+                return state.name, True
+            elif reconnect_deadline is None:  # IDLE (idle timeout or GOAWAY) or CONNECTING
+                reconnect_deadline = time.monotonic() + timeout
                 self._post(SlotState(self, self.slot, "reconnecting"))
             if state is _IDLE:
                 _kick(channel)  # judge by what follows: READY keeps it, a failure loses it
+
+    def _check_health(self, channel: PooledChannel) -> str | None:
+        """grpc.health.v1.Health/Check over this very channel; None when SERVING (or off)."""
+        config = self._config
+        if not config.health_check_interval or self._stopped:
+            return None
+        from grpc_health.v1 import health_pb2
+
+        check = channel._raw.unary_unary(
+            _HEALTH_METHOD,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        started = time.monotonic()
+        request = health_pb2.HealthCheckRequest(service=config.health_check_service)
+        call = check.future(request, timeout=config.health_check_timeout)
+        self._health_call = call
+        try:
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(call.result().status)
+        except grpc.FutureCancelledError:
+            return "stopped"
+        except grpc.RpcError as exc:
+            code = exc.code()
+            status = code.name
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                # As gRPC's own client health checking: no Health service means healthy.
+                self._log(logging.WARNING, "server has no grpc.health.v1.Health service")
+                status = "UNIMPLEMENTED"
+        finally:
+            self._health_call = None
+        healthy = status in ("SERVING", "UNIMPLEMENTED")
+        duration = time.monotonic() - started
+        self._post(HealthResult(self, self.slot, channel, status, healthy, duration))
+        return None if healthy else f"health check: {status}"
 
     def _fail(self, error: str) -> None:
         delay = self._backoff.next_delay()

@@ -13,7 +13,18 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from ._channel import PooledChannel
-from ._commands import Call, Close, Lost, Register, Reply, Resize, SlotState, Wake
+from ._commands import (
+    Call,
+    Close,
+    HealthResult,
+    Lost,
+    Pause,
+    Register,
+    Reply,
+    Resize,
+    SlotState,
+    Wake,
+)
 from ._config import PoolConfig
 from ._errors import PoolClosed
 from ._events import (
@@ -22,6 +33,7 @@ from ._events import (
     ChannelDisconnectedEvent,
     ConnectionFailedEvent,
     Dispatcher,
+    HealthCheckEvent,
     PoolClosedEvent,
     PoolStartedEvent,
     ReconnectScheduledEvent,
@@ -40,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 # Bound on joining worker threads when the pool closes; they only wait on queues.
 _JOIN_TIMEOUT = 5.0
+# A paused writer resumes by itself after this long (a fork handler that never returned).
+_PAUSE_LIMIT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +70,7 @@ class SlotView:
     disconnects: int = 0
     connect_failures: int = 0
     retry_delay: float | None = None
+    health: str | None = None
 
 
 @dataclass(slots=True)
@@ -157,7 +172,7 @@ class Writer:
         )
 
     def _handle(self, command: object) -> None:
-        if isinstance(command, (Register, Lost, SlotState)):
+        if isinstance(command, (Register, Lost, SlotState, HealthResult)):
             if self._workers.get(command.slot) is not command.worker:
                 if isinstance(command, Register):  # stopped or replaced meanwhile
                     self._retire(command.channel, published=False)
@@ -166,6 +181,8 @@ class Writer:
                 self._register(command.slot, command.channel, command.duration)
             elif isinstance(command, Lost):
                 self._lost(command)
+            elif isinstance(command, HealthResult):
+                self._health(command)
             else:
                 self._slot_state(command)
         elif isinstance(command, Resize):
@@ -174,6 +191,8 @@ class Writer:
             self._reply(command.reply, command.fn)
         elif isinstance(command, Close):
             self._close(command)
+        elif isinstance(command, Pause):
+            self._pause(command)
         elif not isinstance(command, Wake):
             logger.error("pool %s: writer got unknown command %r", self._name, command)
 
@@ -241,6 +260,34 @@ class Writer:
         self._emit(
             ReconnectScheduledEvent, slot=slot, delay=command.retry_in, attempt=1, reason=reason
         )
+
+    def _health(self, command: HealthResult) -> None:
+        view = self._views[command.slot]
+        self._views[command.slot] = replace(view, health=command.status)
+        self._publish_views()
+        self._emit(
+            HealthCheckEvent,
+            slot=command.slot,
+            channel_id=command.channel.channel_id,
+            status=command.status,
+            healthy=command.healthy,
+            duration=command.duration,
+        )
+
+    def _pause(self, command: Pause) -> None:
+        """Before fork: wait for retired channels' pollers to end, then park."""
+        deadline = time.monotonic() + 1.0
+        for entry in self._retiring:
+            entry.channel._wait_for_poller(deadline)
+        command.paused.set()
+        command.resume.wait(_PAUSE_LIMIT)
+
+    def pause_workers(self) -> list[Worker]:
+        """The live workers, asked to park (called from the forking thread)."""
+        workers = [*self._workers.values(), *self._stopping]
+        for worker in workers:
+            worker.pause()
+        return workers
 
     def _slot_state(self, command: SlotState) -> None:
         view = self._views[command.slot]
