@@ -10,19 +10,21 @@ from typing import Any
 
 import grpc
 
-__all__ = ["ECHO", "ECHO_STREAM", "SLOW", "EchoServer"]
+__all__ = ["ECHO", "ECHO_STREAM", "PEER", "SLOW", "EchoServer"]
 
 SERVICE = "grpc_pool.demo.Echo"
 ECHO = f"/{SERVICE}/Echo"
 SLOW = f"/{SERVICE}/Slow"
 ECHO_STREAM = f"/{SERVICE}/EchoStream"
+PEER = f"/{SERVICE}/Peer"
 
 
 class EchoServer:
     """A real grpc server on 127.0.0.1 (port 0 picks a free port) serving raw bytes.
 
     Echo returns the request; Slow sleeps ``float(request)`` seconds then returns it;
-    EchoStream sends the request back ``int(request)`` times, 10 ms apart.
+    EchoStream sends the request back ``int(request)`` times, 10 ms apart;
+    Peer returns the caller's address as the server sees it (its TCP connection).
     ``peers`` records every client peer (ip:port) seen: one TCP connection each.
     Restart with ``start()`` after ``stop()`` reuses the same port.
     """
@@ -62,6 +64,10 @@ class EchoServer:
         time.sleep(float(request.decode() or 0))
         return request
 
+    def _peer(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._seen(context)
+        return context.peer().encode()
+
     def _stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         self._seen(context)
         for _ in range(int(request.decode() or 1)):
@@ -77,6 +83,7 @@ class EchoServer:
                 "Echo": grpc.unary_unary_rpc_method_handler(self._echo),
                 "Slow": grpc.unary_unary_rpc_method_handler(self._slow),
                 "EchoStream": grpc.unary_stream_rpc_method_handler(self._stream),
+                "Peer": grpc.unary_unary_rpc_method_handler(self._peer),
             },
         )
         self._executor = futures.ThreadPoolExecutor(

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 
 import grpc
 
+from . import _fork
 from ._channel import PooledChannel
-from ._commands import Call, Close, Reply, Resize
+from ._commands import Call, Close, Pause, Reply, Resize
 from ._config import PoolConfig, check_count, check_seconds
 from ._errors import (
     InvalidConfig,
@@ -56,13 +57,18 @@ class Pool:
         "__weakref__",
         "_closed",
         "_config",
+        "_credentials",
         "_events",
         "_expected",
         "_finalizer",
+        "_fork_resume_event",
+        "_forked",
+        "_orphans",
         "_pick",
         "_plain_pick",
         "_ready",
         "_retired",
+        "_revive_lock",
         "_scaling",
         "_snapshot",
         "_totals",
@@ -98,9 +104,11 @@ class Pool:
         self._config = config
         self.name = config.name or f"pool-{next(_pool_numbers)}"
         if config.insecure:
-            credentials = None
+            self._credentials = None
         else:
-            credentials = config.credentials or grpc.ssl_channel_credentials()
+            self._credentials = config.credentials or grpc.ssl_channel_credentials()
+        self._forked = False
+        self._orphans: tuple[object, ...] = ()
         self._plain_pick: Callable[[Sequence[PooledChannel]], PooledChannel] = resolve_strategy(
             config.strategy
         ).pick
@@ -112,14 +120,68 @@ class Pool:
         self._retired = ()
         self._totals = (0, 0, 0, 0)
         self._closed = False
+        self._launch(config.size, config.listeners)
+        _fork.track(self)
+
+    def _launch(self, size: int, listeners: Sequence[Listener]) -> None:
+        """Start the writer (which starts the workers); also after fork in the child."""
         self._ready = threading.Condition()
         self._scaling = threading.Lock()
-        self._writer = Writer(self, config, credentials, self.name, self._ready, self._events)
-        self._finalizer = weakref.finalize(self, _abandon, self._writer.queue, self._events)
-        for listener in config.listeners:
+        self._events = Dispatcher(self.name)
+        for listener in listeners:
             self._events.add(listener)
+        self._writer = Writer(
+            self, self._config, self._credentials, self.name, self._ready, self._events
+        )
+        self._finalizer = weakref.finalize(self, _abandon, self._writer.queue, self._events)
         self._update_pick()
-        self._writer.start(config.size)
+        self._writer.start(size)
+
+    # -- fork (see _fork.py) -----------------------------------------------------------
+    def _fork_pause(self) -> Callable[[float], bool] | None:
+        """Ask the writer to park the pool; return a wait for it, None if nothing runs."""
+        if self._closed or self._forked:
+            return None
+        busy = sum(c.in_flight or 0 for c in (*self._snapshot, *self._retired))
+        if busy:
+            logger.warning(
+                "%r: fork with %d RPCs in flight; grpcio may crash the child", self, busy
+            )
+        command = Pause(threading.Event(), threading.Event())
+        self._fork_resume_event = command.resume
+        self._writer.queue.put(command)
+
+        def wait(deadline: float) -> bool:
+            return command.paused.wait(max(0.0, deadline - time.monotonic()))
+
+        return wait
+
+    def _fork_resume(self) -> None:
+        event = getattr(self, "_fork_resume_event", None)
+        if event is not None:
+            event.set()
+
+    def _fork_child(self) -> None:
+        """In the child: inherited channels are unusable and never touched again
+        (closing them could write on sockets the parent still uses); rebuild on first use."""
+        self._orphans = (self._snapshot, self._retired, self._views, self._writer)
+        self._forked = True
+        self._snapshot = ()
+        self._retired = ()
+        self._views = ()
+        self._finalizer.detach()
+        self._revive_lock = threading.Lock()
+        self._ready = threading.Condition()
+        self._scaling = threading.Lock()
+
+    def _revive(self) -> None:
+        """First use in a forked child: a new writer, new workers, new channels."""
+        with self._revive_lock:
+            if not self._forked or self._closed:
+                return
+            listeners = [d.listener for d in self._events.deliveries]
+            self._forked = False
+            self._launch(max(1, self._expected), listeners)
 
     # -- readers -------------------------------------------------------------------
     def get_channel(self, timeout: float | None = None) -> PooledChannel:
@@ -161,6 +223,8 @@ class Pool:
         """
         if self._closed:
             raise PoolClosed("pool is closed", self)
+        if self._forked:
+            self._revive()
         self._events.add(listener)
         self._update_pick()
 
@@ -191,6 +255,8 @@ class Pool:
     def _get_slow(self, timeout: float | None) -> PooledChannel:
         if timeout is not None:
             check_seconds("timeout", timeout)
+        if self._forked:
+            self._revive()
         channels = self._wait_for(1, timeout)
         if channels is None:
             error = self._not_available(timeout)
@@ -229,6 +295,8 @@ class Pool:
         """
         check_seconds("timeout", timeout)
         check_count("min_ready", min_ready)
+        if self._forked:
+            self._revive()
         if min_ready > self._expected and not self._closed:
             raise InvalidConfig(
                 f"min_ready={min_ready!r} is not allowed: expected 1..{self._expected} "
@@ -309,6 +377,8 @@ class Pool:
         return self._scale(lambda _: size, "resize", size)
 
     def _scale(self, target: Callable[[int], int], operation: str, requested: int) -> int:
+        if self._forked:
+            self._revive()
         if not self._scaling.acquire(blocking=False):
             raise ScalingInProgress("another scaling call is running", self)
         try:
@@ -347,6 +417,9 @@ class Pool:
             already = self._closed
             self._closed = True
             self._ready.notify_all()
+        _fork.untrack(self)
+        if self._forked:  # a child that never used the pool: nothing of its own runs
+            return
         writer = self._writer
         if not already:
             self._finalizer.detach()
@@ -356,6 +429,11 @@ class Pool:
             if writer.thread.is_alive():
                 logger.warning("%r: writer did not finish closing in time", self)
         self._events.close()  # after the writer: the pool_closed event is delivered
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closed
 
     def __enter__(self) -> Pool:
         return self
@@ -387,6 +465,7 @@ def _slot_stats(view: SlotView, target: str, index: dict[int, int]) -> SlotStats
         disconnects=view.disconnects,
         connect_failures=view.connect_failures,
         retry_delay=view.retry_delay,
+        health=view.health,
         last_error=view.last_error,
         in_flight=channel.in_flight if channel is not None else None,
         rpcs_total=channel.rpcs_total if channel is not None else None,

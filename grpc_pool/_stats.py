@@ -43,6 +43,8 @@ class SlotStats:
     disconnects: ready channels of this slot that were lost.
     connect_failures: failed connection attempts in all.
     retry_delay: the last backoff delay chosen (seconds), None before any.
+    health: the last health check's status ("SERVING", "NOT_SERVING", an error
+        code name), None when health checks are off or none ran yet.
     last_error: why the last attempt failed or the last connection was lost.
     in_flight / rpcs_total: RPCs on the current channel (None when not counted).
     """
@@ -59,6 +61,7 @@ class SlotStats:
     disconnects: int
     connect_failures: int
     retry_delay: float | None
+    health: str | None
     last_error: str | None
     in_flight: int | None
     rpcs_total: int | None

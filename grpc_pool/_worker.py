@@ -115,9 +115,12 @@ class Worker:
         self._events.put(_PAUSE)
 
     def wait_paused(self, deadline: float) -> bool:
-        return (
-            self._paused.wait(max(0.0, deadline - time.monotonic())) or not self.thread.is_alive()
-        )
+        """True once parked (or ended); False if ``deadline`` came first."""
+        while not self._paused.is_set() and self.thread.is_alive():
+            if time.monotonic() >= deadline:
+                return False
+            self._paused.wait(0.01)
+        return True
 
     def resume(self) -> None:
         self._resume.set()

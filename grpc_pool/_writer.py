@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 _JOIN_TIMEOUT = 5.0
 # A paused writer resumes by itself after this long (a fork handler that never returned).
 _PAUSE_LIMIT = 30.0
+# How long the writer waits for its workers to park.
+_PAUSE_WAIT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,19 +277,20 @@ class Writer:
         )
 
     def _pause(self, command: Pause) -> None:
-        """Before fork: wait for retired channels' pollers to end, then park."""
-        deadline = time.monotonic() + 1.0
-        for entry in self._retiring:
-            entry.channel._wait_for_poller(deadline)
-        command.paused.set()
-        command.resume.wait(_PAUSE_LIMIT)
-
-    def pause_workers(self) -> list[Worker]:
-        """The live workers, asked to park (called from the forking thread)."""
+        """Before fork: park every worker, let gRPC's pollers end, then park here."""
+        deadline = time.monotonic() + _PAUSE_WAIT
         workers = [*self._workers.values(), *self._stopping]
         for worker in workers:
             worker.pause()
-        return workers
+        quiet = all([worker.wait_paused(deadline) for worker in workers])
+        for entry in self._retiring:
+            quiet = entry.channel._wait_for_poller(deadline) and quiet
+        if not quiet:
+            logger.warning("pool %s: a worker did not park before fork", self._name)
+        command.paused.set()
+        command.resume.wait(_PAUSE_LIMIT)
+        for worker in workers:
+            worker.resume()
 
     def _slot_state(self, command: SlotState) -> None:
         view = self._views[command.slot]

@@ -1,0 +1,87 @@
+"""Fork safety: quiesce every live pool around ``os.fork()``.
+
+grpcio (checked on 1.85) crashes a child that uses gRPC when, at fork time,
+other threads of the parent were inside gRPC calls: without
+GRPC_ENABLE_FORK_SUPPORT, children building a channel died of SIGSEGV while a
+pool's connectivity pollers were running; with it, grpcio skips its own fork
+handlers in that case. So before fork every pool parks its threads outside gRPC
+(workers unsubscribe, gRPC's poller threads end, the writer waits), after fork
+the parent resumes, and the child drops the inherited channels untouched and
+rebuilds its pool on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._pool import Pool
+
+__all__ = ["track", "untrack"]
+
+logger = logging.getLogger(__name__)
+
+# How long the parent waits for its pools to park before forking anyway.
+PAUSE_TIMEOUT = 5.0
+# Off only in tests that show what happens without it.
+ENABLED = True
+
+_live: weakref.WeakSet[Pool] = weakref.WeakSet()
+_paused: list[Pool] = []
+_lock = threading.Lock()
+_registered = False
+
+
+def track(pool: Pool) -> None:
+    global _registered
+    with _lock:
+        _live.add(pool)
+        if not _registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(
+                before=_before, after_in_parent=_after_in_parent, after_in_child=_after_in_child
+            )
+            _registered = True
+
+
+def untrack(pool: Pool) -> None:
+    with _lock:
+        _live.discard(pool)
+
+
+def _before() -> None:
+    if not ENABLED:
+        return
+    _lock.acquire()  # held across fork: no pool starts or closes meanwhile
+    started = time.monotonic()
+    pools = list(_live)
+    deadline = started + PAUSE_TIMEOUT
+    waits = [(pool, pool._fork_pause()) for pool in pools]
+    for pool, paused in waits:
+        if paused is not None and not paused(deadline):
+            logger.warning("%r: not quiesced before fork; the child may crash", pool)
+    _paused[:] = pools
+    logger.debug("fork: %d pools quiesced in %.3fs", len(pools), time.monotonic() - started)
+
+
+def _after_in_parent() -> None:
+    if not ENABLED:
+        return
+    pools, _paused[:] = list(_paused), []
+    _lock.release()
+    for pool in pools:
+        pool._fork_resume()
+
+
+def _after_in_child() -> None:
+    if not ENABLED:
+        return
+    global _lock
+    pools, _paused[:] = list(_paused), []
+    _lock = threading.Lock()  # the parent's is held by a thread that is not here
+    for pool in pools:
+        pool._fork_child()
