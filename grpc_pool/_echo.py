@@ -10,13 +10,14 @@ from typing import Any
 
 import grpc
 
-__all__ = ["ECHO", "ECHO_STREAM", "PEER", "SLOW", "EchoServer"]
+__all__ = ["ECHO", "ECHO_STREAM", "FAIL", "PEER", "SLOW", "EchoServer"]
 
 SERVICE = "grpc_pool.demo.Echo"
 ECHO = f"/{SERVICE}/Echo"
 SLOW = f"/{SERVICE}/Slow"
 ECHO_STREAM = f"/{SERVICE}/EchoStream"
 PEER = f"/{SERVICE}/Peer"
+FAIL = f"/{SERVICE}/Fail"
 
 
 class EchoServer:
@@ -24,7 +25,10 @@ class EchoServer:
 
     Echo returns the request; Slow sleeps ``float(request)`` seconds then returns it;
     EchoStream sends the request back ``int(request)`` times, 10 ms apart;
-    Peer returns the caller's address as the server sees it (its TCP connection).
+    Peer returns the caller's address as the server sees it (its TCP connection);
+    Fail aborts with the status code named by the request (e.g. b"UNAVAILABLE").
+    With grpcio-health-checking installed it also serves grpc.health.v1.Health:
+    ``set_serving(False)`` makes every check answer NOT_SERVING.
     ``peers`` records every client peer (ip:port) seen: one TCP connection each.
     Restart with ``start()`` after ``stop()`` reuses the same port.
     """
@@ -44,6 +48,8 @@ class EchoServer:
         self._executor: futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self.peers: set[str] = set()
+        self._health: Any = None
+        self._serving = True
         self.calls = 0
 
     @property
@@ -63,6 +69,34 @@ class EchoServer:
         self._seen(context)
         time.sleep(float(request.decode() or 0))
         return request
+
+    def _fail(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        self._seen(context)
+        context.abort(grpc.StatusCode[request.decode()], "failed on request")
+        raise AssertionError("abort returns only by raising")
+
+    def _add_health(self, server: grpc.Server) -> None:
+        try:
+            from grpc_health.v1 import health, health_pb2_grpc
+        except ImportError:  # the health extra is not installed: no health service
+            return
+        self._health = health.HealthServicer()
+        self.set_serving(self._serving)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+
+    def set_serving(self, serving: bool) -> None:
+        """What health checks answer, for the server ("") and every service name."""
+        from grpc_health.v1 import health_pb2
+
+        self._serving = serving
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        if self._health is not None:
+            self._health.set("", status)
+            self._health.set(SERVICE, status)
 
     def _peer(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         self._seen(context)
@@ -84,6 +118,7 @@ class EchoServer:
                 "Slow": grpc.unary_unary_rpc_method_handler(self._slow),
                 "EchoStream": grpc.unary_stream_rpc_method_handler(self._stream),
                 "Peer": grpc.unary_unary_rpc_method_handler(self._peer),
+                "Fail": grpc.unary_unary_rpc_method_handler(self._fail),
             },
         )
         self._executor = futures.ThreadPoolExecutor(
@@ -91,6 +126,7 @@ class EchoServer:
         )
         server = grpc.server(self._executor, options=self._options)
         server.add_generic_rpc_handlers((handler,))
+        self._add_health(server)
         port = server.add_insecure_port(f"{self.host}:{self.port}")
         if port == 0:
             raise RuntimeError(f"could not bind {self.host}:{self.port}")

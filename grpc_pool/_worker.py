@@ -272,7 +272,10 @@ class Worker:
                 return state.name, True
             elif reconnect_deadline is None:  # IDLE (idle timeout or GOAWAY) or CONNECTING
                 reconnect_deadline = time.monotonic() + timeout
-                self._post(SlotState(self, self.slot, "reconnecting"))
+                why = "connection closed (GOAWAY, reset or idle timeout)"
+                if state is not _IDLE:
+                    why = f"connection went {state}"
+                self._post(SlotState(self, self.slot, "reconnecting", error=why))
             if state is _IDLE:
                 _kick(channel)  # judge by what follows: READY keeps it, a failure loses it
 

@@ -239,19 +239,27 @@ class Writer:
             return
         self._table.unregister(slot)
         self._retire(channel)
-        view = self._views[slot]
-        since = view.connected_since
-        self._totals[1] += 1
+        view = self._disconnected(slot, channel, reason)
         self._views[slot] = replace(
             view,
             state="connecting",
             channel=None,
             connected_since=None,
             last_error=reason,
-            disconnects=view.disconnects + 1,
             retry_delay=command.retry_in,
         )
         self._publish()
+        self._emit(
+            ReconnectScheduledEvent, slot=slot, delay=command.retry_in, attempt=1, reason=reason
+        )
+
+    def _disconnected(self, slot: int, channel: PooledChannel, reason: str) -> SlotView:
+        """Count and report a lost connection once: when a ready slot stops being ready."""
+        view = self._views[slot]
+        if view.state != "ready":  # already counted when it started reconnecting
+            return view
+        since = view.connected_since
+        self._totals[1] += 1
         self._emit(
             ChannelDisconnectedEvent,
             slot=slot,
@@ -259,9 +267,9 @@ class Writer:
             reason=reason,
             connected_for=time.monotonic() - since if since is not None else 0.0,
         )
-        self._emit(
-            ReconnectScheduledEvent, slot=slot, delay=command.retry_in, attempt=1, reason=reason
-        )
+        view = replace(view, disconnects=view.disconnects + 1, last_error=reason)
+        self._views[slot] = view
+        return view
 
     def _health(self, command: HealthResult) -> None:
         view = self._views[command.slot]
@@ -316,6 +324,11 @@ class Writer:
                 attempt=view.failures + 1,
                 reason=error,
             )
+        elif command.state == "reconnecting" and view.channel is not None:
+            # The connection under a published channel closed; it stays in rotation
+            # while it reconnects (RPCs on it wait or fail fast as gRPC decides).
+            view = self._disconnected(command.slot, view.channel, command.error or "closed")
+            view = replace(view, state="reconnecting")
         else:
             view = replace(view, state=command.state)
         self._views[command.slot] = view
