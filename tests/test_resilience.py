@@ -51,10 +51,17 @@ def test_blackhole_on_idle_channels_is_noticed_by_health_checks(
     )
     pool.wait_ready(timeout=10, min_ready=2)
     proxy.blackhole()
+    started = time.monotonic()
     wait_until(lambda: pool.status().state == "down", 15, "black-holed channels out")
+    detected = time.monotonic() - started
     assert all(s.last_error for s in pool.stats().slots)
     proxy.pass_traffic()
+    started = time.monotonic()
     assert pool.wait_ready(timeout=15, min_ready=2).state == "healthy"
+    print(
+        f"\nblack hole, idle, health 0.3s/0.5s: out of rotation after {detected:.2f}s, "
+        f"healthy {time.monotonic() - started:.2f}s after traffic passes"
+    )
     assert pool.get_channel().unary_unary(ECHO)(b"back", timeout=5) == b"back"
 
 
@@ -68,8 +75,13 @@ def test_blackhole_under_an_active_rpc_is_noticed_by_keepalive(
     call = pool.get_channel().unary_unary(SLOW).future(b"4", timeout=60)  # ends by itself
     wait_until(lambda: pool.stats().in_flight == 1, 5, "RPC in flight")
     proxy.blackhole()
+    started = time.monotonic()
     with pytest.raises(grpc.RpcError) as info:
         call.result(timeout=30)
+    print(
+        f"\nblack hole under an RPC, keepalive 0.5s/0.5s: RPC failed after "
+        f"{time.monotonic() - started:.2f}s"
+    )
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
     wait_until(lambda: pool.status().state == "down", 10, "channel out of rotation")
     proxy.pass_traffic()
@@ -131,7 +143,9 @@ def test_not_serving_takes_channels_out_and_serving_brings_them_back(
     pool.wait_ready(timeout=10, min_ready=2)
     assert {s.health for s in pool.stats().slots} == {"SERVING"}
     server.set_serving(False)
+    started = time.monotonic()
     wait_until(lambda: pool.status().state == "down", 10, "down on NOT_SERVING")
+    print(f"\nNOT_SERVING, health every 0.2s: down after {time.monotonic() - started:.2f}s")
     with pytest.raises(grpc_pool.NoChannelAvailable, match="NOT_SERVING"):
         pool.get_channel()
     server.set_serving(True)
