@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Callable
 
+from ._check import check_arguments, check_command
+
 # Each command: (name, help, add_arguments(parser), run(args) -> exit code).
 Command = tuple[
     str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]
@@ -35,6 +37,12 @@ COMMANDS: list[Command] = [
         "pool against an embedded loopback echo server that restarts mid-run",
         _demo_arguments,
         _demo,
+    ),
+    (
+        "check",
+        "connect a pool to TARGET, health-check each channel; exit 0 only when healthy",
+        check_arguments,
+        check_command,
     ),
 ]
 

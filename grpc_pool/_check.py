@@ -1,0 +1,375 @@
+"""``python -m grpc_pool check TARGET``: is a gRPC server reachable and healthy?
+
+Connects a pool of ``--size`` channels (each its own TCP connection), waits for
+them to be ready with a progress display, then sends one
+``grpc.health.v1.Health/Check`` over each ready channel and prints, per slot: its
+state, channel id, how long it has been connected, the last error, the health
+answer and the round-trip time of the check.
+
+Exit status: 0 healthy (every slot ready, every check SERVING), 1 not healthy
+(degraded, down, NOT_SERVING, timeout), 2 a usage error. Usable as a container
+readiness probe, e.g. ``grpc-pool check --insecure 127.0.0.1:50051 --timeout 3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import grpc
+
+from ._errors import GrpcPoolError
+from ._pool import Pool
+from ._stats import SlotStats
+
+__all__ = ["check_arguments", "check_command", "run_check"]
+
+PROG = "python -m grpc_pool check"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+# grpc.health.v1.HealthCheckResponse.ServingStatus
+_SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+# gRPC URI schemes a target may start with; anything else must be host:port.
+_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:", "xds:")
+DEFAULT_SIZE = 2
+DEFAULT_TIMEOUT = 10.0
+MAX_SIZE = 64
+# A health check may take at least this long even when the wait for ready used
+# up (nearly) all of --timeout.
+_MIN_CHECK_TIMEOUT = 1.0
+
+
+def check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Connect a pool to TARGET, wait for it to be ready, health-check every "
+        "channel and print per-slot status. Exit 0 when healthy, 1 when not "
+        "(degraded, down, NOT_SERVING or timeout), 2 on a usage error."
+    )
+    # Numbers and the target are parsed in check_command, not by argparse: a bad
+    # value is then one line on stderr instead of a usage block.
+    parser.add_argument(
+        "target",
+        nargs="?",
+        metavar="TARGET",
+        help="host:port, or a gRPC URI such as dns:///host:port or unix:///path",
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="TLS with the system's root certificates (default)"
+    )
+    parser.add_argument("--insecure", action="store_true", help="plaintext (no TLS)")
+    parser.add_argument(
+        "--size",
+        metavar="N",
+        default=str(DEFAULT_SIZE),
+        help=f"channels (TCP connections) to open and check, 1..{MAX_SIZE} (default "
+        f"{DEFAULT_SIZE})",
+    )
+    parser.add_argument(
+        "--health",
+        metavar="SERVICE",
+        default=None,
+        help="service name to ask grpc.health.v1.Health/Check about; it must answer "
+        "SERVING. Default: the server as a whole (''), where a server without the "
+        "health service counts as healthy once connected",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="S",
+        default=str(DEFAULT_TIMEOUT),
+        help=f"seconds to wait for every channel to be ready and checked (default "
+        f"{DEFAULT_TIMEOUT:g})",
+    )
+
+
+def check_command(args: argparse.Namespace) -> int:
+    target = _parse_target(args.target)
+    if args.tls and args.insecure:
+        _usage("--tls and --insecure exclude each other: choose one")
+    size = _parse_int("--size", args.size, 1, MAX_SIZE)
+    timeout = _parse_seconds("--timeout", args.timeout)
+    try:
+        return run_check(
+            target, size=size, insecure=args.insecure, service=args.health, timeout=timeout
+        )
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _usage(message: str) -> None:
+    raise SystemExit(f"{PROG}: error: {message}")  # main(): one line on stderr, exit 2
+
+
+def _parse_target(value: str | None) -> str:
+    if value is None or not value.strip():
+        _usage("TARGET is required, e.g. 127.0.0.1:50051 (see --help)")
+    assert value is not None
+    if any(c.isspace() for c in value):
+        _usage(f"TARGET {value!r} contains blanks: expected host:port")
+    if value.startswith(_SCHEMES):
+        return value
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or host in ("[", "[]"):
+        _usage(f"TARGET {value!r} is not host:port, e.g. 127.0.0.1:50051 or dns:///host:443")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        _usage(f"TARGET {value!r} has a bad port {port!r}: expected 1..65535")
+    if host.startswith("[") != host.endswith("]"):
+        _usage(f"TARGET {value!r}: unbalanced brackets (IPv6 is [::1]:50051)")
+    return value
+
+
+def _parse_int(option: str, text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        _usage(f"{option} {text!r}: expected an integer {low}..{high}")
+    assert value is not None
+    return value
+
+
+def _parse_seconds(option: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        _usage(f"{option} {text!r}: expected a number of seconds > 0")
+    return value
+
+
+@dataclass
+class _Check:
+    """The outcome of one health check over one channel."""
+
+    slot: int
+    status: str  # SERVING, NOT_SERVING, ... or a gRPC status code name
+    rtt: float | None  # seconds; None when no answer came back
+    detail: str = ""
+
+
+def run_check(
+    target: str,
+    *,
+    size: int = DEFAULT_SIZE,
+    insecure: bool = False,
+    service: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Check ``target``; print the report to ``out``; return the exit status (0 or 1)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    started = time.monotonic()
+    deadline = started + timeout
+    mode = "insecure" if insecure else "tls"
+    asked = "the server" if service is None else f"service {service!r}"
+    print(f"checking {target} ({mode}, {size} channels, health of {asked})", file=out, flush=True)
+    try:
+        pool = Pool(
+            target,
+            size=size,
+            insecure=insecure,
+            name="check",
+            connect_timeout=timeout,
+            # A server that comes up during the wait is picked up within ~0.5 s.
+            backoff_initial=0.1,
+            backoff_max=0.5,
+            retire_grace=0.0,
+            status_interval=0.0,
+        )
+    except GrpcPoolError as error:  # e.g. a target gRPC refuses
+        print(f"{PROG}: error: {error}", file=err)
+        return 1
+    try:
+        _wait_ready(pool, deadline, started, out)
+        checks = _health_checks(pool, service, deadline)
+        stats = pool.stats()
+    finally:
+        pool.close(grace=0.0)
+    _print_slots(stats.slots, checks, out)
+    ready = stats.status.current_size
+    failing = [c for c in checks.values() if not _passes(c, service)]
+    elapsed = time.monotonic() - started
+    if ready == size and not failing:
+        print(
+            f"healthy: {ready}/{size} channels ready, {len(checks)} health checks passed "
+            f"({elapsed:.2f}s)",
+            file=out,
+            flush=True,
+        )
+        return 0
+    out.flush()
+    if ready == 0:
+        errors = sorted({s.last_error for s in stats.slots if s.last_error})
+        why = f"; last error: {errors[0]}" if errors else ""
+        reason = f"down: no channel ready after {timeout:g}s{why}"
+    elif ready < size:
+        reason = f"degraded: {ready}/{size} channels ready after {timeout:g}s"
+    else:
+        reason = f"unhealthy: {ready}/{size} channels ready"
+    if failing:
+        worst = failing[0]
+        reason += (
+            f", {len(failing)} health check(s) failed (slot {worst.slot}: {worst.status}"
+            f"{': ' + worst.detail if worst.detail else ''})"
+        )
+    print(f"{PROG}: {target} {reason}", file=err, flush=True)
+    return 1
+
+
+def _wait_ready(pool: Pool, deadline: float, started: float, out: TextIO) -> None:
+    """Until every slot is ready or the deadline: a live line on a tty; otherwise a
+    plain line when the ready count or the last error changes, and every 2 s."""
+    live = out.isatty()
+    shown, shown_at = "", 0.0
+    while True:
+        stats = pool.stats()
+        now = time.monotonic()
+        status = stats.status
+        done = status.current_size >= status.expected_size or now >= deadline
+        ready = f"ready {status.current_size}/{status.expected_size}"
+        errors = sorted({s.last_error for s in stats.slots if s.last_error})
+        error = f", last error: {_short(errors[0], 60)}" if errors else ""
+        if live:
+            states: dict[str, int] = {}
+            for s in stats.slots:
+                states[s.state] = states.get(s.state, 0) + 1
+            detail = "".join(f", {k} {n}" for k, n in sorted(states.items()) if k != "ready")
+            line = f"\r{ready}{detail}  ({now - started:.1f}s){error}\033[K"
+            print(line, end="\n" if done else "", file=out, flush=True)
+        elif ready + error != shown or now - shown_at >= 2.0 or done:
+            print(f"{ready}  ({now - started:.2f}s){error}", file=out, flush=True)
+            shown, shown_at = ready + error, now
+        if done:
+            return
+        time.sleep(min(0.1, max(0.0, deadline - now)))
+
+
+def _health_checks(pool: Pool, service: str | None, deadline: float) -> dict[int, _Check]:
+    """One Health/Check over each ready channel, all at once, within the deadline."""
+    channels = pool._snapshot  # the ready channels, one per ready slot
+    request = _health_request(service or "")
+    timeout = max(deadline - time.monotonic(), _MIN_CHECK_TIMEOUT)
+    done_at: dict[int, float] = {}
+    lock = threading.Lock()
+    calls: list[tuple[int, float, Any]] = []
+    for channel in channels:
+        check = channel.unary_unary(HEALTH_CHECK)
+
+        def finished(_call: Any, slot: int = channel.slot) -> None:  # on a gRPC thread
+            with lock:
+                done_at[slot] = time.monotonic()
+
+        sent = time.monotonic()
+        future = check.future(request, timeout=timeout)
+        future.add_done_callback(finished)
+        calls.append((channel.slot, sent, future))
+    results: dict[int, _Check] = {}
+    for slot, sent, future in calls:
+        try:
+            response = future.result(timeout=timeout + 1.0)
+            status, detail = _serving_status(response), ""
+        except grpc.RpcError as error:
+            code = error.code() if isinstance(error, grpc.Call) else None
+            status = code.name if code is not None else "ERROR"
+            detail = error.details() if isinstance(error, grpc.Call) else str(error)
+        except grpc.FutureTimeoutError:
+            future.cancel()
+            status, detail = "DEADLINE_EXCEEDED", "no answer"
+        with lock:
+            answered = done_at.get(slot)
+        rtt = answered - sent if answered is not None and status != "DEADLINE_EXCEEDED" else None
+        results[slot] = _Check(slot, status, rtt, detail or "")
+    return results
+
+
+def _passes(check: _Check, service: str | None) -> bool:
+    if check.status == "SERVING":
+        return True
+    # Like gRPC's own client health checking: a server without the health service
+    # is healthy once connected, unless a service was asked about explicitly.
+    return service is None and check.status == "UNIMPLEMENTED"
+
+
+# grpc.health.v1 messages by hand (protobuf wire format): the check needs no
+# generated code and no grpcio-health-checking.
+def _health_request(service: str) -> bytes:
+    """HealthCheckRequest{service (field 1, string)}."""
+    data = service.encode()
+    if not data:
+        return b""
+    return b"\x0a" + _varint(len(data)) + data
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _serving_status(response: bytes) -> str:
+    """HealthCheckResponse.status (field 1, enum); absent means UNKNOWN (0)."""
+    i, value = 0, 0
+    while i < len(response):
+        key, i = _read_varint(response, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            number, i = _read_varint(response, i)
+            if field == 1:
+                value = number
+        elif wire == 2:
+            length, i = _read_varint(response, i)
+            i += length
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            return "UNPARSABLE"
+    return _SERVING_STATUS.get(value, f"STATUS_{value}")
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while i < len(data):
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i
+        shift += 7
+    return value, len(data)
+
+
+def _print_slots(slots: tuple[SlotStats, ...], checks: dict[int, _Check], out: TextIO) -> None:
+    now = time.monotonic()
+    rows = [("slot", "state", "channel", "connected", "health", "rtt", "last error")]
+    for s in slots:
+        check = checks.get(s.slot)
+        connected = f"{now - s.connected_since:.2f}s" if s.connected_since is not None else "-"
+        health = check.status if check is not None else (s.health or "-")
+        rtt = f"{check.rtt * 1000:.2f}ms" if check is not None and check.rtt is not None else "-"
+        error = s.last_error or (check.detail if check is not None else "") or "-"
+        rows.append(
+            (str(s.slot), s.state, s.channel_id or "-", connected, health, rtt, _short(error))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip(), file=out)
+    out.flush()
+
+
+def _short(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,166 @@
+"""``python -m grpc_pool check``: the real command in a subprocess against a real
+echo server on loopback, and ``--help`` on every command.
+
+No timing is asserted: every subprocess has a bound (``RUN_TIMEOUT``) only so
+that a hang fails the test instead of blocking the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from grpc_health.v1 import health_pb2
+
+from grpc_pool import _check
+from grpc_pool.__main__ import COMMANDS
+from grpc_pool._echo import SERVICE, EchoServer
+
+RUN_TIMEOUT = 60
+# A slot line of the table: slot number, state, channel id, connected, health, rtt.
+SLOT_LINE = re.compile(r"^(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)")
+
+
+def run(*args: str, executable: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = executable or [sys.executable, "-m", "grpc_pool"]
+    return subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
+    )
+
+
+def slot_lines(stdout: str) -> list[tuple[str, ...]]:
+    return [m.groups() for line in stdout.splitlines() if (m := SLOT_LINE.match(line))]
+
+
+def test_healthy_server_exits_0_with_a_line_per_slot(server: EchoServer) -> None:
+    """Against a serving server: exit 0, one table line per slot, each ready, with
+    its own channel, SERVING and a measured round trip, and a "healthy" verdict."""
+    result = run("check", server.target, "--insecure", "--size", "3", "--timeout", "30")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = slot_lines(result.stdout)
+    assert [row[0] for row in rows] == ["0", "1", "2"], result.stdout
+    for _slot, state, channel, connected, health, rtt in rows:
+        assert state == "ready" and health == "SERVING", result.stdout
+        assert channel != "-" and connected.endswith("s") and rtt.endswith("ms")
+    assert len({row[2] for row in rows}) == 3  # three distinct channels
+    assert "healthy: 3/3 channels ready" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_named_service_must_be_serving(server: EchoServer) -> None:
+    """--health SERVICE asks about that service: a known one passes (exit 0), one
+    the server does not know fails (exit 1, NOT_FOUND named on stderr)."""
+    known = run("check", server.target, "--insecure", "--health", SERVICE, "--timeout", "30")
+    assert known.returncode == 0, known.stdout + known.stderr
+    unknown = run("check", server.target, "--insecure", "--health", "no.such.Service")
+    assert unknown.returncode == 1, unknown.stdout + unknown.stderr
+    assert "NOT_FOUND" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_not_serving_exits_1(server: EchoServer) -> None:
+    """Connected but answering NOT_SERVING: exit 1, the slots show NOT_SERVING and
+    stderr has one verdict line, no traceback."""
+    server.set_serving(False)
+    result = run("check", server.target, "--insecure", "--size", "2", "--timeout", "30")
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = slot_lines(result.stdout)
+    assert [row[4] for row in rows] == ["NOT_SERVING", "NOT_SERVING"], result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "NOT_SERVING" in lines[0], result.stderr
+
+
+def test_nothing_listening_exits_1_after_the_timeout(dead_target: str) -> None:
+    """Nothing listening: the command gives up after --timeout (the subprocess is
+    bounded) with exit 1, a table of not-ready slots and their last error, and a
+    one-line "down" verdict on stderr."""
+    result = run("check", dead_target, "--insecure", "--timeout", "1.5")
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = slot_lines(result.stdout)
+    assert len(rows) == 2 and all(row[1] != "ready" for row in rows), result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "down: no channel ready after 1.5s" in lines[0], result.stderr
+
+
+def test_tls_against_a_plaintext_server_is_not_healthy(server: EchoServer) -> None:
+    """TLS (the default) to a plaintext server never becomes ready: exit 1, no traceback."""
+    result = run("check", server.target, "--tls", "--timeout", "1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "down:" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        ([], "TARGET is required"),
+        (["127.0.0.1:1", "--tls", "--insecure"], "--tls and --insecure"),
+        (["localhost"], "not host:port"),
+        (["localhost:http"], "bad port"),
+        (["localhost:70000"], "bad port"),
+        (["local host:1"], "blanks"),
+        (["127.0.0.1:1", "--size", "0"], "--size"),
+        (["127.0.0.1:1", "--size", "two"], "--size"),
+        (["127.0.0.1:1", "--timeout", "-1"], "--timeout"),
+        (["127.0.0.1:1", "--timeout", "inf"], "--timeout"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(args: list[str], mentions: str) -> None:
+    """A bad target, number or option combination: exit 2 and exactly one line on
+    stderr naming the problem, no traceback, nothing on stdout."""
+    result = run("check", *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and mentions in lines[0], result.stderr
+    assert lines[0].startswith("python -m grpc_pool check: error: ")
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", [None, *(name for name, *_ in COMMANDS)])
+def test_help_on_every_command(command: str | None) -> None:
+    """`--help` works on the top level and on every registered command: exit 0, usage
+    on stdout, nothing on stderr."""
+    result = run(*([command] if command else []), "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m grpc_pool")
+    assert result.stderr == ""
+    if command is None:
+        for name, *_ in COMMANDS:
+            assert name in result.stdout
+
+
+def test_check_is_registered_once() -> None:
+    """`check` is one entry of the command table (next to demo and others)."""
+    assert [name for name, *_ in COMMANDS].count("check") == 1
+    assert "demo" in [name for name, *_ in COMMANDS]
+
+
+def test_console_script() -> None:
+    """The `grpc-pool` console script (pyproject [project.scripts]) runs the same CLI."""
+    script = Path(sys.executable).with_name("grpc-pool")
+    if not script.exists():
+        pytest.skip(f"{script} not installed (pip install -e . creates it)")
+    result = run("check", "--help", executable=[str(script)])
+    assert result.returncode == 0, result.stderr
+    assert "--health SERVICE" in result.stdout
+
+
+@pytest.mark.parametrize("service", ["", "a", SERVICE, "x" * 300, "säkerhet"])
+def test_health_request_bytes_match_protobuf(service: str) -> None:
+    """The hand-encoded HealthCheckRequest is byte-for-byte what protobuf encodes."""
+    expected = health_pb2.HealthCheckRequest(service=service).SerializeToString()
+    assert _check._health_request(service) == expected
+
+
+@pytest.mark.parametrize("status", [0, 1, 2, 3])
+def test_health_response_parsing_matches_protobuf(status: int) -> None:
+    """The hand-parsed HealthCheckResponse status is protobuf's enum name."""
+    data = health_pb2.HealthCheckResponse(status=status).SerializeToString()
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    assert _check._serving_status(data) == name
