@@ -233,14 +233,15 @@ def build_channel(
 ) -> PooledChannel:
     """A new channel for ``slot`` on its own TCP connection (local subchannel pool)."""
     channel_id = f"{pool_label}/{slot}/{next(_channel_ids)}"
+    target = config.target_of(slot)
     options = [o for o in config.options if o[0] not in (LOCAL_SUBCHANNEL_POOL, CHANNEL_ID)]
     options += [(LOCAL_SUBCHANNEL_POOL, 1), (CHANNEL_ID, channel_id)]
     options += [o for o in _keepalive_options(config) if o[0] not in dict(config.options)]
     if credentials is None:
-        raw = grpc.insecure_channel(config.target, options=options)
+        raw = grpc.insecure_channel(target, options=options)
     else:
-        raw = grpc.secure_channel(config.target, credentials, options=options)
+        raw = grpc.secure_channel(target, credentials, options=options)
     counter = _RpcCounter(config.eject_after_unavailable) if config.track_in_flight else None
     interceptors = ((counter,) if counter is not None else ()) + tuple(config.interceptors)
     rpc = grpc.intercept_channel(raw, *interceptors) if interceptors else raw
-    return PooledChannel(raw, rpc, counter, slot, config.target, channel_id)
+    return PooledChannel(raw, rpc, counter, slot, target, channel_id)

@@ -19,6 +19,8 @@ __all__ = [
     "HealthResult",
     "Lost",
     "Pause",
+    "RefreshDone",
+    "RefreshRequest",
     "Register",
     "Reply",
     "Resize",
@@ -87,6 +89,22 @@ class HealthResult:
     status: str
     healthy: bool
     duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRequest:
+    """A slot's channel is past its max age: may it be replaced now?"""
+
+    worker: object
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshDone:
+    """The refresh the writer granted ended (replaced or not)."""
+
+    worker: object
+    slot: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,12 +72,27 @@ class PoolConfig:
         failing one is taken out of rotation and reconnected. 0 (default) is off.
     health_check_timeout: seconds a health check may take. Default 5.0.
     health_check_service: service name sent in the check. Default "" (the server).
+    max_connection_age: replace each channel after this many seconds (each picks
+        a deadline uniform in [0.8, 1.0] of it): the new channel connects (and is
+        primed/health-checked) before it replaces the old one, which then
+        drains; one slot at a time. None (default) is off.
+    primer: called with every new channel before it is published (warm-up,
+        e.g. an RPC that loads caches); an exception fails that connection
+        attempt. Default None.
+    autoscale: resize every ``autoscale_interval`` seconds (default 60.0) from the
+        peak RPCs in flight since the last check: keep between
+        ceil(peak / max_rpcs_per_channel) (default 50) and
+        ceil(peak / min_rpcs_per_channel) (default 10) channels, within
+        [min_size (default 1), max_size (default: size)], moving at most
+        max_resize_delta (default 2) per interval. Default False.
+    stream_limit: the server's concurrent-stream limit per connection, for the
+        warning when the pool is at max_size and channels carry 80% of it. Default 100.
     eject_after_unavailable: reconnect a channel after this many RPCs in a row
         failed with UNAVAILABLE, without waiting for the connectivity watcher.
         0 (default) is off; needs ``track_in_flight``.
     """
 
-    target: str
+    target: str | Sequence[str]
     size: int = 5
     credentials: grpc.ChannelCredentials | None = None
     insecure: bool = False
@@ -103,10 +118,19 @@ class PoolConfig:
     health_check_timeout: float = 5.0
     health_check_service: str = ""
     eject_after_unavailable: int = 0
+    max_connection_age: float | None = None
+    primer: Callable[[Any], None] | None = None
+    autoscale: bool = False
+    autoscale_interval: float = 60.0
+    min_size: int = 1
+    max_size: int | None = None
+    min_rpcs_per_channel: int = 10
+    max_rpcs_per_channel: int = 50
+    max_resize_delta: int = 2
+    stream_limit: int = 100
 
     def __post_init__(self) -> None:
-        if not isinstance(self.target, str) or not self.target.strip():
-            raise _invalid("target", self.target, "a non-empty str such as 'host:port'")
+        object.__setattr__(self, "target", _check_target(self.target))
         check_count("size", self.size)
         if self.credentials is not None and not isinstance(
             self.credentials, grpc.ChannelCredentials
@@ -164,8 +188,53 @@ class PoolConfig:
             raise _invalid(
                 "eject_after_unavailable", eject, "0 when track_in_flight is False (it counts RPCs)"
             )
+        if self.max_connection_age is not None:
+            check_seconds("max_connection_age", self.max_connection_age, allow_zero=False)
+        if self.primer is not None and not callable(self.primer):
+            raise _invalid("primer", self.primer, "a callable taking the new channel, or None")
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             raise _invalid("name", self.name, "a non-empty str or None")
+        self._check_autoscale()
+
+    def _check_autoscale(self) -> None:
+        _check_bool("autoscale", self.autoscale)
+        check_seconds("autoscale_interval", self.autoscale_interval, allow_zero=False)
+        check_count("min_size", self.min_size)
+        if self.max_size is not None:
+            check_count("max_size", self.max_size)
+        high = self.max_size if self.max_size is not None else self.size
+        if not self.min_size <= self.size <= high:
+            raise _invalid(
+                "size", self.size, f"min_size ({self.min_size}) <= size <= max_size ({high})"
+            )
+        check_count("min_rpcs_per_channel", self.min_rpcs_per_channel)
+        check_count("max_rpcs_per_channel", self.max_rpcs_per_channel)
+        if self.min_rpcs_per_channel >= self.max_rpcs_per_channel:
+            raise _invalid(
+                "min_rpcs_per_channel",
+                self.min_rpcs_per_channel,
+                f"< max_rpcs_per_channel ({self.max_rpcs_per_channel}): the gap is the hysteresis",
+            )
+        check_count("max_resize_delta", self.max_resize_delta)
+        check_count("stream_limit", self.stream_limit)
+        if self.autoscale and not self.track_in_flight:
+            raise _invalid(
+                "autoscale", True, "False when track_in_flight is False (it counts RPCs)"
+            )
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The targets as a tuple; slot i connects to targets[i % len(targets)]."""
+        return (self.target,) if isinstance(self.target, str) else tuple(self.target)
+
+    @property
+    def target_label(self) -> str:
+        """The target(s) as one string, for logs, reprs and metric labels."""
+        return ",".join(self.targets)
+
+    def target_of(self, slot: int) -> str:
+        targets = self.targets
+        return targets[slot % len(targets)]
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> PoolConfig:
@@ -258,6 +327,20 @@ def _health_available() -> bool:
 
 def _invalid(field_name: str, value: object, allowed: str) -> InvalidConfig:
     return InvalidConfig(f"{field_name}={value!r} is not allowed: expected {allowed}")
+
+
+def _check_target(target: object) -> str | tuple[str, ...]:
+    allowed = "a non-empty str such as 'host:port', or a non-empty list of them"
+    if isinstance(target, str):
+        if not target.strip():
+            raise _invalid("target", target, allowed)
+        return target
+    if not isinstance(target, Sequence) or isinstance(target, bytes) or not target:
+        raise _invalid("target", target, allowed)
+    for item in target:
+        if not isinstance(item, str) or not item.strip():
+            raise _invalid("target", target, allowed)
+    return tuple(target)
 
 
 def _check_bool(field_name: str, value: object) -> None:

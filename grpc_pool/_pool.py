@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import fields
 from itertools import count
 from typing import Any, TypeVar
@@ -84,7 +84,7 @@ class Pool:
     _retired: tuple[PooledChannel, ...]
     _totals: tuple[int, ...]
 
-    def __init__(self, target: str, **options: Any) -> None:
+    def __init__(self, target: str | Sequence[str], **options: Any) -> None:
         unknown = sorted(set(options) - _OPTION_NAMES)
         if unknown:
             allowed = ", ".join(sorted(_OPTION_NAMES))
@@ -184,28 +184,38 @@ class Pool:
             self._launch(max(1, self._expected), listeners)
 
     # -- readers -------------------------------------------------------------------
-    def get_channel(self, timeout: float | None = None) -> PooledChannel:
-        """A ready channel, picked by the strategy.
+    def get_channel(self, timeout: float | None = None, *, key: Hashable = None) -> PooledChannel:
+        """A ready channel, picked by the strategy (or by ``key``).
 
         timeout: None (default) raises ``NoChannelAvailable`` at once when no
             channel is ready; a number of seconds waits that long for one.
+        key: any hashable (a user id, a shard): the same key gets the same slot
+            while the pool's membership is unchanged, and only about 1/n of keys
+            move when a slot is added or removed (rendezvous hashing). If the
+            key's slot is not ready, another ready channel is used meanwhile.
         Raises ``PoolClosed`` after ``close()``.
         """
         channels = self._snapshot
-        if channels and timeout is None:
+        if channels and timeout is None and key is None:
             return self._pick(channels)
-        return self._get_slow(timeout)
+        return self._get_slow(timeout, key)
 
-    def stub(self, stub_class: Callable[[grpc.Channel], S], timeout: float | None = None) -> S:
+    def stub(
+        self,
+        stub_class: Callable[[grpc.Channel], S],
+        timeout: float | None = None,
+        *,
+        key: Hashable = None,
+    ) -> S:
         """A ``stub_class`` stub bound to the channel picked for this call.
 
         Stubs are cached per channel (generated stubs build every method in
         ``__init__``), so this costs a dict lookup after the first call. The
         cache lives on the channel: a stub of a retired channel is never handed
         out, because a retired channel is never picked.
-        timeout: as for ``get_channel``.
+        timeout, key: as for ``get_channel``.
         """
-        channel = self.get_channel(timeout)
+        channel = self.get_channel(timeout, key=key)
         stubs = channel._stubs
         stub = stubs.get(stub_class)
         if stub is None:
@@ -252,18 +262,21 @@ class Pool:
 
         self._pick = sampled
 
-    def _get_slow(self, timeout: float | None) -> PooledChannel:
+    def _get_slow(self, timeout: float | None, key: Hashable = None) -> PooledChannel:
         if timeout is not None:
             check_seconds("timeout", timeout)
         if self._forked:
             self._revive()
-        channels = self._wait_for(1, timeout)
-        if channels is None:
+        channels = self._snapshot or self._wait_for(1, timeout)
+        if not channels:
             error = self._not_available(timeout)
             if timeout:
                 logger.warning("%s", error)
             raise error
-        return self._pick(channels)
+        if key is None:
+            return self._pick(channels)
+        # Rendezvous: the highest hash of (key, slot) among the ready channels.
+        return max(channels, key=lambda channel: hash((key, channel.slot)))
 
     def _wait_for(self, count: int, timeout: float | None) -> tuple[PooledChannel, ...] | None:
         """The snapshot once it holds ``count`` channels; None when the wait ran out."""
@@ -320,14 +333,14 @@ class Pool:
         """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
         channels = self._snapshot
         index = {id(c): i for i, c in enumerate(channels)}
-        slots = tuple(_slot_stats(v, self._config.target, index) for v in self._views)
+        slots = tuple(_slot_stats(v, self._config.target_of(v.slot), index) for v in self._views)
         connects, disconnects, failures, rpcs_closed = self._totals
         retired = self._retired
         tracked = self._config.track_in_flight
         open_channels = (*(s.channel for s in self._views if s.channel is not None), *retired)
         return PoolStats(
             name=self.name,
-            target=self._config.target,
+            target=self._config.target_label,
             status=self.status(),
             slots=slots,
             connects=connects,
@@ -445,7 +458,7 @@ class Pool:
         status = self.status()
         state = "closed" if self._closed else status.state
         return (
-            f"<Pool {self.name!r} target={self._config.target!r} "
+            f"<Pool {self.name!r} target={self._config.target_label!r} "
             f"ready={status.current_size}/{status.expected_size} state={state}>"
         )
 

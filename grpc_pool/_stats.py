@@ -34,6 +34,7 @@ class SlotStats:
     """One slot (one worker, one connection at a time).
 
     slot: stable id of the slot (also in its thread name).
+    target: the target this slot connects to (slot i: targets[i % len(targets)]).
     index: position in the rotation when ready, else None.
     state: "connecting", "ready", "reconnecting" (lost, asking again),
         "backoff" (waiting before the next attempt) or "stopped".

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import grpc
 
 from ._backoff import Backoff
 from ._channel import PooledChannel, build_channel
-from ._commands import HealthResult, Lost, Register, SlotState
+from ._commands import HealthResult, Lost, RefreshDone, RefreshRequest, Register, SlotState
 from ._config import PoolConfig
 
 __all__ = ["Worker"]
@@ -42,6 +43,8 @@ class _Signal:
 
 _PAUSE = _Signal("pause")
 _EJECT = _Signal("eject")  # with a channel id: its RPCs keep failing UNAVAILABLE
+_GRANT = _Signal("grant")  # the writer's go-ahead for a max-age refresh
+_REFRESH = "refresh"  # _watch's answer when the channel is due for replacement
 _Item = tuple[str, "grpc.ChannelConnectivity | _Signal"] | _Signal | None  # None: stop
 
 
@@ -88,8 +91,9 @@ class Worker:
             config.backoff_max,
         )
         # What the thread is subscribed to now, for pause(); set and read on its thread.
-        self._subscription: tuple[PooledChannel, Callable[[Any], None]] | None = None
+        self._subscriptions: list[tuple[PooledChannel, Callable[[Any], None]]] = []
         self._health_call: Any = None
+        self._refresh_wanted = False
         self._paused = threading.Event()
         self._resume = threading.Event()
         self.thread = threading.Thread(
@@ -125,6 +129,10 @@ class Worker:
     def resume(self) -> None:
         self._resume.set()
 
+    def grant_refresh(self) -> None:
+        """From the writer: this slot may replace its channel now."""
+        self._events.put(_GRANT)
+
     # -- thread ----------------------------------------------------------------
     def _run(self) -> None:
         while not self._stopped:
@@ -137,29 +145,30 @@ class Worker:
 
     def _one_connection(self) -> None:
         self._post(SlotState(self, self.slot, "connecting"))
-        started = time.monotonic()
-        channel = build_channel(self._config, self._credentials, self.slot, self._pool_name)
-        callback = self._subscriber(channel)
-        self._subscribe(channel, callback)
-        registered = False
-        reason: str | None = None
-        try:
-            error = self._wait_ready(channel) or self._check_health(channel)
-            if error is None:
-                self._failures = 0
-                self._post(Register(self, self.slot, channel, time.monotonic() - started))
-                registered = True
-                up_since = time.monotonic()
-                reason, healthy = self._watch(channel)
-        finally:
-            self._subscription = None
-            channel.unsubscribe(callback)  # before any close: see PooledChannel._close
-            if not registered:
-                channel._close()  # never published: no caller can hold it
-        if error is not None:
+        connected = self._connect()
+        if isinstance(connected, str):
             if not self._stopped:
-                self._fail(error)
+                self._fail(connected)
             return
+        channel, callback, took = connected
+        self._failures = 0
+        self._post(Register(self, self.slot, channel, took))
+        up_since = time.monotonic()
+        refresh_at = self._age_deadline(up_since)
+        try:
+            while True:
+                reason, healthy = self._watch(channel, refresh_at)
+                if reason != _REFRESH:
+                    break
+                replacement = self._replace(channel, callback)
+                if replacement is None:  # keep the old one; try again after a backoff
+                    refresh_at = time.monotonic() + self._backoff.next_delay()
+                    continue
+                channel, callback = replacement
+                up_since = time.monotonic()
+                refresh_at = self._age_deadline(up_since)
+        finally:
+            self._unsubscribe(channel, callback)  # before any close: see PooledChannel._close
         if reason is None:  # stopped: the writer retires the registered channel
             return
         if healthy and time.monotonic() - up_since >= self._config.backoff_initial:
@@ -172,9 +181,68 @@ class Worker:
         if delay:
             self._sleep(delay)
 
+    def _connect(self) -> tuple[PooledChannel, Callable[[Any], None], float] | str:
+        """A new channel READY, healthy and primed, subscribed; else why not (closed)."""
+        started = time.monotonic()
+        channel = build_channel(self._config, self._credentials, self.slot, self._pool_name)
+        callback = self._subscriber(channel)
+        self._subscribe(channel, callback)
+        error: str | None = "stopped"
+        try:
+            error = self._wait_ready(channel) or self._check_health(channel) or self._prime(channel)
+        finally:
+            if error is not None:
+                self._unsubscribe(channel, callback)
+                channel._close()  # never published: no caller can hold it
+        if error is not None:
+            return error
+        return channel, callback, time.monotonic() - started
+
+    def _replace(
+        self, old: PooledChannel, old_callback: Callable[[Any], None]
+    ) -> tuple[PooledChannel, Callable[[Any], None]] | None:
+        """Max-age refresh (the writer granted it): connect a new channel while the
+        old one serves, then swap them in one Register (the writer retires the old)."""
+        try:
+            connected = None if self._stopped else self._connect()
+            if connected is None or isinstance(connected, str):
+                if connected is not None:
+                    self._log(logging.INFO, "refresh failed (%s); keeping the channel", connected)
+                # Events of the old channel were skipped meanwhile: resubscribing
+                # delivers its current state again.
+                self._unsubscribe(old, old_callback)
+                self._subscribe(old, old_callback)
+                return None
+            channel, callback, took = connected
+            self._post(Register(self, self.slot, channel, took))
+            self._unsubscribe(old, old_callback)
+            self._backoff.reset()
+            return channel, callback
+        finally:
+            self._post(RefreshDone(self, self.slot))
+
+    def _age_deadline(self, since: float) -> float | None:
+        age = self._config.max_connection_age
+        return None if age is None else since + age * random.uniform(0.8, 1.0)
+
+    def _prime(self, channel: PooledChannel) -> str | None:
+        primer = self._config.primer
+        if primer is None or self._stopped:
+            return None
+        try:
+            primer(channel)
+        except Exception as exc:
+            return f"primer failed: {type(exc).__name__}: {exc}"
+        return None
+
     def _subscribe(self, channel: PooledChannel, callback: Callable[[Any], None]) -> None:
-        self._subscription = (channel, callback)
+        self._subscriptions.append((channel, callback))
         channel.subscribe(callback, try_to_connect=True)
+
+    def _unsubscribe(self, channel: PooledChannel, callback: Callable[[Any], None]) -> None:
+        if (channel, callback) in self._subscriptions:
+            self._subscriptions.remove((channel, callback))
+        channel.unsubscribe(callback)
 
     def _subscriber(self, channel: PooledChannel) -> Callable[[grpc.ChannelConnectivity], None]:
         put, channel_id = self._events.put, channel.channel_id
@@ -205,21 +273,29 @@ class Worker:
             if item is _PAUSE:
                 self._park()
                 continue
+            if item is _GRANT:
+                if self._refresh_wanted:
+                    self._refresh_wanted = False
+                    return _GRANT
+                self._post(RefreshDone(self, self.slot))  # moved on meanwhile: hand it back
+                continue
             if isinstance(item, tuple) and item[0] == channel_id:
                 return item[1]
         return None
 
     def _park(self) -> None:
         """Before fork: no subscription, no gRPC poller thread of ours, until resumed."""
-        subscription = self._subscription
-        if subscription is not None:
-            channel, callback = subscription
+        subscriptions = list(self._subscriptions)
+        deadline = time.monotonic() + 1.0
+        for channel, callback in subscriptions:
             channel.unsubscribe(callback)
-            channel._wait_for_poller(time.monotonic() + 1.0)
+        for channel, _ in subscriptions:
+            channel._wait_for_poller(deadline)
         self._paused.set()
         self._resume.wait(_PAUSE_LIMIT)
-        if subscription is not None and not self._stopped:
-            subscription[0].subscribe(subscription[1], try_to_connect=True)
+        if not self._stopped:
+            for channel, callback in subscriptions:
+                channel.subscribe(callback, try_to_connect=True)
 
     def _wait_ready(self, channel: PooledChannel) -> str | None:
         """None when READY; else why not (stop, failure, connect timeout)."""
@@ -236,17 +312,18 @@ class Worker:
             if state is _IDLE:
                 _kick(channel)
 
-    def _watch(self, channel: PooledChannel) -> tuple[str | None, bool]:
+    def _watch(self, channel: PooledChannel, refresh_at: float | None) -> tuple[str | None, bool]:
         """Block while the channel is usable.
 
-        Returns (why it was lost, whether it was healthy until then); (None, True) on stop.
+        Returns (why it was lost, whether it was healthy until then); (None, True)
+        on stop; (_REFRESH, True) once a max-age refresh was granted.
         """
         timeout = self._config.connect_timeout
         interval = self._config.health_check_interval
         reconnect_deadline: float | None = None  # set while reconnecting after IDLE
         next_health = time.monotonic() + interval if interval else None
         while True:
-            deadlines = [d for d in (reconnect_deadline, next_health) if d is not None]
+            deadlines = [d for d in (reconnect_deadline, next_health, refresh_at) if d is not None]
             state = self._next_state(channel.channel_id, min(deadlines) if deadlines else None)
             if state is None:
                 if self._stopped:
@@ -259,7 +336,13 @@ class Worker:
                     if error is not None:
                         return (None, True) if self._stopped else (error, False)
                     next_health = time.monotonic() + interval
+                if refresh_at is not None and now >= refresh_at:
+                    self._refresh_wanted = True
+                    self._post(RefreshRequest(self, self.slot))  # one slot at a time
+                    refresh_at = None
                 continue
+            if state is _GRANT:
+                return _REFRESH, True
             if state is _EJECT:
                 n = self._config.eject_after_unavailable
                 return f"ejected after {n} RPCs in a row failed UNAVAILABLE", False

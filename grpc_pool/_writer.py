@@ -19,6 +19,8 @@ from ._commands import (
     HealthResult,
     Lost,
     Pause,
+    RefreshDone,
+    RefreshRequest,
     Register,
     Reply,
     Resize,
@@ -116,13 +118,15 @@ class Writer:
         # failed attempts, RPCs of channels already closed.
         self._totals = [0, 0, 0, 0]
         self._closing: Close | None = None
+        self._refresh_holder: Worker | None = None
+        self._refresh_queue: list[Worker] = []
         self.thread = threading.Thread(
             target=self._run, name=f"grpc_pool-writer-{name}", daemon=True
         )
 
     def start(self, size: int) -> None:
         if self._events.deliveries:
-            self._emit(PoolStartedEvent, size=size, target=self._config.target)
+            self._emit(PoolStartedEvent, size=size, target=self._config.target_label)
         self._resize(size)
         self._publish()
         self.thread.start()
@@ -174,7 +178,9 @@ class Writer:
         )
 
     def _handle(self, command: object) -> None:
-        if isinstance(command, (Register, Lost, SlotState, HealthResult)):
+        if isinstance(
+            command, (Register, Lost, SlotState, HealthResult, RefreshRequest, RefreshDone)
+        ):
             if self._workers.get(command.slot) is not command.worker:
                 if isinstance(command, Register):  # stopped or replaced meanwhile
                     self._retire(command.channel, published=False)
@@ -185,6 +191,13 @@ class Writer:
                 self._lost(command)
             elif isinstance(command, HealthResult):
                 self._health(command)
+            elif isinstance(command, RefreshRequest):
+                self._refresh_queue.append(command.worker)  # type: ignore[arg-type]
+                self._grant_refresh()
+            elif isinstance(command, RefreshDone):
+                if self._refresh_holder is command.worker:
+                    self._refresh_holder = None
+                    self._grant_refresh()
             else:
                 self._slot_state(command)
         elif isinstance(command, Resize):
@@ -270,6 +283,14 @@ class Writer:
         view = replace(view, disconnects=view.disconnects + 1, last_error=reason)
         self._views[slot] = view
         return view
+
+    def _grant_refresh(self) -> None:
+        """Max-age refreshes run one slot at a time: the next waiting worker goes."""
+        while self._refresh_holder is None and self._refresh_queue:
+            worker = self._refresh_queue.pop(0)
+            if self._workers.get(worker.slot) is worker and self._closing is None:
+                self._refresh_holder = worker
+                worker.grant_refresh()
 
     def _health(self, command: HealthResult) -> None:
         view = self._views[command.slot]
@@ -376,6 +397,9 @@ class Writer:
     def _stop_worker(self, slot: int) -> None:
         worker = self._workers.pop(slot)
         worker.stop()
+        if self._refresh_holder is worker:
+            self._refresh_holder = None
+            self._grant_refresh()
         self._stopping.append(worker)
         channel = self._table.unregister(slot)
         if channel is not None:

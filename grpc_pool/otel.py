@@ -42,7 +42,7 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
     this call on.
     """
     meter = (meter_provider or metrics.get_meter_provider()).get_meter(_SCOPE)
-    attributes = {"pool.name": pool.name, "pool.target": pool.config.target}
+    attributes = {"pool.name": pool.name, "pool.target": pool.config.target_label}
     ref = weakref.ref(pool)  # the meter must not keep the pool alive
 
     def observe(field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
