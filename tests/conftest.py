@@ -3,6 +3,8 @@ test, and a check that no thread a test started outlives it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -96,3 +98,40 @@ def dead_target() -> str:
     srv = EchoServer().start()
     srv.stop()
     return srv.target
+
+
+ECHO_SERVER_SCRIPT = (
+    "import sys\n"
+    "from grpc_pool._echo import EchoServer\n"
+    "s = EchoServer().start()\n"
+    "print(s.port, flush=True)\n"
+    "sys.stdin.read()\n"
+    "s.stop()\n"
+)
+
+
+@pytest.fixture(scope="module")
+def echo_server_process() -> Iterator[str]:
+    """An echo server in a process of its own (its target): for tests that fork,
+    where a server's threads inside gRPC in the forking process would be a hazard.
+    Stopped by closing its stdin; killed if it does not exit in time."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ECHO_SERVER_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().strip()  # bounded: the process prints or dies
+        assert port.isdigit(), "echo server process did not start"
+        yield f"127.0.0.1:{port}"
+    finally:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
