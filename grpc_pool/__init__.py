@@ -22,6 +22,7 @@ from ._errors import (
     WouldEmptyPool,
 )
 from ._events import (
+    AutoscaleEvent,
     ChannelConnectedEvent,
     ChannelDisconnectedEvent,
     ConnectionFailedEvent,
@@ -36,6 +37,7 @@ from ._events import (
     ScaleEvent,
     ScaleUpEvent,
     StatusEvent,
+    StreamLimitEvent,
 )
 from ._pool import Pool
 from ._stats import PoolStats, PoolStatus, SlotStats
@@ -44,6 +46,7 @@ from ._strategy import Strategy
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoscaleEvent",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
     "ConnectionFailedEvent",
@@ -71,6 +74,7 @@ __all__ = [
     "SlotStats",
     "StatusEvent",
     "Strategy",
+    "StreamLimitEvent",
     "WouldEmptyPool",
     "__version__",
 ]

@@ -40,6 +40,7 @@ class _RpcCounter(
         "in_flight",
         "on_idle",
         "on_unavailable",
+        "peak",
         "total",
     )
 
@@ -47,6 +48,7 @@ class _RpcCounter(
         self._lock = threading.Lock()
         self.in_flight = 0
         self.total = 0
+        self.peak = 0
         # Set by the writer while the channel drains; called when in_flight drops to 0.
         self.on_idle: Callable[[], None] | None = None
         # Passive ejection: called (on gRPC's thread) after eject_after UNAVAILABLE in a row.
@@ -58,6 +60,14 @@ class _RpcCounter(
         with self._lock:
             self.in_flight += 1
             self.total += 1
+            if self.in_flight > self.peak:
+                self.peak = self.in_flight
+
+    def take_peak(self) -> int:
+        """The most RPCs in flight at once since the last call (for autoscale)."""
+        with self._lock:
+            peak, self.peak = self.peak, self.in_flight
+        return peak
 
     def _done(self, call: Any = None) -> None:
         with self._lock:

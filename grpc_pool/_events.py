@@ -17,6 +17,7 @@ from typing import ClassVar
 
 __all__ = [
     "SCALE_EVENTS",
+    "AutoscaleEvent",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
     "ConnectionFailedEvent",
@@ -33,6 +34,7 @@ __all__ = [
     "ScaleEvent",
     "ScaleUpEvent",
     "StatusEvent",
+    "StreamLimitEvent",
 ]
 
 logger = logging.getLogger(__name__)
@@ -172,6 +174,29 @@ class GetChannelEvent(PoolEvent):
     name: ClassVar[str] = "get_channel"
     available: int
     slot: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutoscaleEvent(PoolEvent):
+    """An autoscale check: the peak RPCs in flight since the last one, the band of
+    sizes that fits it (after clamping to min/max size) and the sizes before/after."""
+
+    name: ClassVar[str] = "autoscale"
+    peak: int
+    min_channels: int
+    max_channels: int
+    previous_size: int
+    new_size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamLimitEvent(PoolEvent):
+    """At max_size, channels carry at least 80% of the server's stream limit."""
+
+    name: ClassVar[str] = "stream_limit_near"
+    per_channel: float
+    stream_limit: int
+    size: int
 
 
 Listener = Callable[[PoolEvent], None]

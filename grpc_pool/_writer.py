@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -31,6 +32,7 @@ from ._config import PoolConfig
 from ._errors import PoolClosed
 from ._events import (
     SCALE_EVENTS,
+    AutoscaleEvent,
     ChannelConnectedEvent,
     ChannelDisconnectedEvent,
     ConnectionFailedEvent,
@@ -40,6 +42,7 @@ from ._events import (
     PoolStartedEvent,
     ReconnectScheduledEvent,
     StatusEvent,
+    StreamLimitEvent,
 )
 from ._slots import SlotTable
 from ._stats import pool_state
@@ -109,6 +112,7 @@ class Writer:
         self._ready = ready
         self._events = events
         self._next_status = time.monotonic() + config.status_interval
+        self._next_autoscale = time.monotonic() + config.autoscale_interval
         self._table: SlotTable[int, PooledChannel] = SlotTable()
         self._workers: dict[int, Worker] = {}
         self._views: dict[int, SlotView] = {}
@@ -148,6 +152,7 @@ class Writer:
                     self._handle(command)
                 self._reap()
                 self._report_status()
+                self._autoscale()
             except Exception:  # the writer must survive anything
                 logger.exception("pool %s: writer failed on %r; going on", self._name, command)
             if self._closing is not None and not self._retiring:
@@ -158,6 +163,8 @@ class Writer:
         deadlines = [r.deadline for r in self._retiring]
         if self._config.status_interval and self._closing is None:
             deadlines.append(self._next_status)
+        if self._config.autoscale and self._closing is None:
+            deadlines.append(self._next_autoscale)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -176,6 +183,58 @@ class Writer:
             current_size=current,
             state=pool_state(expected, current),
         )
+
+    def _autoscale(self) -> None:
+        """Size the pool from the peak RPCs in flight since the last check (gax-java's
+        ChannelPool rule): between ceil(peak / max_rpcs) and ceil(peak / min_rpcs)
+        channels nothing changes (the hysteresis band), outside it the size moves
+        toward the band by at most max_resize_delta."""
+        config = self._config
+        now = time.monotonic()
+        if not config.autoscale or now < self._next_autoscale or self._closing is not None:
+            return
+        self._next_autoscale = now + config.autoscale_interval
+        channels = (*self._table.snapshot(), *(r.channel for r in self._retiring))
+        # Per-channel peaks summed, as gax-java does: an upper bound of the pool's peak.
+        peak = sum(c._counter.take_peak() for c in channels if c._counter is not None)
+        low, high = config.min_size, config.max_size or config.size
+        min_channels = min(high, max(low, math.ceil(peak / config.max_rpcs_per_channel)))
+        max_channels = min(high, max(low, math.ceil(peak / config.min_rpcs_per_channel)))
+        size = len(self._workers)
+        target = size
+        if size < min_channels:
+            target = min(size + config.max_resize_delta, min_channels)
+        elif size > max_channels:
+            target = max(size - config.max_resize_delta, max_channels)
+        if target != size:
+            self._resize(target)
+            logger.info(
+                "pool %s: autoscale %d -> %d (peak %d in flight)", self._name, size, target, peak
+            )
+        self._emit(
+            AutoscaleEvent,
+            peak=peak,
+            min_channels=min_channels,
+            max_channels=max_channels,
+            previous_size=size,
+            new_size=target,
+        )
+        ready = max(1, len(self._table))
+        if target >= high and peak / ready >= 0.8 * config.stream_limit:
+            logger.warning(
+                "pool %s: at max_size %d with %.0f RPCs per channel, near the server's "
+                "stream limit (%d): RPCs will queue",
+                self._name,
+                high,
+                peak / ready,
+                config.stream_limit,
+            )
+            self._emit(
+                StreamLimitEvent,
+                per_channel=peak / ready,
+                stream_limit=config.stream_limit,
+                size=target,
+            )
 
     def _handle(self, command: object) -> None:
         if isinstance(

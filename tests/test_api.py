@@ -7,6 +7,8 @@ import grpc
 import grpc_pool
 
 EVENTS = {
+    "AutoscaleEvent",
+    "StreamLimitEvent",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
     "ConnectionFailedEvent",
