@@ -65,6 +65,12 @@ def test_autoscale_grows_under_load_and_shrinks_after(make_pool: Any, server: Ec
     wait_until(lambda: pool.status().expected_size == 1, 10, "shrink to min_size")
     shrunk = [e for e in rec.named("autoscale") if e.new_size < e.previous_size]
     assert all(e.previous_size - e.new_size <= 2 for e in shrunk)
+    steps = [
+        (e.peak, e.previous_size, e.new_size)
+        for e in rec.named("autoscale")
+        if e.new_size != e.previous_size
+    ]
+    print(f"\nautoscale (peak, from, to): {steps}")
 
 
 def test_autoscale_does_not_flap_inside_the_band(make_pool: Any, server: EchoServer) -> None:
@@ -161,6 +167,10 @@ def test_max_age_refresh_one_at_a_time_never_fewer_ready(
     assert pool.stats().connects >= 12  # 3 first connections, then 9+ refreshes
     assert smallest == 3 and errors == []
     assert most[0] == 1
+    print(
+        f"\nmax-age 0.3s: {pool.stats().connects} connects, fewest ready {smallest}/3, "
+        f"most refreshes at once {most[0]}, RPC errors {len(errors)}"
+    )
     assert not first_ids & {s.channel_id for s in pool.stats().slots}
 
 
@@ -241,6 +251,7 @@ def test_key_affinity_is_stable_and_moves_few_keys(make_pool: Any, server: EchoS
     moved = [k for k in keys if after[k] != before[k]]
     assert {after[k] for k in moved} == {4}  # only to the new slot
     assert 0.1 < len(moved) / len(keys) < 0.3  # about 1/5
+    print(f"\nkey affinity: 4 -> 5 slots moved {len(moved) / len(keys):.1%} of {len(keys)} keys")
     pool.scale_down(1)  # removes a slot (no load: the newest)
     gone = ({0, 1, 2, 3, 4} - {c.slot for c in pool._snapshot}).pop()
     final = slots_of(pool, keys)
