@@ -36,6 +36,22 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str =
         time.sleep(0.01)
 
 
+class Recorder:
+    """A listener that keeps every event, thread-safe."""
+
+    def __init__(self) -> None:
+        self.events: list[grpc_pool.PoolEvent] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: grpc_pool.PoolEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def named(self, name: str) -> list[Any]:
+        with self._lock:
+            return [e for e in self.events if e.name == name]
+
+
 def pool_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("grpc_pool-")]
 

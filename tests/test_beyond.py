@@ -15,18 +15,7 @@ import pytest
 import grpc_pool
 from grpc_pool._echo import ECHO, SLOW, EchoServer
 
-from .conftest import wait_until
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def __call__(self, event: Any) -> None:
-        self.events.append(event)
-
-    def named(self, name: str) -> list[Any]:
-        return [e for e in list(self.events) if e.name == name]
+from .conftest import Recorder, wait_until
 
 
 def slow_load(pool: grpc_pool.Pool, calls: int, seconds: float) -> list[Any]:

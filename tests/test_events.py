@@ -14,24 +14,8 @@ import grpc_pool
 from grpc_pool import _events
 from grpc_pool._echo import ECHO, EchoServer
 
-from .conftest import wait_until
+from .conftest import Recorder, wait_until
 from .test_hot_path import BUDGET, profile_calls
-
-
-class Recorder:
-    """A listener that keeps every event, thread-safe."""
-
-    def __init__(self) -> None:
-        self.events: list[_events.PoolEvent] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event: _events.PoolEvent) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def named(self, name: str) -> list[Any]:
-        with self._lock:
-            return [e for e in self.events if e.name == name]
 
 
 def test_lifecycle_events_across_a_restart(make_pool: Any, server: EchoServer) -> None:

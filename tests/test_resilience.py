@@ -16,7 +16,7 @@ import grpc_pool
 from grpc_pool._channel import _keepalive_options
 from grpc_pool._echo import ECHO, ECHO_STREAM, FAIL, SLOW, EchoServer
 
-from .conftest import wait_until
+from .conftest import Recorder, wait_until
 from .faults import FaultProxy
 
 
@@ -24,17 +24,6 @@ from .faults import FaultProxy
 def proxy(server: EchoServer) -> Iterator[FaultProxy]:
     with FaultProxy(server.target) as p:
         yield p
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def __call__(self, event: Any) -> None:
-        self.events.append(event)
-
-    def named(self, name: str) -> list[Any]:
-        return [e for e in list(self.events) if e.name == name]
 
 
 def test_blackhole_on_idle_channels_is_noticed_by_health_checks(
