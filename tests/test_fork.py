@@ -12,42 +12,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 SCRIPT = Path(__file__).parent / "scripts" / "fork_scenario.py"
-SERVER = (
-    "import sys\n"
-    "from grpc_pool._echo import EchoServer\n"
-    "s = EchoServer().start()\n"
-    "print(s.port, flush=True)\n"
-    "sys.stdin.read()\n"
-    "s.stop()\n"
-)
-
-
-@pytest.fixture(scope="module")
-def server_target() -> Iterator[str]:
-    """An echo server in its own process, stopped by closing its stdin."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().strip()
-        assert port.isdigit(), "echo server process did not start"
-        yield f"127.0.0.1:{port}"
-    finally:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.close()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        proc.stdout.close()
 
 
 def run_scenario(mode: str, target: str, fork_support: bool) -> dict[str, object]:
@@ -69,11 +38,11 @@ def run_scenario(mode: str, target: str, fork_support: bool) -> dict[str, object
 @pytest.mark.parametrize("fork_support", [False, True], ids=["default-env", "fork-support"])
 @pytest.mark.parametrize("mode", ["os_fork", "multiprocessing"])
 def test_children_rebuild_and_parent_keeps_serving(
-    server_target: str, mode: str, fork_support: bool
+    echo_server_process: str, mode: str, fork_support: bool
 ) -> None:
     """Every child does RPCs over connections of its own (never the inherited
     ones); after each fork the parent's pool is still healthy and serving."""
-    result = run_scenario(mode, server_target, fork_support)
+    result = run_scenario(mode, echo_server_process, fork_support)
     parent_peers = set(result["parent_peers"])  # type: ignore[arg-type]
     assert len(parent_peers) == 2
     children = result["children"]
