@@ -11,8 +11,11 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
@@ -75,6 +78,27 @@ def test_not_serving_exits_1(server: EchoServer) -> None:
     assert [row[4] for row in rows] == ["NOT_SERVING", "NOT_SERVING"], result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "NOT_SERVING" in lines[0], result.stderr
+
+
+@pytest.fixture
+def bare_server() -> Iterator[str]:
+    """A real gRPC server on loopback with no service at all (no health service)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None).wait(10)
+
+
+def test_server_without_health_service(bare_server: str) -> None:
+    """A server without grpc.health.v1: healthy once connected when no service is
+    asked about (exit 0, health UNIMPLEMENTED); asking with --health fails (exit 1)."""
+    result = run("check", bare_server, "--insecure", "--timeout", "30")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {row[4] for row in slot_lines(result.stdout)} == {"UNIMPLEMENTED"}
+    strict = run("check", bare_server, "--insecure", "--health", "", "--timeout", "30")
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "UNIMPLEMENTED" in strict.stderr
 
 
 def test_nothing_listening_exits_1_after_the_timeout(dead_target: str) -> None:
