@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from . import _bench
 from ._check import check_arguments, check_command
 
 # Each command: (name, help, add_arguments(parser), run(args) -> exit code).
@@ -43,6 +44,12 @@ COMMANDS: list[Command] = [
         "connect a pool to TARGET, health-check each channel; exit 0 only when healthy",
         check_arguments,
         check_command,
+    ),
+    (
+        "bench",
+        "the pool against baselines measured in the same run: prints the results table",
+        _bench.bench_arguments,
+        _bench.bench_command,
     ),
 ]
 

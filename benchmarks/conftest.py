@@ -1,0 +1,81 @@
+"""Benchmarks: pytest-benchmark times the pool's path, and every test measures its
+baseline in the same run (grpc_pool._bench, shared with ``python -m grpc_pool bench``).
+
+The ratios are printed as one table at the end of the run. A target that is not met
+shows as MISS there; a test fails only on a real error.
+GRPC_POOL_BENCH_QUICK=1 measures less (a smoke run; the numbers are noisier).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before grpc is imported: the restart scenario makes gRPC core log every GOAWAY.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from grpc_pool import _bench
+from grpc_pool._echo import EchoServer
+
+SETTINGS = _bench.QUICK if os.environ.get("GRPC_POOL_BENCH_QUICK") else _bench.FULL
+THREAD_EXIT_TIMEOUT = 10.0
+_rows: list[_bench.Row] = []
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every thread a benchmark started (pools, load, gRPC, servers) ends after it."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + THREAD_EXIT_TIMEOUT
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not leaked:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"threads still alive after the benchmark: {[t.name for t in leaked]}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def echo_target() -> Iterator[str]:
+    """An in-process loopback server: enough where no RPC is made."""
+    with EchoServer() as server:
+        yield server.target
+
+
+@pytest.fixture(scope="session")
+def remote_target() -> Iterator[str]:
+    """The bench server in a child process, so its work does not take our GIL."""
+    with _bench.bench_server() as target:
+        yield target
+
+
+@pytest.fixture
+def report(benchmark: Any) -> Callable[[list[_bench.Row]], None]:
+    """Record rows: printed in the final table and saved in the benchmark's extra_info."""
+
+    def record(rows: list[_bench.Row]) -> None:
+        _rows.extend(rows)
+        for row in rows:
+            benchmark.extra_info[row.key] = {
+                "ratio": row.ratio,
+                "result": row.verdict,
+                "pool": row.pool,
+                "baseline": row.baseline,
+            }
+            print(" | ".join(row.cells()))  # shown with -s
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _rows:
+        terminalreporter.section("grpc_pool: ratio = pool / baseline measured in the same run")
+        terminalreporter.write_line(_bench.format_table(_rows))

@@ -1,0 +1,32 @@
+"""3. RPCs through the pool against a raw channel; the server is a child process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from grpc_pool import _bench
+
+from .conftest import SETTINGS
+
+Report = Callable[[list[_bench.Row]], None]
+
+
+def test_rpc_overhead(benchmark: Any, remote_target: str, report: Report) -> None:
+    """Unary and server-streaming echo via pool.get_channel() (with in-flight counting)
+    against a raw channel, wall and client CPU time (target: within 5%).
+    pytest-benchmark times one unary echo through the pool."""
+    report(_bench.rpc_rows(remote_target, SETTINGS))
+    with _bench.started_pools(remote_target, p={"size": 4}) as pools:
+        benchmark.pedantic(
+            _bench.unary(pools["p"].get_channel), rounds=200, iterations=1, warmup_rounds=10
+        )
+
+
+def test_rpc_threads(benchmark: Any, remote_target: str, report: Report) -> None:
+    """Unary echo from 8 threads: a pool of 4 connections against a pool of 1.
+    pytest-benchmark times the whole comparison once."""
+    rows = benchmark.pedantic(
+        lambda: [_bench.rpc_threads_row(remote_target, SETTINGS)], rounds=1, iterations=1
+    )
+    report(rows)

@@ -1,0 +1,22 @@
+"""4. The stream limit: where a pool pays off in Python."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from grpc_pool import _bench
+
+from .conftest import SETTINGS
+
+Report = Callable[[list[_bench.Row]], None]
+
+
+def test_stream_limit(benchmark: Any, remote_target: str, report: Report) -> None:
+    """400 long-lived streams against a server allowing 100 per connection: time until
+    all are open, and how many queued, through 1 channel and through a pool of 4.
+    pytest-benchmark times the whole comparison once."""
+    rows = benchmark.pedantic(
+        lambda: [_bench.stream_row(remote_target, SETTINGS)], rounds=1, iterations=1
+    )
+    report(rows)
