@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 
@@ -55,8 +54,6 @@ COMMANDS: list[Command] = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    # gRPC core logs every GOAWAY at INFO; the commands cause them on purpose.
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     parser = argparse.ArgumentParser(prog="python -m grpc_pool", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     runners: dict[str, Callable[[argparse.Namespace], int]] = {}

@@ -207,6 +207,10 @@ class PooledChannel(grpc.Channel):
         self._wait_for_poller(time.monotonic() + _POLLER_EXIT_TIMEOUT)
         self._raw.close()
 
+    def _poller_running(self) -> bool:
+        """Whether grpcio's connectivity poller thread of this channel is still alive."""
+        return bool(getattr(getattr(self._raw, "_connectivity_state", None), "polling", False))
+
     def _wait_for_poller(self, deadline: float) -> bool:
         """Wait until grpcio's connectivity poller thread of this channel has ended.
 

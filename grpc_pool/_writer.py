@@ -61,6 +61,10 @@ _JOIN_TIMEOUT = 5.0
 _PAUSE_LIMIT = 30.0
 # How long the writer waits for its workers to park.
 _PAUSE_WAIT = 3.0
+# A due channel whose gRPC poller still runs is looked at again this often, and
+# closed regardless after _POLLER_GRACE (see PooledChannel._close).
+_POLLER_RECHECK = 0.05
+_POLLER_GRACE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,7 @@ class _Retiring:
     channel: PooledChannel
     deadline: float
     early: bool  # close as soon as no RPC is in flight (pool closing)
+    close_by: float | None = None  # due, but gRPC's poller still ran: close by then anyway
 
 
 class Writer:
@@ -496,6 +501,13 @@ class Writer:
         for entry in self._retiring:
             channel = entry.channel
             if now >= entry.deadline or (entry.early and channel.in_flight == 0):
+                if channel._poller_running() and (entry.close_by is None or now < entry.close_by):
+                    # Never block the writer on grpcio's poller (it ends within a 0.2 s
+                    # tick): look again shortly, close once it is gone.
+                    entry.close_by = entry.close_by or now + _POLLER_GRACE
+                    entry.deadline = now + _POLLER_RECHECK
+                    keep.append(entry)
+                    continue
                 busy = channel.in_flight
                 if busy:
                     logger.info(
