@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -25,12 +25,7 @@ _channel_ids = itertools.count(1)
 _POLLER_EXIT_TIMEOUT = 1.0
 
 
-class _RpcCounter(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
+class _RpcCounter:
     """Counts RPCs in flight on one channel: +1 at start, -1 when the call is done."""
 
     __slots__ = (
@@ -51,7 +46,7 @@ class _RpcCounter(
         self.peak = 0
         # Set by the writer while the channel drains; called when in_flight drops to 0.
         self.on_idle: Callable[[], None] | None = None
-        # Passive ejection: called (on gRPC's thread) after eject_after UNAVAILABLE in a row.
+        # Passive ejection: called after eject_after UNAVAILABLE in a row.
         self._eject_after = eject_after
         self._streak = 0
         self.on_unavailable: Callable[[], None] | None = None
@@ -69,21 +64,26 @@ class _RpcCounter(
             peak, self.peak = self.peak, self.in_flight
         return peak
 
-    def _done(self, call: Any = None) -> None:
+    def _end(self, code: grpc.StatusCode | None) -> None:
+        """An RPC ended with ``code`` (None: unknown, e.g. it never started)."""
         with self._lock:
             self.in_flight -= 1
             idle = self.in_flight == 0
         callback = self.on_idle
         if idle and callback is not None:
             callback()
-        if self._eject_after and call is not None:
-            self._count_unavailable(call)
+        if self._eject_after and code is not None:
+            self._count_unavailable(code is grpc.StatusCode.UNAVAILABLE)
 
-    def _count_unavailable(self, call: Any) -> None:
+    def _done(self, call: Any) -> None:
+        """Done callback of a future or stream (on gRPC's thread)."""
         try:
-            unavailable = call.code() == grpc.StatusCode.UNAVAILABLE
-        except Exception:  # a call object without a code: not evidence either way
-            return
+            code = call.code()
+        except Exception:  # no code to read: not evidence either way
+            code = None
+        self._end(code)
+
+    def _count_unavailable(self, unavailable: bool) -> None:
         with self._lock:
             self._streak = self._streak + 1 if unavailable else 0
             eject = self._streak >= self._eject_after
@@ -93,36 +93,94 @@ class _RpcCounter(
         if eject and callback is not None:
             callback()
 
-    def _intercept(self, continuation: Any, details: Any, request: Any) -> Any:
-        self._start()
+
+# Counting wraps the multi-callables directly (not a grpc interceptor): a blocking
+# unary call costs one extra frame instead of grpcio's interceptor machinery.
+
+
+if TYPE_CHECKING:  # generic in the stubs, plain classes at run time
+    _UnaryUnary = grpc.UnaryUnaryMultiCallable[Any, Any]
+    _StreamUnary = grpc.StreamUnaryMultiCallable[Any, Any]
+    _UnaryStream = grpc.UnaryStreamMultiCallable[Any, Any]
+    _StreamStream = grpc.StreamStreamMultiCallable[Any, Any]
+else:
+    _UnaryUnary = grpc.UnaryUnaryMultiCallable
+    _StreamUnary = grpc.StreamUnaryMultiCallable
+    _UnaryStream = grpc.UnaryStreamMultiCallable
+    _StreamStream = grpc.StreamStreamMultiCallable
+
+
+class _Counted:
+    __slots__ = ("_counter", "_inner")
+
+    def __init__(self, inner: Any, counter: _RpcCounter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    def _blocking(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
+        counter = self._counter
+        counter._start()
         try:
-            call = continuation(details, request)
-        except BaseException:
-            self._done()
+            result = call(request, *args, **kwargs)
+        except grpc.RpcError as exc:
+            counter._end(exc.code() if isinstance(exc, grpc.Call) else None)
             raise
-        # Fires at once for a finished blocking call, else when the RPC ends.
-        call.add_done_callback(self._done)
-        return call
+        except BaseException:
+            counter._end(None)
+            raise
+        counter._end(grpc.StatusCode.OK)
+        return result
 
-    def intercept_unary_unary(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
-        return self._intercept(continuation, client_call_details, request)
+    def _async(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
+        counter = self._counter
+        counter._start()
+        try:
+            future = call(request, *args, **kwargs)
+        except BaseException:
+            counter._end(None)
+            raise
+        future.add_done_callback(counter._done)  # at once if already done
+        return future
 
-    def intercept_unary_stream(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
-        return self._intercept(continuation, client_call_details, request)
 
-    def intercept_stream_unary(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return self._intercept(continuation, client_call_details, request_iterator)
+class _CountedUnaryUnary(_Counted, _UnaryUnary):
+    __slots__ = ()
 
-    def intercept_stream_stream(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return self._intercept(continuation, client_call_details, request_iterator)
+    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._blocking(self._inner, request, args, kwargs)
+
+    def with_call(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._blocking(self._inner.with_call, request, args, kwargs)
+
+    def future(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._async(self._inner.future, request, args, kwargs)
+
+
+class _CountedStreamUnary(_Counted, _StreamUnary):
+    __slots__ = ()
+
+    def __call__(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._blocking(self._inner, request_iterator, args, kwargs)
+
+    def with_call(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._blocking(self._inner.with_call, request_iterator, args, kwargs)
+
+    def future(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._async(self._inner.future, request_iterator, args, kwargs)
+
+
+class _CountedUnaryStream(_Counted, _UnaryStream):
+    __slots__ = ()
+
+    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._async(self._inner, request, args, kwargs)
+
+
+class _CountedStreamStream(_Counted, _StreamStream):
+    __slots__ = ()
+
+    def __call__(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._async(self._inner, request_iterator, args, kwargs)
 
 
 class PooledChannel(grpc.Channel):
@@ -154,16 +212,24 @@ class PooledChannel(grpc.Channel):
 
     # -- grpc.Channel --------------------------------------------------------
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._rpc.unary_unary(method, *args, **kwargs)
+        inner = self._rpc.unary_unary(method, *args, **kwargs)
+        counter = self._counter
+        return inner if counter is None else _CountedUnaryUnary(inner, counter)
 
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._rpc.unary_stream(method, *args, **kwargs)
+        inner = self._rpc.unary_stream(method, *args, **kwargs)
+        counter = self._counter
+        return inner if counter is None else _CountedUnaryStream(inner, counter)
 
     def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._rpc.stream_unary(method, *args, **kwargs)
+        inner = self._rpc.stream_unary(method, *args, **kwargs)
+        counter = self._counter
+        return inner if counter is None else _CountedStreamUnary(inner, counter)
 
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._rpc.stream_stream(method, *args, **kwargs)
+        inner = self._rpc.stream_stream(method, *args, **kwargs)
+        counter = self._counter
+        return inner if counter is None else _CountedStreamStream(inner, counter)
 
     def subscribe(
         self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False
@@ -256,6 +322,6 @@ def build_channel(
     else:
         raw = grpc.secure_channel(target, credentials, options=options)
     counter = _RpcCounter(config.eject_after_unavailable) if config.track_in_flight else None
-    interceptors = ((counter,) if counter is not None else ()) + tuple(config.interceptors)
+    interceptors = tuple(config.interceptors)
     rpc = grpc.intercept_channel(raw, *interceptors) if interceptors else raw
     return PooledChannel(raw, rpc, counter, slot, target, channel_id)
