@@ -29,6 +29,9 @@ _TICK = 5.0
 # A paused worker resumes by itself after this long (a fork handler that never returned).
 _PAUSE_LIMIT = 30.0
 _HEALTH_METHOD = "/grpc.health.v1.Health/Check"
+# A method no server has: the probe fails fast on a failed channel, never reaches a server.
+_PROBE_METHOD = "/grpc_pool.Probe/WhyNotConnected"
+_PROBE_TIMEOUT = 1.0
 
 
 class _Signal:
@@ -50,6 +53,20 @@ _Item = tuple[str, "grpc.ChannelConnectivity | _Signal"] | _Signal | None  # Non
 
 def _noop(_state: grpc.ChannelConnectivity) -> None:
     pass
+
+
+def _why(channel: PooledChannel) -> str:
+    """The transport's last error: a fail-fast RPC on a failed channel returns it at
+    once (connection refused, TLS handshake failure, ...). Never counted as an RPC."""
+    try:
+        probe: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel._raw.unary_unary(_PROBE_METHOD)
+        probe(b"", timeout=_PROBE_TIMEOUT)
+    except grpc.RpcError as exc:
+        details = exc.details() if isinstance(exc, grpc.Call) else None
+        return details or str(exc)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "unknown"
 
 
 def _kick(channel: PooledChannel) -> None:
@@ -308,7 +325,7 @@ class Worker:
             if state is _READY:
                 return None
             if state in _LOST:
-                return f"{state.name} while connecting"
+                return f"{state.name} while connecting: {_why(channel)}"
             if state is _IDLE:
                 _kick(channel)
 

@@ -147,8 +147,18 @@ def test_long_outage_keeps_retrying(make_pool: Any, dead_target: str) -> None:
 
 
 def test_tls_is_the_default(make_pool: Any, server: EchoServer) -> None:
-    """Without insecure=True the pool speaks TLS: a plaintext server never gets ready."""
+    """Without insecure=True the pool speaks TLS: a plaintext server never gets ready,
+    and the slot's last error says why (the TLS handshake)."""
     pool = make_pool(server.target, size=1, insecure=False, connect_timeout=1.0)
     with pytest.raises(grpc_pool.PoolTimeout):
         pool.wait_ready(timeout=1.5)
     assert server.calls == 0
+    wait_until(lambda: pool.stats().slots[0].failures >= 1, 10, "a failed attempt")
+    assert "Tls handshake failed" in (pool.stats().slots[0].last_error or "")
+
+
+def test_last_error_names_the_transport_cause(make_pool: Any, dead_target: str) -> None:
+    """A refused connection is reported as such, not only as TRANSIENT_FAILURE."""
+    pool = make_pool(dead_target, size=1)
+    wait_until(lambda: pool.stats().slots[0].failures >= 1, 10, "a failed attempt")
+    assert "Connection refused" in (pool.stats().slots[0].last_error or "")
