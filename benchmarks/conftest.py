@@ -13,8 +13,6 @@ import os
 # Before grpc is imported: the restart scenario makes gRPC core log every GOAWAY.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,25 +20,10 @@ import pytest
 
 from grpc_pool import _bench
 from grpc_pool._echo import EchoServer
+from tests.conftest import no_leaked_threads  # noqa: F401  (the suite's autouse leak check)
 
 SETTINGS = _bench.QUICK if os.environ.get("GRPC_POOL_BENCH_QUICK") else _bench.FULL
-THREAD_EXIT_TIMEOUT = 10.0
 _rows: list[_bench.Row] = []
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    """Every thread a benchmark started (pools, load, gRPC, servers) ends after it."""
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + THREAD_EXIT_TIMEOUT
-    while True:
-        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-        if not leaked:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"threads still alive after the benchmark: {[t.name for t in leaked]}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")
