@@ -117,7 +117,6 @@ class Pool:
         # one Python frame per call instead of two. It shares the strategy's counter.
         self._rr = strategy._counter if isinstance(strategy, RoundRobin) else None
         self._pick = None if self._rr is not None else self._plain_pick
-        self._events = Dispatcher(self.name)
         self._snapshot = ()
         self._expected = 0
         self._views = ()
