@@ -559,6 +559,8 @@ class Writer:
                 late.channel._close()
             elif isinstance(late, (Resize, Call)):
                 late.reply.set(error=PoolClosed("pool is closed", self._pool_ref()))
+            elif isinstance(late, Pause):  # a fork right after close: nothing runs any more
+                late.paused.set()
         if command is not None:
             command.reply.set(None)
 
