@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from . import _bench
 from ._check import check_arguments, check_command
@@ -53,9 +54,16 @@ COMMANDS: list[Command] = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """User errors as one line on stderr and exit 2 (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grpc_pool", description=__doc__)
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="python -m grpc_pool", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     runners: dict[str, Callable[[argparse.Namespace], int]] = {}
     for name, help_text, add_arguments, run in COMMANDS:
         add_arguments(subparsers.add_parser(name, help=help_text, description=help_text))

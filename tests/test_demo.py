@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def test_demo_runs_and_recovers() -> None:
     """The demo exits 0, prints a summary with RPC counts and the time to recover."""
@@ -31,3 +33,18 @@ def test_demo_rejects_bad_arguments() -> None:
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "--size" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["nope"], ["demo", "--size", "x"], ["check", "127.0.0.1:1", "--bogus"], []],
+    ids=["unknown-command", "bad-int", "unknown-option", "no-command"],
+)
+def test_cli_user_errors_are_one_line(argv: list[str]) -> None:
+    """Any argument error: exactly one line on stderr, exit code 2, no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "grpc_pool", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "error:" in lines[0], result.stderr
