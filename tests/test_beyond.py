@@ -48,8 +48,9 @@ def test_autoscale_grows_under_load_and_shrinks_after(make_pool: Any, server: Ec
     calls = slow_load(pool, 8, 1.5)
     wait_until(lambda: pool.status().expected_size == 4, 10, "growth to max_size")
     grown = [e for e in rec.named("autoscale") if e.new_size > e.previous_size]
-    assert [(e.previous_size, e.new_size) for e in grown][:2] == [(1, 3), (3, 4)]
-    assert grown[0].peak >= 8 and grown[0].min_channels == 4
+    assert all(e.new_size - e.previous_size <= 2 for e in grown)  # max_resize_delta
+    assert any(e.peak >= 8 and e.min_channels == 4 for e in grown)
+    assert grown[-1].new_size == 4  # clamped to max_size
     assert [c.result(timeout=30) for c in calls] == [b"1.5"] * 8
     wait_until(lambda: pool.status().expected_size == 1, 10, "shrink to min_size")
     shrunk = [e for e in rec.named("autoscale") if e.new_size < e.previous_size]
@@ -63,8 +64,9 @@ def test_autoscale_grows_under_load_and_shrinks_after(make_pool: Any, server: Ec
 
 
 def test_autoscale_does_not_flap_inside_the_band(make_pool: Any, server: EchoServer) -> None:
-    """Load steady at 4 in flight, 2..4 channels fit it (max 2, min 1 per channel):
-    a pool of 3 stays at 3 through many checks."""
+    """Load steady at 4 in flight (per-channel peaks summed: 4 to 8 per check): the
+    band ceil(peak / 3)..peak holds 3 throughout, and the pool of 3 stays at 3 through
+    many checks, though each check sees a somewhat different peak."""
     rec = Recorder()
     pool = make_pool(
         server.target,
@@ -72,8 +74,8 @@ def test_autoscale_does_not_flap_inside_the_band(make_pool: Any, server: EchoSer
         autoscale=True,
         autoscale_interval=0.2,
         min_size=1,
-        max_size=6,
-        max_rpcs_per_channel=2,
+        max_size=8,
+        max_rpcs_per_channel=3,
         min_rpcs_per_channel=1,
         listeners=[rec],
     )
