@@ -68,6 +68,7 @@ def test_opentelemetry_in_memory_reader(make_pool: Any, server: EchoServer) -> N
     pool.wait_ready(timeout=10, min_ready=2)
     server.stop()
     wait_until(lambda: pool.status().state == "down", 10, "down")
+    wait_until(lambda: pool.stats().connect_failures > 0, 10, "a failed attempt")
     server.start()
     pool.wait_ready(timeout=10, min_ready=2)
     wait_until(lambda: pool.stats().connects == 4, 10, "4 connects")
