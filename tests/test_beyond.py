@@ -46,7 +46,11 @@ def test_autoscale_grows_under_load_and_shrinks_after(make_pool: Any, server: Ec
     )
     pool.wait_ready(timeout=10)
     calls = slow_load(pool, 8, 1.5)
-    wait_until(lambda: pool.status().expected_size == 4, 10, "growth to max_size")
+    # Events reach listeners on their own thread: wait for the event, not the size.
+    wait_until(
+        lambda: any(e.new_size == 4 for e in rec.named("autoscale")), 10, "growth to max_size"
+    )
+    assert pool.status().expected_size == 4
     grown = [e for e in rec.named("autoscale") if e.new_size > e.previous_size]
     assert all(e.new_size - e.previous_size <= 2 for e in grown)  # max_resize_delta
     assert any(e.peak >= 8 and e.min_channels == 4 for e in grown)
