@@ -38,8 +38,3 @@ class Backoff:
 
     def reset(self) -> None:
         self._current = self._initial
-
-    @property
-    def bound(self) -> float:
-        """The longest delay this backoff can ever return."""
-        return self._maximum * (1.0 + self._jitter)

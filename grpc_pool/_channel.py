@@ -283,8 +283,7 @@ class PooledChannel(grpc.Channel):
         It ends within two 0.2 s ticks once nobody is subscribed. Also needed
         before fork: a thread inside gRPC at fork time can crash the child.
         """
-        state = getattr(self._raw, "_connectivity_state", None)
-        while getattr(state, "polling", False):
+        while self._poller_running():
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)

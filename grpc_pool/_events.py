@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ._errors import InvalidConfig
+
 __all__ = [
     "SCALE_EVENTS",
     "AutoscaleEvent",
@@ -260,8 +262,6 @@ class Dispatcher:
 
     def add(self, listener: Listener) -> None:
         if not callable(listener):
-            from ._errors import InvalidConfig
-
             raise InvalidConfig(f"listener={listener!r} is not allowed: expected a callable")
         with self._lock:
             self._numbers += 1

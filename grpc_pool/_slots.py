@@ -63,9 +63,6 @@ class SlotTable(Generic[K, V]):
     def snapshot(self) -> tuple[V, ...]:
         return tuple(self._values)
 
-    def keys(self) -> tuple[K, ...]:
-        return tuple(self._keys)
-
     def __len__(self) -> int:
         return len(self._values)
 
