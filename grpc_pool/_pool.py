@@ -7,8 +7,9 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import fields
+from functools import partial
 from itertools import count
 from typing import Any, TypeVar
 
@@ -58,18 +59,20 @@ class Pool:
         "_closed",
         "_config",
         "_credentials",
+        "_cycle",
         "_events",
         "_expected",
+        "_fast",
         "_finalizer",
         "_fork_resume_event",
         "_forked",
         "_orphans",
         "_pick",
         "_plain_pick",
+        "_publish_lock",
         "_ready",
         "_retired",
         "_revive_lock",
-        "_rr",
         "_scaling",
         "_snapshot",
         "_totals",
@@ -79,8 +82,8 @@ class Pool:
     )
 
     _snapshot: tuple[PooledChannel, ...]
+    _fast: Callable[[], PooledChannel] | None
     _pick: Callable[[Sequence[PooledChannel]], PooledChannel] | None
-    _rr: Iterator[int] | None
     _expected: int
     _views: tuple[SlotView, ...]
     _retired: tuple[PooledChannel, ...]
@@ -113,11 +116,13 @@ class Pool:
         self._orphans: tuple[object, ...] = ()
         strategy = resolve_strategy(config.strategy)
         self._plain_pick: Callable[[Sequence[PooledChannel]], PooledChannel] = strategy.pick
-        # Round robin (the default) is inlined in get_channel while nothing samples:
-        # one Python frame per call instead of two. It shares the strategy's counter.
-        self._rr = strategy._counter if isinstance(strategy, RoundRobin) else None
-        self._pick = None if self._rr is not None else self._plain_pick
+        # Round robin (the default) while nothing samples: get_channel calls an
+        # itertools.cycle over the snapshot, in C (no Python frame beyond its own).
+        self._cycle = isinstance(strategy, RoundRobin)
+        self._pick = None if self._cycle else self._plain_pick
+        self._publish_lock = threading.Lock()
         self._snapshot = ()
+        self._fast = None
         self._expected = 0
         self._views = ()
         self._retired = ()
@@ -169,7 +174,9 @@ class Pool:
         (closing them could write on sockets the parent still uses); rebuild on first use."""
         self._orphans = (self._snapshot, self._retired, self._views, self._writer)
         self._forked = True
+        self._publish_lock = threading.Lock()
         self._snapshot = ()
+        self._fast = None
         self._retired = ()
         self._views = ()
         self._finalizer.detach()
@@ -200,11 +207,9 @@ class Pool:
             key's slot is not ready, another ready channel is used meanwhile.
         Raises ``PoolClosed`` after ``close()``.
         """
-        channels = self._snapshot
-        if channels and timeout is None and key is None:
-            if self._pick is None:
-                return channels[next(self._rr) % len(channels)]  # type: ignore[arg-type]
-            return self._pick(channels)
+        fast = self._fast  # the picker bound to the current snapshot; None when empty
+        if fast is not None and timeout is None and key is None:
+            return fast()
         return self._get_slow(timeout, key)
 
     def stub(
@@ -253,7 +258,7 @@ class Pool:
         """The sampling picker only while someone listens: get_channel pays nothing otherwise."""
         rate = self._config.telemetry_sample_rate
         if not rate or not self._events.deliveries:
-            self._pick = None if self._rr is not None else self._plain_pick
+            self._set_pick(None if self._cycle else self._plain_pick)
             return
         plain, emit, name, counter = self._plain_pick, self._events.emit, self.name, count()
 
@@ -266,7 +271,32 @@ class Pool:
                 emit(event)
             return channel
 
-        self._pick = sampled
+        self._set_pick(sampled)
+
+    def _set_pick(self, pick: Callable[[Sequence[PooledChannel]], PooledChannel] | None) -> None:
+        with self._publish_lock:
+            self._pick = pick
+            self._fast = self._fast_picker(self._snapshot)
+
+    def _publish_snapshot(self, channels: tuple[PooledChannel, ...]) -> None:
+        """The writer's publish: the snapshot and the fast picker bound to it.
+
+        The lock only orders this against a listener change (``_set_pick``), so
+        that ``_fast`` never stays bound to an older snapshot; readers take none.
+        """
+        with self._publish_lock:
+            self._snapshot = channels
+            self._fast = self._fast_picker(channels)
+
+    def _fast_picker(
+        self, channels: tuple[PooledChannel, ...]
+    ) -> Callable[[], PooledChannel] | None:
+        if not channels:
+            return None  # get_channel takes the slow path: wait, raise, or revive
+        if self._pick is None:
+            # next() on a cycle over a tuple is one C call, atomic under the GIL.
+            return itertools.cycle(channels).__next__
+        return partial(self._pick, channels)
 
     def _get_slow(self, timeout: float | None, key: Hashable = None) -> PooledChannel:
         if timeout is not None:

@@ -95,7 +95,8 @@ class _Retiring:
 class Writer:
     """Consumes commands from ``queue`` and publishes, by reference swap on the pool:
 
-    ``_snapshot`` (tuple of ready channels, contiguous), ``_expected`` (slots
+    ``_snapshot`` (tuple of ready channels, contiguous, with the ``_fast`` picker
+    bound to it), ``_expected`` (slots
     configured) and ``_views`` (tuple of SlotView). Holds the pool weakly so an
     abandoned pool can be collected (its finalizer then closes this writer).
     """
@@ -569,7 +570,7 @@ class Writer:
         pool = self._pool_ref()
         if pool is not None:
             # Snapshot before expected size: a reader never sees more channels than slots.
-            pool._snapshot = () if self._closing is not None else self._table.snapshot()
+            pool._publish_snapshot(() if self._closing is not None else self._table.snapshot())
             pool._expected = len(self._workers)
         self._publish_views()
         with self._ready:
