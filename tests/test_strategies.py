@@ -18,7 +18,7 @@ import grpc_pool
 from grpc_pool._echo import ECHO, SLOW, EchoServer
 from grpc_pool._strategy import PowerOfTwo, Random, RoundRobin
 
-from .conftest import wait_until
+from .conftest import Recorder, wait_until
 
 
 class _Item:
@@ -57,6 +57,58 @@ def test_round_robin_is_even_across_threads() -> None:
     for t in threads:
         t.join(10)
     assert sorted(counts.values()) == [2000] * 4
+
+
+def test_pool_round_robin_is_even_across_threads(make_pool: Any, server: EchoServer) -> None:
+    """get_channel()'s lock-free fast path: 8 threads x 1000 calls on a steady pool
+    of 4 hand out each channel exactly 2000 times (no pick lost or doubled)."""
+    pool = make_pool(server.target, size=4)
+    pool.wait_ready(timeout=10, min_ready=4)
+    snapshot = pool._snapshot
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def run() -> None:
+        local = Counter(pool.get_channel().channel_id for _ in range(1000))
+        with lock:
+            counts.update(local)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert pool._snapshot is snapshot, "a publish during the test would restart the cycle"
+    assert counts == Counter({c.channel_id: 2000 for c in snapshot})
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "random", "power_of_two"])
+def test_get_channel_follows_every_publish(
+    make_pool: Any, server: EchoServer, strategy: str
+) -> None:
+    """After scale_up, scale_down and listener changes (sampling on and off),
+    get_channel() hands out the channels of the current snapshot and no other."""
+    pool = make_pool(server.target, size=2, strategy=strategy, telemetry_sample_rate=1)
+
+    def handed_out() -> set[str]:
+        return {pool.get_channel().channel_id for _ in range(200)}
+
+    def current() -> set[str]:
+        return {c.channel_id for c in pool._snapshot}
+
+    pool.wait_ready(timeout=10, min_ready=2)
+    assert handed_out() == current()
+    pool.scale_up(2)
+    pool.wait_ready(timeout=10, min_ready=4)
+    assert handed_out() == current() and len(current()) == 4
+    listener = Recorder()
+    pool.add_listener(listener)
+    assert handed_out() == current()
+    wait_until(lambda: listener.named("get_channel"), 5, "sampled get_channel events")
+    pool.scale_down(3)
+    assert handed_out() == current() and len(current()) == 1
+    pool.remove_listener(listener)
+    assert handed_out() == current()
 
 
 def test_power_of_two_avoids_the_loaded_channel() -> None:
