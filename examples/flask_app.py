@@ -21,7 +21,7 @@ import grpc
 from flask import Flask, Response, current_app, jsonify
 
 import grpc_pool
-from grpc_pool._echo import ECHO
+from grpc_pool.testing import ECHO
 
 # How long a request waits for a ready channel (e.g. right after start or during a
 # reconnect) before answering 503, and the deadline of the backend call itself.

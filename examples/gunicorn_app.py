@@ -33,7 +33,7 @@ from urllib.parse import parse_qs
 import grpc
 
 import grpc_pool
-from grpc_pool._echo import PEER, SLOW
+from grpc_pool.testing import PEER, SLOW
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 import grpc_pool
-from grpc_pool._echo import EchoServer
+from grpc_pool.testing import EchoServer
 
 # How long a test waits for the pool's first ready channel before failing.
 READY_TIMEOUT = 10.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import grpc
 
 import grpc_pool
@@ -48,6 +50,26 @@ def test_all_is_pinned() -> None:
     assert set(grpc_pool.__all__) == EXPECTED
     for name in grpc_pool.__all__:
         assert hasattr(grpc_pool, name), name
+
+
+def test_testing_module_surface_and_docstring_example() -> None:
+    """grpc_pool.testing exports the echo server and its methods, shown under the
+    public name, and its docstring example runs as written."""
+    import grpc_pool.testing
+
+    assert set(grpc_pool.testing.__all__) == {
+        "ECHO",
+        "ECHO_STREAM",
+        "FAIL",
+        "PEER",
+        "SLOW",
+        "EchoServer",
+    }
+    assert grpc_pool.testing.EchoServer.__module__ == "grpc_pool.testing"
+    doc = grpc_pool.testing.__doc__ or ""
+    example = textwrap.dedent(doc.split("\n\n", 1)[1].split("\n\nMethods")[0])
+    assert "EchoServer()" in example
+    exec(compile(example, "grpc_pool.testing example", "exec"), {})
 
 
 def test_public_classes_live_in_grpc_pool() -> None:

@@ -8,7 +8,7 @@ import grpc
 from django.http import HttpRequest, JsonResponse
 
 import grpc_pool
-from grpc_pool._echo import ECHO
+from grpc_pool.testing import ECHO
 
 from .apps import get_pool
 
