@@ -96,9 +96,9 @@ class Writer:
     """Consumes commands from ``queue`` and publishes, by reference swap on the pool:
 
     ``_snapshot`` (tuple of ready channels, contiguous, with the ``_fast`` picker
-    bound to it), ``_expected`` (slots
-    configured) and ``_views`` (tuple of SlotView). Holds the pool weakly so an
-    abandoned pool can be collected (its finalizer then closes this writer).
+    bound to it), ``_expected`` (slots configured) and ``_views`` (tuple of
+    SlotView). Holds the pool weakly so an abandoned pool can be collected (its
+    finalizer then closes this writer).
     """
 
     def __init__(
