@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,23 +39,32 @@ def test_builtin_strategies_pick_from_any_snapshot(sizes: list[int]) -> None:
             assert strategy.pick(items) in items  # type: ignore[arg-type]
 
 
-def test_round_robin_is_even_across_threads() -> None:
-    """8 threads x 1000 picks over 4 items: each item exactly 2000 times (atomic counter)."""
-    items = tuple(_Item() for _ in range(4))
-    rr = RoundRobin()
+def picks_across_threads(
+    pick: Callable[[], object], threads: int = 8, calls: int = 1000
+) -> Counter[int]:
+    """How often each object (by id) came back: ``calls`` picks on each of ``threads``."""
     counts: Counter[int] = Counter()
     lock = threading.Lock()
 
     def run() -> None:
-        local: Counter[int] = Counter(id(rr.pick(items)) for _ in range(1000))  # type: ignore[arg-type]
+        local = Counter(id(pick()) for _ in range(calls))
         with lock:
             counts.update(local)
 
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for t in threads:
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join(10)
+    assert not any(t.is_alive() for t in workers)
+    return counts
+
+
+def test_round_robin_is_even_across_threads() -> None:
+    """8 threads x 1000 picks over 4 items: each item exactly 2000 times (atomic counter)."""
+    items = tuple(_Item() for _ in range(4))
+    rr = RoundRobin()
+    counts = picks_across_threads(lambda: rr.pick(items))  # type: ignore[arg-type]
     assert sorted(counts.values()) == [2000] * 4
 
 
@@ -65,21 +74,9 @@ def test_pool_round_robin_is_even_across_threads(make_pool: Any, server: EchoSer
     pool = make_pool(server.target, size=4)
     pool.wait_ready(timeout=10, min_ready=4)
     snapshot = pool._snapshot
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def run() -> None:
-        local = Counter(pool.get_channel().channel_id for _ in range(1000))
-        with lock:
-            counts.update(local)
-
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    counts = picks_across_threads(pool.get_channel)
     assert pool._snapshot is snapshot, "a publish during the test would restart the cycle"
-    assert counts == Counter({c.channel_id: 2000 for c in snapshot})
+    assert counts == Counter({id(c): 2000 for c in snapshot})
 
 
 @pytest.mark.parametrize("strategy", ["round_robin", "random", "power_of_two"])
