@@ -1,9 +1,8 @@
 """grpc_pool: a thread-safe pool of grpcio client channels, each on its own TCP connection.
 
 import grpc_pool
-with grpc_pool.Pool("localhost:50051", size=4, insecure=True) as pool:
-    pool.wait_ready(timeout=10)
-    stub = MyServiceStub(pool.get_channel())
+channel = grpc_pool.insecure_channel("localhost:50051", size=4)  # was grpc.insecure_channel
+stub = MyServiceStub(channel)  # built once; every RPC picks a ready pooled channel
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import logging
 from ._channel import PooledChannel
 from ._config import PoolConfig
 from ._errors import (
+    ChannelRetired,
     GrpcPoolError,
     InvalidConfig,
     NoChannelAvailable,
@@ -40,6 +40,7 @@ from ._events import (
     StreamLimitEvent,
 )
 from ._pool import Pool
+from ._poolchannel import PoolChannel, insecure_channel, secure_channel
 from ._stats import PoolStats, PoolStatus, SlotStats
 from ._strategy import Strategy
 
@@ -49,6 +50,7 @@ __all__ = [
     "AutoscaleEvent",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
+    "ChannelRetired",
     "ConnectionFailedEvent",
     "GetChannelEvent",
     "GrpcPoolError",
@@ -56,6 +58,7 @@ __all__ = [
     "InvalidConfig",
     "NoChannelAvailable",
     "Pool",
+    "PoolChannel",
     "PoolClosed",
     "PoolClosedEvent",
     "PoolConfig",
@@ -77,12 +80,14 @@ __all__ = [
     "StreamLimitEvent",
     "WouldEmptyPool",
     "__version__",
+    "insecure_channel",
+    "secure_channel",
 ]
 
-# Public classes show as grpc_pool.X in reprs, tracebacks and docs.
+# Public classes and functions show as grpc_pool.X in reprs, tracebacks and docs.
 for _name in __all__:
     _obj = globals()[_name]
-    if isinstance(_obj, type):
+    if isinstance(_obj, type) or callable(_obj):
         _obj.__module__ = __name__
 del _name, _obj
 

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
-import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import grpc
 
 from ._config import PoolConfig
+from ._counting import (
+    STREAM_STREAM,
+    STREAM_UNARY,
+    UNARY_STREAM,
+    UNARY_UNARY,
+    WRAPPERS,
+    Gate,
+    RpcCounter,
+)
+from ._errors import ChannelRetired, GrpcPoolError, PoolClosed
 
-__all__ = ["PooledChannel", "build_channel"]
+__all__ = ["CACHE_LIMIT", "MethodKey", "PooledChannel", "bounded_put", "build_channel"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,164 +33,20 @@ CHANNEL_ID = "grpc_pool.channel_id"
 
 _channel_ids = itertools.count(1)
 _POLLER_EXIT_TIMEOUT = 1.0
+# Entries per cache of multi-callables or stubs: code that builds one per call
+# (a lambda stub factory, GAPIC's per-RPC intercept_channel) must not grow memory.
+CACHE_LIMIT = 256
+
+# (kind, method, request_serializer, response_deserializer, registered): one multi-callable.
+MethodKey = tuple[str, str, Any, Any, bool]
 
 
-class _RpcCounter:
-    """Counts RPCs in flight on one channel: +1 at start, -1 when the call is done."""
-
-    __slots__ = (
-        "_eject_after",
-        "_lock",
-        "_streak",
-        "in_flight",
-        "on_idle",
-        "on_unavailable",
-        "peak",
-        "total",
-    )
-
-    def __init__(self, eject_after: int = 0) -> None:
-        self._lock = threading.Lock()
-        self.in_flight = 0
-        self.total = 0
-        self.peak = 0
-        # Set by the writer while the channel drains; called when in_flight drops to 0.
-        self.on_idle: Callable[[], None] | None = None
-        # Passive ejection: called after eject_after UNAVAILABLE in a row.
-        self._eject_after = eject_after
-        self._streak = 0
-        self.on_unavailable: Callable[[], None] | None = None
-
-    def _start(self) -> None:
-        with self._lock:
-            self.in_flight += 1
-            self.total += 1
-            if self.in_flight > self.peak:
-                self.peak = self.in_flight
-
-    def take_peak(self) -> int:
-        """The most RPCs in flight at once since the last call (for autoscale)."""
-        with self._lock:
-            peak, self.peak = self.peak, self.in_flight
-        return peak
-
-    def _end(self, code: grpc.StatusCode | None) -> None:
-        """An RPC ended with ``code`` (None: unknown, e.g. it never started)."""
-        with self._lock:
-            self.in_flight -= 1
-            idle = self.in_flight == 0
-        callback = self.on_idle
-        if idle and callback is not None:
-            callback()
-        if self._eject_after and code is not None:
-            self._count_unavailable(code is grpc.StatusCode.UNAVAILABLE)
-
-    def _done(self, call: Any) -> None:
-        """Done callback of a future or stream (on gRPC's thread)."""
-        try:
-            code = call.code()
-        except Exception:  # no code to read: not evidence either way
-            code = None
-        self._end(code)
-
-    def _count_unavailable(self, unavailable: bool) -> None:
-        with self._lock:
-            self._streak = self._streak + 1 if unavailable else 0
-            eject = self._streak >= self._eject_after
-            if eject:
-                self._streak = 0
-        callback = self.on_unavailable
-        if eject and callback is not None:
-            callback()
-
-
-# Counting wraps the multi-callables directly (not a grpc interceptor): a blocking
-# unary call costs one extra frame instead of grpcio's interceptor machinery.
-
-
-if TYPE_CHECKING:  # generic in the stubs, plain classes at run time
-    _UnaryUnary = grpc.UnaryUnaryMultiCallable[Any, Any]
-    _StreamUnary = grpc.StreamUnaryMultiCallable[Any, Any]
-    _UnaryStream = grpc.UnaryStreamMultiCallable[Any, Any]
-    _StreamStream = grpc.StreamStreamMultiCallable[Any, Any]
-else:
-    _UnaryUnary = grpc.UnaryUnaryMultiCallable
-    _StreamUnary = grpc.StreamUnaryMultiCallable
-    _UnaryStream = grpc.UnaryStreamMultiCallable
-    _StreamStream = grpc.StreamStreamMultiCallable
-
-
-class _Counted:
-    __slots__ = ("_counter", "_inner")
-
-    def __init__(self, inner: Any, counter: _RpcCounter) -> None:
-        self._inner = inner
-        self._counter = counter
-
-    def _blocking(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
-        counter = self._counter
-        counter._start()
-        try:
-            result = call(request, *args, **kwargs)
-        except grpc.RpcError as exc:
-            counter._end(exc.code() if isinstance(exc, grpc.Call) else None)
-            raise
-        except BaseException:
-            counter._end(None)
-            raise
-        counter._end(grpc.StatusCode.OK)
-        return result
-
-    def _async(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
-        counter = self._counter
-        counter._start()
-        try:
-            future = call(request, *args, **kwargs)
-        except BaseException:
-            counter._end(None)
-            raise
-        future.add_done_callback(counter._done)  # at once if already done
-        return future
-
-
-class _CountedUnaryUnary(_Counted, _UnaryUnary):
-    __slots__ = ()
-
-    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._blocking(self._inner, request, args, kwargs)
-
-    def with_call(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._blocking(self._inner.with_call, request, args, kwargs)
-
-    def future(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner.future, request, args, kwargs)
-
-
-class _CountedStreamUnary(_Counted, _StreamUnary):
-    __slots__ = ()
-
-    def __call__(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._blocking(self._inner, request_iterator, args, kwargs)
-
-    def with_call(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._blocking(self._inner.with_call, request_iterator, args, kwargs)
-
-    def future(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner.future, request_iterator, args, kwargs)
-
-
-class _CountedUnaryStream(_Counted, _UnaryStream):
-    __slots__ = ()
-
-    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner, request, args, kwargs)
-
-
-class _CountedStreamStream(_Counted, _StreamStream):
-    __slots__ = ()
-
-    def __call__(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner, request_iterator, args, kwargs)
+def bounded_put(cache: dict[Any, Any], key: Hashable, value: Any) -> None:
+    """Insert into a bounded cache, dropping the oldest entry when full."""
+    if len(cache) >= CACHE_LIMIT:
+        with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # a racing thread
+            del cache[next(iter(cache))]
+    cache[key] = value
 
 
 class PooledChannel(grpc.Channel):
@@ -188,15 +54,28 @@ class PooledChannel(grpc.Channel):
 
     ``close()`` and ``with channel:`` do not close it (the pool retires and
     closes channels itself, after draining), so a caller cannot break the pool.
+    Once the pool has closed it, building a multi-callable or starting an RPC on
+    it raises ``ChannelRetired`` (or ``PoolClosed``), never grpcio's ``ValueError``.
     """
 
-    __slots__ = ("_counter", "_picks", "_raw", "_rpc", "_stubs", "channel_id", "slot", "target")
+    __slots__ = (
+        "_callables",
+        "_counter",
+        "_gate",
+        "_picks",
+        "_raw",
+        "_rpc",
+        "_stubs",
+        "channel_id",
+        "slot",
+        "target",
+    )
 
     def __init__(
         self,
         raw: grpc.Channel,
         rpc: grpc.Channel,
-        counter: _RpcCounter | None,
+        counter: RpcCounter | None,
         slot: int,
         target: str,
         channel_id: str,
@@ -204,32 +83,82 @@ class PooledChannel(grpc.Channel):
         self._raw = raw
         self._rpc = rpc
         self._counter = counter
+        self._gate: Gate = counter if counter is not None else Gate()
         self._picks = 0
+        self._callables: dict[MethodKey, Any] = {}  # by value: see CACHE_LIMIT
         self._stubs: dict[Any, Any] = {}  # Pool.stub() cache: dies with the channel
         self.slot = slot
         self.target = target
         self.channel_id = channel_id
 
     # -- grpc.Channel --------------------------------------------------------
-    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        inner = self._rpc.unary_unary(method, *args, **kwargs)
-        counter = self._counter
-        return inner if counter is None else _CountedUnaryUnary(inner, counter)
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> Any:
+        key = (UNARY_UNARY, method, request_serializer, response_deserializer, _registered_method)
+        return self._callable(key)
 
-    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        inner = self._rpc.unary_stream(method, *args, **kwargs)
-        counter = self._counter
-        return inner if counter is None else _CountedUnaryStream(inner, counter)
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> Any:
+        key = (UNARY_STREAM, method, request_serializer, response_deserializer, _registered_method)
+        return self._callable(key)
 
-    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        inner = self._rpc.stream_unary(method, *args, **kwargs)
-        counter = self._counter
-        return inner if counter is None else _CountedStreamUnary(inner, counter)
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> Any:
+        key = (STREAM_UNARY, method, request_serializer, response_deserializer, _registered_method)
+        return self._callable(key)
 
-    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        inner = self._rpc.stream_stream(method, *args, **kwargs)
-        counter = self._counter
-        return inner if counter is None else _CountedStreamStream(inner, counter)
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> Any:
+        key = (STREAM_STREAM, method, request_serializer, response_deserializer, _registered_method)
+        return self._callable(key)
+
+    def _callable(self, key: MethodKey) -> Any:
+        """The counted multi-callable for ``key``, built once per channel."""
+        gate = self._gate
+        if gate.closed:
+            raise gate.refused()
+        callables = self._callables
+        try:
+            found = callables.get(key)
+        except TypeError:  # an unhashable serializer: built every time
+            return self._build(key)
+        if found is None:
+            found = self._build(key)
+            bounded_put(callables, key, found)
+        return found
+
+    def _build(self, key: MethodKey) -> Any:
+        kind, method, serializer, deserializer, registered = key
+        gate = self._gate
+        with gate._build_lock:  # never overlaps _shutdown: no build on a closed channel
+            if gate.closed:
+                raise gate.refused()
+            factory = getattr(self._rpc, kind)
+            if registered:
+                inner = factory(method, serializer, deserializer, _registered_method=True)
+            else:  # grpcio before 1.63 has no _registered_method
+                inner = factory(method, serializer, deserializer)
+        return WRAPPERS[kind](inner, gate)
 
     def subscribe(
         self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False
@@ -243,6 +172,11 @@ class PooledChannel(grpc.Channel):
         """Does nothing: the pool closes its channels (``Pool.close``)."""
         logger.debug("close() on pooled channel %s ignored: the pool owns it", self.channel_id)
 
+    def _close(self) -> None:
+        """Does nothing: some libraries call ``_close()`` on the channels they were
+        given (grpc-requests does); the pool's own close is ``_shutdown``."""
+        self.close()
+
     def __enter__(self) -> PooledChannel:
         return self
 
@@ -250,6 +184,11 @@ class PooledChannel(grpc.Channel):
         return None
 
     # -- pool side -----------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True once the pool has closed this channel."""
+        return self._gate.closed
+
     @property
     def in_flight(self) -> int | None:
         """RPCs started and not finished on this channel (None when not counted)."""
@@ -266,16 +205,29 @@ class PooledChannel(grpc.Channel):
         counter = self._counter
         return counter.in_flight if counter is not None else self._picks
 
-    def _close(self) -> None:
-        # grpcio's close() clears subscriptions but not a pending try_to_connect;
-        # its poller thread would then call into the closed channel and raise
-        # ValueError on gRPC's thread. Let the poller end first.
+    def _shutdown(self, pool_closed: bool = False) -> None:
+        """The pool's close: refuse new RPCs and builds, then close the grpc channel.
+
+        grpcio's close() clears subscriptions but not a pending try_to_connect;
+        its poller thread would then call into the closed channel and raise
+        ValueError on gRPC's thread. Let the poller end first.
+        """
+        if pool_closed:
+            error: GrpcPoolError = PoolClosed(f"channel {self.channel_id}: the pool is closed")
+        else:
+            error = ChannelRetired(
+                f"channel {self.channel_id} was retired and closed by the pool; "
+                "pick a channel again (get_channel()) or use pool.channel"
+            )
         self._wait_for_poller(time.monotonic() + _POLLER_EXIT_TIMEOUT)
-        self._raw.close()
+        gate = self._gate
+        with gate._build_lock:
+            gate._close(error)
+            self._raw.close()
 
     def _poller_running(self) -> bool:
         """Whether grpcio's connectivity poller thread of this channel is still alive."""
-        return bool(getattr(getattr(self._raw, "_connectivity_state", None), "polling", False))
+        return bool(getattr(_connectivity_state(self._raw), "polling", False))
 
     def _wait_for_poller(self, deadline: float) -> bool:
         """Wait until grpcio's connectivity poller thread of this channel has ended.
@@ -291,6 +243,24 @@ class PooledChannel(grpc.Channel):
 
     def __repr__(self) -> str:
         return f"<PooledChannel {self.channel_id} target={self.target!r} slot={self.slot}>"
+
+
+def _connectivity_state(channel: object) -> object:
+    """grpcio's private connectivity state of a channel, through wrappers that keep
+    the real channel as ``_channel`` (OpenTelemetry's instrumentation patches
+    ``grpc.insecure_channel`` to return one); None if not found."""
+    for _ in range(4):
+        state = getattr(channel, "_connectivity_state", None)
+        if state is not None:
+            return state
+        channel = getattr(channel, "_channel", None)
+        if channel is None:
+            break
+    return None
+
+
+def _option_name(key: str | bytes) -> str:
+    return key.decode("ascii", "replace") if isinstance(key, bytes) else key
 
 
 def _keepalive_options(config: PoolConfig) -> list[tuple[str, int]]:
@@ -313,14 +283,17 @@ def build_channel(
     """A new channel for ``slot`` on its own TCP connection (local subchannel pool)."""
     channel_id = f"{pool_label}/{slot}/{next(_channel_ids)}"
     target = config.target_of(slot)
-    options = [o for o in config.options if o[0] not in (LOCAL_SUBCHANNEL_POOL, CHANNEL_ID)]
+    reserved = (LOCAL_SUBCHANNEL_POOL, CHANNEL_ID)
+    options = [o for o in config.options if _option_name(o[0]) not in reserved]
     options += [(LOCAL_SUBCHANNEL_POOL, 1), (CHANNEL_ID, channel_id)]
-    options += [o for o in _keepalive_options(config) if o[0] not in dict(config.options)]
+    given = {_option_name(o[0]) for o in config.options}
+    options += [o for o in _keepalive_options(config) if o[0] not in given]
+    compression = config.compression
     if credentials is None:
-        raw = grpc.insecure_channel(target, options=options)
+        raw = grpc.insecure_channel(target, options=options, compression=compression)
     else:
-        raw = grpc.secure_channel(target, credentials, options=options)
-    counter = _RpcCounter(config.eject_after_unavailable) if config.track_in_flight else None
+        raw = grpc.secure_channel(target, credentials, options=options, compression=compression)
+    counter = RpcCounter(config.eject_after_unavailable) if config.track_in_flight else None
     interceptors = tuple(config.interceptors)
     rpc = grpc.intercept_channel(raw, *interceptors) if interceptors else raw
     return PooledChannel(raw, rpc, counter, slot, target, channel_id)

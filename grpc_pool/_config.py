@@ -90,6 +90,8 @@ class PoolConfig:
     eject_after_unavailable: reconnect a channel after this many RPCs in a row
         failed with UNAVAILABLE, without waiting for the connectivity watcher.
         0 (default) is off; needs ``track_in_flight``.
+    compression: ``grpc.Compression`` for every pooled channel (grpcio's
+        ``compression`` argument of ``insecure_channel``). Default None: grpcio's.
     """
 
     target: str | Sequence[str]
@@ -128,6 +130,7 @@ class PoolConfig:
     max_rpcs_per_channel: int = 50
     max_resize_delta: int = 2
     stream_limit: int = 100
+    compression: grpc.Compression | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target))
@@ -194,6 +197,10 @@ class PoolConfig:
             raise _invalid("primer", self.primer, "a callable taking the new channel, or None")
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             raise _invalid("name", self.name, "a non-empty str or None")
+        if self.compression is not None and not isinstance(self.compression, grpc.Compression):
+            raise _invalid(
+                "compression", self.compression, "a grpc.Compression (NoCompression, Deflate, Gzip)"
+            )
         self._check_autoscale()
 
     def _check_autoscale(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["ECHO", "ECHO_STREAM", "FAIL", "PEER", "SLOW", "EchoServer"]
+__all__ = ["CHAT", "ECHO", "ECHO_STREAM", "FAIL", "PEER", "SLOW", "EchoServer"]
 
 SERVICE = "grpc_pool.demo.Echo"
 ECHO = f"/{SERVICE}/Echo"
@@ -18,6 +18,7 @@ SLOW = f"/{SERVICE}/Slow"
 ECHO_STREAM = f"/{SERVICE}/EchoStream"
 PEER = f"/{SERVICE}/Peer"
 FAIL = f"/{SERVICE}/Fail"
+CHAT = f"/{SERVICE}/Chat"
 
 
 class EchoServer:
@@ -26,7 +27,8 @@ class EchoServer:
     Echo returns the request; Slow sleeps ``float(request)`` seconds then returns it;
     EchoStream sends the request back ``int(request)`` times, 10 ms apart;
     Peer returns the caller's address as the server sees it (its TCP connection);
-    Fail aborts with the status code named by the request (e.g. b"UNAVAILABLE").
+    Fail aborts with the status code named by the request (e.g. b"UNAVAILABLE");
+    Chat (bidirectional) answers every request with itself.
     With grpcio-health-checking installed it also serves grpc.health.v1.Health:
     ``set_serving(False)`` makes every check answer NOT_SERVING.
     ``peers`` records every client peer (ip:port) seen: one TCP connection each.
@@ -110,6 +112,10 @@ class EchoServer:
             yield request
             time.sleep(0.01)
 
+    def _chat(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        self._seen(context)
+        yield from requests
+
     def start(self) -> EchoServer:
         handler = grpc.method_handlers_generic_handler(
             SERVICE,
@@ -119,6 +125,7 @@ class EchoServer:
                 "EchoStream": grpc.unary_stream_rpc_method_handler(self._stream),
                 "Peer": grpc.unary_unary_rpc_method_handler(self._peer),
                 "Fail": grpc.unary_unary_rpc_method_handler(self._fail),
+                "Chat": grpc.stream_stream_rpc_method_handler(self._chat),
             },
         )
         self._executor = futures.ThreadPoolExecutor(

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from . import _fork
-from ._channel import PooledChannel
+from ._channel import PooledChannel, bounded_put
 from ._commands import Call, Close, Pause, Reply, Resize
 from ._config import PoolConfig, check_count, check_seconds
 from ._errors import (
@@ -28,6 +28,7 @@ from ._errors import (
     WouldEmptyPool,
 )
 from ._events import Dispatcher, GetChannelEvent, Listener
+from ._poolchannel import PoolChannel
 from ._stats import PoolStats, PoolStatus, SlotStats, pool_state
 from ._strategy import RoundRobin, resolve_strategy
 from ._writer import SlotView, Writer
@@ -45,6 +46,8 @@ _OPTION_NAMES = frozenset(f.name for f in fields(PoolConfig)) - {"target"}
 _CLOSE_SLACK = 10.0
 # Bound on the writer answering a command that does no I/O.
 _COMMAND_TIMEOUT = 30.0
+# Longest single wait for a ready channel: a lost wake-up costs at most this.
+_WAIT_TICK = 5.0
 
 
 class Pool:
@@ -69,6 +72,7 @@ class Pool:
         "_orphans",
         "_pick",
         "_plain_pick",
+        "_pool_channel",
         "_publish_lock",
         "_ready",
         "_retired",
@@ -128,6 +132,7 @@ class Pool:
         self._retired = ()
         self._totals = (0, 0, 0, 0)
         self._closed = False
+        self._pool_channel = PoolChannel(self)
         self._launch(config.size, config.listeners)
         _fork.track(self)
 
@@ -212,6 +217,14 @@ class Pool:
             return fast()
         return self._get_slow(timeout, key)
 
+    @property
+    def channel(self) -> PoolChannel:
+        """The pool as one ``grpc.Channel`` (the same object every time): build a
+        stub on it once (``OrdersStub(pool.channel)``), or hand it to a GAPIC
+        transport or ``grpc.intercept_channel``; each RPC picks a ready pooled
+        channel. Its ``close()`` does nothing: close the pool."""
+        return self._pool_channel
+
     def stub(
         self,
         stub_class: Callable[[grpc.Channel], S],
@@ -223,14 +236,18 @@ class Pool:
         Stubs are cached per channel (generated stubs build every method in
         ``__init__``), so this costs a dict lookup after the first call. The
         cache lives on the channel: a stub of a retired channel is never handed
-        out, because a retired channel is never picked.
+        out, because a retired channel is never picked. It is keyed by
+        ``stub_class`` identity and holds at most 256 entries per channel (the
+        oldest goes first): pass a class, not a new lambda per call. A stub
+        built once on ``pool.channel`` needs no cache at all.
         timeout, key: as for ``get_channel``.
         """
         channel = self.get_channel(timeout, key)
         stubs = channel._stubs
         stub = stubs.get(stub_class)
         if stub is None:
-            stub = stubs[stub_class] = stub_class(channel)
+            stub = stub_class(channel)
+            bounded_put(stubs, stub_class, stub)
         return stub
 
     # -- events --------------------------------------------------------------------
@@ -328,6 +345,37 @@ class Pool:
                 if remaining <= 0:
                     return None
                 self._ready.wait(remaining)
+
+    def _wait_channel(
+        self, timeout: float | None, while_starting: bool = False
+    ) -> PooledChannel | None:
+        """A picked channel, waiting for one up to ``timeout`` seconds (None: until
+        one is ready or the pool closes); None when the wait ran out, or (with
+        ``while_starting``) as soon as a connection attempt has failed."""
+        if self._forked:
+            self._revive()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._ready:  # the writer notifies after every publish: no polling
+            while True:
+                channels = self._snapshot
+                if channels:
+                    break
+                if self._closed:
+                    raise PoolClosed("pool is closed", self)
+                if while_starting and self._failed():
+                    return None
+                if deadline is None:
+                    self._ready.wait(_WAIT_TICK)
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._ready.wait(min(remaining, _WAIT_TICK))
+        return (self._pick or self._plain_pick)(channels)
+
+    def _failed(self) -> bool:
+        """Whether a slot has failed to connect or lost its connection (not starting)."""
+        return any(view.connect_failures or view.last_error for view in self._views)
 
     def _not_available(self, timeout: float | None) -> NoChannelAvailable:
         views = self._views
@@ -478,6 +526,7 @@ class Pool:
             if writer.thread.is_alive():
                 logger.warning("%r: writer did not finish closing in time", self)
         self._events.close()  # after the writer: the pool_closed event is delivered
+        self._pool_channel._watch.join(_CLOSE_SLACK)  # it delivers SHUTDOWN, then ends
 
     @property
     def closed(self) -> bool:

@@ -210,7 +210,7 @@ class Worker:
         finally:
             if error is not None:
                 self._unsubscribe(channel, callback)
-                channel._close()  # never published: no caller can hold it
+                channel._shutdown()  # never published: no caller can hold it
         if error is not None:
             return error
         return channel, callback, time.monotonic() - started

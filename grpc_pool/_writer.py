@@ -479,7 +479,7 @@ class Writer:
         A channel never published cannot be held by a caller: it is closed at once.
         """
         if not published:
-            channel._close()
+            channel._shutdown(self._closing is not None)
             return
         if self._closing is None:
             entry = _Retiring(channel, time.monotonic() + self._config.retire_grace, False)
@@ -519,7 +519,7 @@ class Writer:
                     )
                 self._totals[3] += channel.rpcs_total or 0
                 try:
-                    channel._close()
+                    channel._shutdown(self._closing is not None)
                 except Exception:
                     logger.exception("pool %s: closing %s failed", self._name, channel.channel_id)
             else:
@@ -557,7 +557,7 @@ class Writer:
             except queue.Empty:
                 break
             if isinstance(late, Register):
-                late.channel._close()
+                late.channel._shutdown(pool_closed=True)
             elif isinstance(late, (Resize, Call)):
                 late.reply.set(error=PoolClosed("pool is closed", self._pool_ref()))
             elif isinstance(late, Pause):  # a fork right after close: nothing runs any more

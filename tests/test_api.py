@@ -27,11 +27,13 @@ EVENTS = {
     "StatusEvent",
 }
 EXPECTED = EVENTS | {
+    "ChannelRetired",
     "GrpcPoolError",
     "InvalidConfig",
     "NoChannelAvailable",
     "Pool",
     "PoolClosed",
+    "PoolChannel",
     "PoolConfig",
     "PoolStats",
     "PoolStatus",
@@ -42,6 +44,8 @@ EXPECTED = EVENTS | {
     "Strategy",
     "WouldEmptyPool",
     "__version__",
+    "insecure_channel",
+    "secure_channel",
 }
 
 
@@ -58,6 +62,7 @@ def test_testing_module_surface_and_docstring_example() -> None:
     import grpc_pool.testing
 
     assert set(grpc_pool.testing.__all__) == {
+        "CHAT",
         "ECHO",
         "ECHO_STREAM",
         "FAIL",
@@ -94,11 +99,13 @@ def test_pool_methods_named_by_the_contract() -> None:
         "__exit__",
     ):
         assert callable(getattr(grpc_pool.Pool, method)), method
+    assert isinstance(grpc_pool.Pool.channel, property)
 
 
 def test_error_hierarchy() -> None:
     """One root; argument errors are ValueErrors, timeouts are TimeoutErrors."""
     for name in (
+        "ChannelRetired",
         "InvalidConfig",
         "NoChannelAvailable",
         "PoolClosed",
@@ -111,3 +118,15 @@ def test_error_hierarchy() -> None:
     assert issubclass(grpc_pool.WouldEmptyPool, grpc_pool.InvalidConfig)
     assert issubclass(grpc_pool.PoolTimeout, TimeoutError)
     assert issubclass(grpc_pool.PooledChannel, grpc.Channel)
+    assert issubclass(grpc_pool.PoolChannel, grpc.Channel)
+    # "No channel" and "closed" errors are also finished gRPC calls: code that
+    # catches grpc.RpcError (GAPIC retries, user handlers) reads code()/details().
+    for error, code in (
+        (grpc_pool.NoChannelAvailable("none"), grpc.StatusCode.UNAVAILABLE),
+        (grpc_pool.ChannelRetired("retired"), grpc.StatusCode.UNAVAILABLE),
+        (grpc_pool.PoolClosed("closed"), grpc.StatusCode.CANCELLED),
+    ):
+        assert isinstance(error, grpc.RpcError) and isinstance(error, grpc.Call)
+        assert isinstance(error, grpc_pool.GrpcPoolError)
+        assert error.code() is code and error.details() == str(error)
+        assert error.trailing_metadata() == () and not error.is_active()

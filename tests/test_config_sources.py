@@ -21,7 +21,8 @@ TARGET = {"GRPC_POOL_TARGET": "127.0.0.1:50051"}
 TEXT_FIELDS = [
     f.name
     for f in dataclasses.fields(PoolConfig)
-    if f.name not in ("credentials", "options", "interceptors", "listeners", "primer")
+    if f.name
+    not in ("credentials", "options", "interceptors", "listeners", "primer", "compression")
 ]
 
 
@@ -301,7 +302,7 @@ def test_from_env_unknown_variable_lists_the_allowed() -> None:
     assert all(f"GRPC_POOL_{name.upper()}" in message for name in TEXT_FIELDS)
 
 
-@pytest.mark.parametrize("name", ["credentials", "options", "interceptors"])
+@pytest.mark.parametrize("name", ["credentials", "options", "interceptors", "compression"])
 def test_from_env_field_without_text_form_is_refused(name: str) -> None:
     """credentials, options, interceptors are never read from the environment:
     setting one is an error that says to set it in code."""

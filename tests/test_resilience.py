@@ -246,5 +246,8 @@ def test_nothing_left_open_after_faults(
     for channel in built:
         state = channel._raw._connectivity_state
         assert not state.callbacks_and_connectivities
-        with pytest.raises(ValueError):
+        assert channel.closed
+        with pytest.raises(ValueError):  # grpcio's own channel is closed too
+            channel._raw.unary_unary(ECHO)(b"x", timeout=1)
+        with pytest.raises(grpc_pool.GrpcPoolError):  # and the pool refuses before it
             channel.unary_unary(ECHO)(b"x", timeout=1)

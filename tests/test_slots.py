@@ -109,7 +109,7 @@ def test_concurrent_register_unregister_through_the_writer(
     pool.close(grace=0)
     for group in channels.values():  # every channel got closed by the writer
         for channel in group:
-            channel._close()
+            channel._shutdown()
 
 
 def test_writer_survives_a_failing_command(make_pool: Any, dead_target: str) -> None:

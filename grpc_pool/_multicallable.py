@@ -1,0 +1,253 @@
+"""The multi-callables of ``PoolChannel``: a recipe (method, serializers) whose
+every invocation picks a ready pooled channel and runs on that channel's own
+counted multi-callable."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from ._channel import PooledChannel
+from ._counting import (
+    STREAM_STREAM,
+    STREAM_UNARY,
+    UNARY_STREAM,
+    UNARY_UNARY,
+    StreamStreamBase,
+    StreamUnaryBase,
+    UnaryStreamBase,
+    UnaryUnaryBase,
+)
+from ._errors import NoChannelAvailable
+
+if TYPE_CHECKING:
+    from ._pool import Pool
+
+__all__ = ["KINDS", "PoolMultiCallable"]
+
+_DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class PoolMultiCallable:
+    __slots__ = ("_key", "_pool")
+
+    def __init__(self, pool: Pool, key: tuple[str, str, Any, Any, bool]) -> None:
+        self._pool = pool
+        self._key = key
+
+    def _pick(self, timeout: float | None, wait_for_ready: bool | None) -> tuple[Any, float | None]:
+        """The picked channel's multi-callable, and the timeout left to pass on."""
+        fast = self._pool._fast  # the picker bound to the published snapshot
+        if fast is not None:
+            return fast()._callable(self._key), timeout
+        channel, timeout = _wait_channel(self._pool, timeout, wait_for_ready)
+        return channel._callable(self._key), timeout
+
+    def _blocking(
+        self,
+        name: str | None,
+        request: Any,
+        timeout: float | None,
+        metadata: Any,
+        credentials: Any,
+        wait_for_ready: bool | None,
+        compression: Any,
+    ) -> Any:
+        inner, timeout = self._pick(timeout, wait_for_ready)
+        call = inner if name is None else getattr(inner, name)
+        return call(
+            request,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+
+    def _future(
+        self,
+        request: Any,
+        timeout: float | None,
+        metadata: Any,
+        credentials: Any,
+        wait_for_ready: bool | None,
+        compression: Any,
+    ) -> Any:
+        try:
+            inner, timeout = self._pick(timeout, wait_for_ready)
+        except grpc.RpcError as error:  # the pool's: also a failed grpc.Future
+            return error
+        return inner.future(
+            request,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+
+    def __repr__(self) -> str:
+        kind, method = self._key[0], self._key[1]
+        return f"<{type(self).__name__} {kind} {method!r} over {self._pool!r}>"
+
+
+def _wait_channel(
+    pool: Pool, timeout: float | None, wait_for_ready: bool | None
+) -> tuple[PooledChannel, float | None]:
+    """No channel ready now. As grpcio's channels do, an RPC waits while the pool
+    is still making its first connections; once an attempt has failed it fails at
+    once (UNAVAILABLE) unless ``wait_for_ready``, which waits for a ready channel
+    within the RPC's own timeout (else DEADLINE_EXCEEDED). The time waited comes
+    off the timeout passed on."""
+    started = time.monotonic()
+    if wait_for_ready:
+        channel = pool._wait_channel(timeout)
+    else:
+        limit = pool.config.connect_timeout
+        channel = pool._wait_channel(
+            limit if timeout is None else min(timeout, limit), while_starting=True
+        )
+    waited = time.monotonic() - started
+    if channel is None or (timeout is not None and waited >= timeout):
+        if timeout is not None and waited >= timeout:
+            raise NoChannelAvailable(
+                f"no ready channel within the RPC's timeout ({timeout:g}s)",
+                pool,
+                code=_DEADLINE_EXCEEDED,
+            )
+        raise pool._not_available(None)
+    return channel, None if timeout is None else timeout - waited
+
+
+class _UnaryUnary(PoolMultiCallable, UnaryUnaryBase):
+    __slots__ = ()
+
+    def __call__(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
+        return self._blocking(
+            None, request, timeout, metadata, credentials, wait_for_ready, compression
+        )
+
+    def with_call(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
+        return self._blocking(
+            "with_call", request, timeout, metadata, credentials, wait_for_ready, compression
+        )
+
+    def future(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
+        return self._future(request, timeout, metadata, credentials, wait_for_ready, compression)
+
+
+class _StreamUnary(PoolMultiCallable, StreamUnaryBase):
+    __slots__ = ()
+
+    def __call__(
+        self,
+        request_iterator: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
+        return self._blocking(
+            None, request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )
+
+    def with_call(
+        self,
+        request_iterator: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
+        return self._blocking(
+            "with_call",
+            request_iterator,
+            timeout,
+            metadata,
+            credentials,
+            wait_for_ready,
+            compression,
+        )
+
+    def future(
+        self,
+        request_iterator: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
+        return self._future(
+            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )
+
+
+class _UnaryStream(PoolMultiCallable, UnaryStreamBase):
+    __slots__ = ()
+
+    def __call__(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
+        return self._blocking(
+            None, request, timeout, metadata, credentials, wait_for_ready, compression
+        )
+
+
+class _StreamStream(PoolMultiCallable, StreamStreamBase):
+    __slots__ = ()
+
+    def __call__(
+        self,
+        request_iterator: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
+        return self._blocking(
+            None, request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )
+
+
+KINDS: dict[str, type[PoolMultiCallable]] = {
+    UNARY_UNARY: _UnaryUnary,
+    UNARY_STREAM: _UnaryStream,
+    STREAM_UNARY: _StreamUnary,
+    STREAM_STREAM: _StreamStream,
+}
