@@ -36,3 +36,13 @@ def test_stub(benchmark: Any, echo_target: str, report: Report) -> None:
         pool = pools["p"]
         report([_bench.stub_row(pool, SETTINGS)])
         benchmark(pool.stub, _bench.EchoStub)
+
+
+@MICRO
+def test_pool_channel_pick(benchmark: Any, echo_target: str, report: Report) -> None:
+    """What pool.channel adds before each RPC (pick a channel, look up its cached
+    multi-callable) against a bare get_channel(); the added cost in ns."""
+    with _bench.started_pools(echo_target, p={"size": 4}) as pools:
+        pool = pools["p"]
+        report([_bench.channel_pick_row(pool, SETTINGS)])
+        benchmark(pool.channel.unary_unary(_bench.B_ECHO)._pick, None, None)

@@ -30,3 +30,20 @@ def test_rpc_threads(benchmark: Any, remote_target: str, report: Report) -> None
         lambda: [_bench.rpc_threads_row(remote_target, SETTINGS)], rounds=1, iterations=1
     )
     report(rows)
+
+
+def test_stub_built_once_on_pool_channel(
+    benchmark: Any, remote_target: str, report: Report
+) -> None:
+    """A stub built once on pool.channel (each RPC picks a pooled channel) against
+    the same stub built once on a raw channel, unary and server-streaming (target:
+    within 5%). pytest-benchmark times one unary echo through pool.channel."""
+    report(_bench.channel_rows(remote_target, SETTINGS))
+    with _bench.started_pools(remote_target, p={"size": 4}) as pools:
+        stub = _bench.EchoStub(pools["p"].channel)
+        benchmark.pedantic(
+            lambda: stub.Echo(b"x", timeout=_bench.RPC_TIMEOUT),
+            rounds=200,
+            iterations=1,
+            warmup_rounds=10,
+        )

@@ -65,6 +65,7 @@ ROWS: dict[str, str] = {
     "get.power_of_two": "1c get_channel() power_of_two / bare tuple read",
     "get.lock": "1d get_channel() round_robin / lock-protected pool",
     "stub": "1e pool.stub(Stub) / Stub(pool.get_channel())",
+    "channel.pick": "1f pool.channel per-RPC pick (channel + its multi-callable) / get_channel()",
     "threads.4": "2a get_channel() 4 threads / 1 thread (per call)",
     "threads.16": "2b get_channel() 16 threads / 1 thread (per call)",
     "threads.64": "2c get_channel() 64 threads / 1 thread (per call)",
@@ -74,6 +75,11 @@ ROWS: dict[str, str] = {
     "rpc.unary_untracked": "3c unary echo via pool, track_in_flight=False / raw channel",
     "rpc.stream": f"3d server-streaming echo ({BURST.decode()} msgs) via pool / raw channel",
     "rpc.threads": "3e unary echo from 8 threads: pool of 4 / pool of 1 (per RPC)",
+    "channel.unary": "3f unary echo, stub built once on pool.channel / on a raw channel",
+    "channel.stream": (
+        f"3g server-streaming echo ({BURST.decode()} msgs), stub built once on pool.channel"
+        " / on a raw channel"
+    ),
     "streams.pool": (
         f"4 {STREAMS} long-lived streams, {STREAM_LIMIT} per connection:"
         " pool of 4 / 1 channel (time until all open)"
@@ -299,6 +305,28 @@ def stub_row(pool: Pool, settings: Settings) -> Row:
     }
     return Row(
         "stub", best["stub"] / best["build"], _ns(best["stub"]), f"built {_ns(best['build'])}"
+    )
+
+
+def channel_pick_row(pool: Pool, settings: Settings) -> Row:
+    """What ``pool.channel`` adds before each RPC: pick a channel and look up that
+    channel's cached multi-callable, against a bare ``get_channel()``."""
+    echo = pool.channel.unary_unary(B_ECHO)
+    best = {
+        name: min(samples)
+        for name, samples in interleave(
+            {
+                "pick": partial(per_call, partial(echo._pick, None, None), settings.calls),
+                "get": partial(per_call, pool.get_channel, settings.calls),
+            },
+            settings.rounds,
+        ).items()
+    }
+    return Row(
+        "channel.pick",
+        best["pick"] / best["get"],
+        _ns(best["pick"]),
+        f"get_channel {_ns(best['get'])}",
     )
 
 
@@ -553,6 +581,49 @@ def rpc_rows(target: str, settings: Settings) -> list[Row]:
         row("rpc.unary_cpu", "pool_cpu", "raw_cpu", None),
         row("rpc.unary_untracked", "untracked", "raw", None),
         row("rpc.stream", "pool_stream", "raw_stream", within_5),
+    ]
+
+
+def channel_rows(target: str, settings: Settings) -> list[Row]:
+    """A stub built once on ``pool.channel`` (every RPC picks a pooled channel)
+    against the same stub built once on a raw channel to the same server."""
+    raw = grpc.insecure_channel(target)
+    n = settings.rpc_calls
+    try:
+        grpc.channel_ready_future(raw).result(timeout=20)
+        with started_pools(target, pool={"size": POOL_SIZE}) as pools:
+            on_pool, on_raw = EchoStub(pools["pool"].channel), EchoStub(raw)
+
+            def unary_on(stub: EchoStub) -> Callable[[], object]:
+                return lambda: stub.Echo(b"x", timeout=RPC_TIMEOUT)
+
+            def stream_on(stub: EchoStub) -> Callable[[], object]:
+                return lambda: sum(1 for _ in stub.Burst(BURST, timeout=RPC_TIMEOUT))
+
+            res = interleave(
+                {
+                    "raw": partial(per_call, unary_on(on_raw), n),
+                    "pool": partial(per_call, unary_on(on_pool), n),
+                    "raw_stream": partial(per_call, stream_on(on_raw), max(2, n // 3)),
+                    "pool_stream": partial(per_call, stream_on(on_pool), max(2, n // 3)),
+                },
+                settings.rpc_rounds,
+            )
+    finally:
+        raw.close()
+    med = {name: statistics.median(samples) for name, samples in res.items()}
+    return [
+        Row(
+            key,
+            paired(res, subject, base),
+            _us(med[subject]),
+            f"raw {_us(med[base])}",
+            ("<=", 1.05),
+        )
+        for key, subject, base in (
+            ("channel.unary", "pool", "raw"),
+            ("channel.stream", "pool_stream", "raw_stream"),
+        )
     ]
 
 
@@ -858,6 +929,7 @@ def micro_rows(settings: Settings) -> list[Row]:
     ):
         rows = [row for s in STRATEGIES for row in get_channel_rows(pools[s], s, settings)]
         rows.append(stub_row(pools["round_robin"], settings))
+        rows.append(channel_pick_row(pools["round_robin"], settings))
         rows += contention_rows(pools["round_robin"], THREADS, settings)
     return rows
 
@@ -873,6 +945,7 @@ def run_bench(quick: bool = False, out: TextIO = sys.stdout) -> int:
             ("1-2 get_channel, stub, threads", lambda: micro_rows(settings)),
             ("3 RPC overhead", lambda: rpc_rows(target, settings)),
             ("3e RPCs from 8 threads", lambda: [rpc_threads_row(target, settings)]),
+            ("3f-g stub built once on pool.channel", lambda: channel_rows(target, settings)),
             ("4 stream limit", lambda: [stream_row(target, settings)]),
             ("5a register -> publish", lambda: [publish_row(target, settings)]),
             ("5b writer closing a channel", lambda: [closing_row(target, settings)]),

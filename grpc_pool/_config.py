@@ -92,6 +92,9 @@ class PoolConfig:
         0 (default) is off; needs ``track_in_flight``.
     compression: ``grpc.Compression`` for every pooled channel (grpcio's
         ``compression`` argument of ``insecure_channel``). Default None: grpcio's.
+    fork_drain_timeout: seconds ``os.fork()`` waits, with new RPCs through the
+        pool held, for RPCs in flight to end (a thread inside gRPC at fork time
+        can crash the child). Default 0.5; 0 holds new RPCs but does not wait.
     """
 
     target: str | Sequence[str]
@@ -131,6 +134,7 @@ class PoolConfig:
     max_resize_delta: int = 2
     stream_limit: int = 100
     compression: grpc.Compression | None = None
+    fork_drain_timeout: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target))
@@ -197,6 +201,7 @@ class PoolConfig:
             raise _invalid("primer", self.primer, "a callable taking the new channel, or None")
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             raise _invalid("name", self.name, "a non-empty str or None")
+        check_seconds("fork_drain_timeout", self.fork_drain_timeout)
         if self.compression is not None and not isinstance(self.compression, grpc.Compression):
             raise _invalid(
                 "compression", self.compression, "a grpc.Compression (NoCompression, Deflate, Gzip)"

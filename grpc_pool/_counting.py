@@ -13,11 +13,13 @@ import grpc
 from ._errors import ChannelRetired, GrpcPoolError
 
 __all__ = [
+    "FORK_HOLD",
     "STREAM_STREAM",
     "STREAM_UNARY",
     "UNARY_STREAM",
     "UNARY_UNARY",
     "WRAPPERS",
+    "ForkHold",
     "FutureBase",
     "Gate",
     "RpcCounter",
@@ -33,6 +35,35 @@ UNARY_UNARY, UNARY_STREAM, STREAM_UNARY, STREAM_STREAM = (
     "stream_unary",
     "stream_stream",
 )
+
+
+# Longest wait of an RPC held during a fork (a fork handler that never returned).
+_HOLD_LIMIT = 30.0
+
+
+class ForkHold:
+    """Around ``os.fork()``: RPCs started through the pool wait here, outside gRPC,
+    so that those in flight can end and none starts while the process forks (a
+    thread inside gRPC at fork time can crash the child)."""
+
+    __slots__ = ("_condition", "active")
+
+    def __init__(self) -> None:
+        self.active = False
+        self._condition = threading.Condition()
+
+    def wait(self) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: not self.active, _HOLD_LIMIT)
+
+    def set(self, active: bool) -> None:
+        with self._condition:
+            self.active = active
+            self._condition.notify_all()
+
+
+# Replaced in a forked child (its lock may have been held by a parent thread).
+FORK_HOLD = ForkHold()
 
 
 class Gate:
@@ -53,6 +84,8 @@ class Gate:
         return error if error is not None else ChannelRetired("channel closed by the pool")
 
     def _start(self) -> None:
+        if FORK_HOLD.active:
+            FORK_HOLD.wait()
         if self.closed:
             raise self.refused()
 
@@ -93,6 +126,8 @@ class RpcCounter(Gate):
         self.on_unavailable: Callable[[], None] | None = None
 
     def _start(self) -> None:
+        if FORK_HOLD.active:
+            FORK_HOLD.wait()
         with self._lock:  # one lock with _close: no RPC starts on a closed channel
             if self.closed:
                 raise self.refused()

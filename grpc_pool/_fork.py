@@ -3,10 +3,12 @@
 grpcio (checked on 1.85) crashes a child that uses gRPC when, at fork time,
 other threads of the parent were inside gRPC calls: without
 GRPC_ENABLE_FORK_SUPPORT, children building a channel died of SIGSEGV while a
-pool's connectivity pollers were running; with it, grpcio skips its own fork
-handlers in that case. So before fork every pool parks its threads outside gRPC
-(workers unsubscribe, gRPC's poller threads end, the writer waits), after fork
-the parent resumes, and the child drops the inherited channels untouched and
+pool's connectivity pollers were running or RPCs were in flight; with it, grpcio
+skips its own fork handlers in that case. So before fork new RPCs through any
+pool are held (outside gRPC) and those in flight get ``fork_drain_timeout`` to
+end; then every pool parks its threads outside gRPC (workers unsubscribe,
+gRPC's poller threads end, the writer waits). After fork the parent resumes and
+releases the held RPCs; the child drops the inherited channels untouched and
 rebuilds its pool on first use.
 """
 
@@ -19,6 +21,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
+from . import _counting
+
 if TYPE_CHECKING:
     from ._pool import Pool
 
@@ -28,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 # How long the parent waits for its pools to park before forking anyway.
 PAUSE_TIMEOUT = 5.0
+# How often the fork handler looks whether the RPCs in flight have ended.
+_DRAIN_POLL = 0.002
 # Off only in tests that show what happens without it.
 ENABLED = True
 
@@ -59,6 +65,10 @@ def _before() -> None:
     _lock.acquire()  # held across fork: no pool starts or closes meanwhile
     started = time.monotonic()
     pools = list(_live)
+    _counting.FORK_HOLD.set(True)  # no new RPC through a pool; those in flight may end
+    drain_by = started + max((p.config.fork_drain_timeout for p in pools), default=0.0)
+    while any(p._in_flight() for p in pools) and time.monotonic() < drain_by:
+        time.sleep(_DRAIN_POLL)
     deadline = started + PAUSE_TIMEOUT
     waits = [(pool, pool._fork_pause()) for pool in pools]
     for pool, paused in waits:
@@ -75,6 +85,7 @@ def _after_in_parent() -> None:
     _lock.release()
     for pool in pools:
         pool._fork_resume()
+    _counting.FORK_HOLD.set(False)
 
 
 def _after_in_child() -> None:
@@ -83,5 +94,6 @@ def _after_in_child() -> None:
     global _lock
     pools, _paused[:] = list(_paused), []
     _lock = threading.Lock()  # the parent's is held by a thread that is not here
+    _counting.FORK_HOLD = _counting.ForkHold()  # likewise its condition's lock
     for pool in pools:
         pool._fork_child()

@@ -155,10 +155,13 @@ class Pool:
         """Ask the writer to park the pool; return a wait for it, None if nothing runs."""
         if self._closed or self._forked:
             return None
-        busy = sum(c.in_flight or 0 for c in (*self._snapshot, *self._retired))
+        busy = self._in_flight()
         if busy:
             logger.warning(
-                "%r: fork with %d RPCs in flight; grpcio may crash the child", self, busy
+                "%r: fork with %d RPCs still in flight after %gs; grpcio may crash the child",
+                self,
+                busy,
+                self._config.fork_drain_timeout,
             )
         command = Pause(threading.Event(), threading.Event())
         self._fork_resume_event = command.resume
@@ -168,6 +171,10 @@ class Pool:
             return command.paused.wait(max(0.0, deadline - time.monotonic()))
 
         return wait
+
+    def _in_flight(self) -> int:
+        """RPCs in flight on the published and retiring channels (counted ones)."""
+        return sum(c.in_flight or 0 for c in (*self._snapshot, *self._retired))
 
     def _fork_resume(self) -> None:
         event = getattr(self, "_fork_resume_event", None)

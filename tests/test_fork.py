@@ -55,3 +55,30 @@ def test_children_rebuild_and_parent_keeps_serving(
     assert result["parent_after"] and all(n == 2 for n in result["parent_after"])  # type: ignore[union-attr]
     assert result["parent_status"] == "healthy"
     print(f"{mode} fork_support={fork_support}: fork cost {result['fork_cost_max']:.3f}s")
+
+
+INFLIGHT = Path(__file__).parent / "scripts" / "fork_inflight.py"
+
+
+@pytest.mark.parametrize("fork_support", [False, True], ids=["default-env", "fork-support"])
+def test_fork_with_rpcs_in_flight(echo_server_process: str, fork_support: bool) -> None:
+    """20 forks while 16 threads are mid-RPC through pool.channel: no child crashes
+    (new RPCs are held and those in flight drain before the fork), every child's
+    first RPC works on connections of its own, and the parent's RPCs all succeed."""
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    env["GRPC_VERBOSITY"] = "ERROR"
+    if fork_support:
+        env["GRPC_ENABLE_FORK_SUPPORT"] = "1"
+    done = subprocess.run(
+        [sys.executable, str(INFLIGHT), echo_server_process, "20", "16"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["forks"] == 20
+    assert result["crashed"] == 0 and result["failed"] == 0, result
+    assert result["parent_errors"] == 0, result
+    print(f"fork_support={fork_support}: {result}")

@@ -1,0 +1,82 @@
+"""Fork while threads are mid-RPC through the pool; count children that crash.
+
+Run by tests/test_fork.py (and by hand for the 100-fork figures in the docs).
+The echo server runs in another process. Usage: fork_inflight.py TARGET FORKS THREADS
+Prints one JSON line: forks, crashed (children killed by a signal), failed
+(children that reported an error), parent_errors, fork cost per fork (s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import grpc
+
+import grpc_pool
+from grpc_pool._echo import ECHO, SLOW
+
+
+def main() -> int:
+    target, forks, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    pool = grpc_pool.Pool(target, size=4, insecure=True, name="inflight")
+    pool.wait_ready(timeout=10, min_ready=4)
+    stop = threading.Event()
+    parent_errors: list[str] = []
+    slow = pool.channel.unary_unary(SLOW)
+
+    def load() -> None:  # RPCs in flight nonstop: short sleeps on the server side
+        while not stop.is_set():
+            try:
+                slow(b"0.002", timeout=10)
+            except grpc.RpcError as error:
+                parent_errors.append(f"{error.code()}")
+
+    workers = [threading.Thread(target=load, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.2)
+    crashed = failed = 0
+    costs: list[float] = []
+    for _ in range(forks):
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(30)
+            try:
+                ok = pool.channel.unary_unary(ECHO)(b"child", timeout=10) == b"child"
+            except BaseException:
+                ok = False
+            os._exit(0 if ok else 3)
+        costs.append(time.monotonic() - started)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            crashed += 1
+        elif os.WEXITSTATUS(status) != 0:
+            failed += 1
+    stop.set()
+    for worker in workers:
+        worker.join(15)
+    pool.close()
+    costs.sort()
+    print(
+        json.dumps(
+            {
+                "forks": forks,
+                "crashed": crashed,
+                "failed": failed,
+                "parent_errors": len(parent_errors),
+                "fork_cost_median": costs[len(costs) // 2],
+                "fork_cost_max": costs[-1],
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
