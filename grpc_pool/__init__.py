@@ -19,6 +19,7 @@ from ._errors import (
     PoolClosed,
     PoolTimeout,
     ScalingInProgress,
+    StrategyError,
     WouldEmptyPool,
 )
 from ._events import (
@@ -40,6 +41,7 @@ from ._events import (
     StreamLimitEvent,
 )
 from ._pool import Pool
+from ._redact import LogFilter
 from ._stats import PoolStats, PoolStatus, SlotStats
 from ._strategy import Strategy
 
@@ -74,6 +76,7 @@ __all__ = [
     "SlotStats",
     "StatusEvent",
     "Strategy",
+    "StrategyError",
     "StreamLimitEvent",
     "WouldEmptyPool",
     "__version__",
@@ -86,4 +89,9 @@ for _name in __all__:
         _obj.__module__ = __name__
 del _name, _obj
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+_handler = logging.NullHandler()
+# Runs for every grpc_pool.* record before the application's handlers: hides
+# targets' user-info (see _redact.LogFilter).
+_handler.addFilter(LogFilter())
+logging.getLogger(__name__).addHandler(_handler)
+del _handler

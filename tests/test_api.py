@@ -40,6 +40,7 @@ EXPECTED = EVENTS | {
     "ScalingInProgress",
     "SlotStats",
     "Strategy",
+    "StrategyError",
     "WouldEmptyPool",
     "__version__",
 }
@@ -104,6 +105,7 @@ def test_error_hierarchy() -> None:
         "PoolClosed",
         "PoolTimeout",
         "ScalingInProgress",
+        "StrategyError",
         "WouldEmptyPool",
     ):
         assert issubclass(getattr(grpc_pool, name), grpc_pool.GrpcPoolError)
