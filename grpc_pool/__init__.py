@@ -41,7 +41,7 @@ from ._events import (
     StreamLimitEvent,
 )
 from ._pool import Pool
-from ._redact import LogFilter
+from ._redact import RedactingNullHandler
 from ._stats import PoolStats, PoolStatus, SlotStats
 from ._strategy import Strategy
 
@@ -89,9 +89,5 @@ for _name in __all__:
         _obj.__module__ = __name__
 del _name, _obj
 
-_handler = logging.NullHandler()
-# Runs for every grpc_pool.* record before the application's handlers: hides
-# targets' user-info (see _redact.LogFilter).
-_handler.addFilter(LogFilter())
-logging.getLogger(__name__).addHandler(_handler)
-del _handler
+# A NullHandler that also hides targets' user-info in every grpc_pool.* record.
+logging.getLogger(__name__).addHandler(RedactingNullHandler())

@@ -12,7 +12,15 @@ import threading
 from collections.abc import Iterable
 from urllib.parse import unquote
 
-__all__ = ["LogFilter", "redact_target", "redact_text", "redact_value", "remember", "secrets_of"]
+__all__ = [
+    "LogFilter",
+    "RedactingNullHandler",
+    "redact_target",
+    "redact_text",
+    "redact_value",
+    "remember",
+    "secrets_of",
+]
 
 MASK = "***"
 # User-info: what precedes the last "@" of the target's first segment or of any
@@ -81,10 +89,7 @@ def remember(secrets: tuple[str, ...]) -> None:
 class LogFilter(logging.Filter):
     """Rewrites a record's message and traceback with known secrets hidden.
 
-    Installed on the package logger's ``NullHandler``: handlers of a logger run
-    before those of its parents, so every ``grpc_pool.*`` record is rewritten in
-    place before it reaches the application's handlers. Free when no pool has a
-    secret.
+    Free when no pool has a secret. See ``RedactingNullHandler`` for where it runs.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -101,4 +106,21 @@ class LogFilter(logging.Filter):
                 record.exc_text = redact_text(text, secrets)
         if record.stack_info:
             record.stack_info = redact_text(record.stack_info, secrets)
+        return True
+
+
+class RedactingNullHandler(logging.NullHandler):
+    """The package logger's ``NullHandler``, which also runs ``LogFilter``.
+
+    A logger's handlers run before those of its parents, so every ``grpc_pool.*``
+    record is rewritten in place before it reaches the application's handlers
+    (a plain ``NullHandler.handle`` skips filters).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.addFilter(LogFilter())
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        self.filter(record)
         return True
