@@ -484,7 +484,8 @@ class Writer:
                     self._stop_worker(slot)
                 self._publish()
                 logger.error(
-                    "pool %s: adding slot %d failed; stopped the %d slots added",
+                    "pool %s: starting the worker of slot %d failed; removed the %d slots "
+                    "this resize added",
                     self._name,
                     added[-1] if added else current,
                     len(added),
