@@ -19,6 +19,7 @@ from ._errors import (
     PoolClosed,
     PoolTimeout,
     ScalingInProgress,
+    StrategyError,
     WouldEmptyPool,
 )
 from ._events import (
@@ -41,6 +42,7 @@ from ._events import (
 )
 from ._pool import Pool
 from ._poolchannel import PoolChannel, insecure_channel, secure_channel
+from ._redact import RedactingNullHandler
 from ._stats import PoolStats, PoolStatus, SlotStats
 from ._strategy import Strategy
 
@@ -77,6 +79,7 @@ __all__ = [
     "SlotStats",
     "StatusEvent",
     "Strategy",
+    "StrategyError",
     "StreamLimitEvent",
     "WouldEmptyPool",
     "__version__",
@@ -91,4 +94,5 @@ for _name in __all__:
         _obj.__module__ = __name__
 del _name, _obj
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+# A NullHandler that also hides targets' user-info in every grpc_pool.* record.
+logging.getLogger(__name__).addHandler(RedactingNullHandler())

@@ -22,6 +22,7 @@ from ._counting import (
     RpcCounter,
 )
 from ._errors import ChannelRetired, GrpcPoolError, PoolClosed
+from ._redact import redact_target
 
 __all__ = ["CACHE_LIMIT", "MethodKey", "PooledChannel", "bounded_put", "build_channel"]
 
@@ -242,7 +243,8 @@ class PooledChannel(grpc.Channel):
         return True
 
     def __repr__(self) -> str:
-        return f"<PooledChannel {self.channel_id} target={self.target!r} slot={self.slot}>"
+        target = redact_target(self.target)
+        return f"<PooledChannel {self.channel_id} target={target!r} slot={self.slot}>"
 
 
 def _connectivity_state(channel: object) -> object:

@@ -13,14 +13,30 @@ from typing import TYPE_CHECKING, Any, Union
 import grpc
 
 from ._errors import InvalidConfig
+from ._redact import redact_target, redact_value, remember, secrets_of
 
 if TYPE_CHECKING:
     from ._strategy import Strategy
 
-__all__ = ["STRATEGY_NAMES", "PoolConfig"]
+__all__ = ["MAX_COUNT", "MAX_SECONDS", "MAX_SIZE", "STRATEGY_NAMES", "PoolConfig"]
 
 STRATEGY_NAMES = ("round_robin", "random", "power_of_two")
 
+# Longest duration anywhere (fields and method arguments): 2**31 - 1 milliseconds
+# floored to whole seconds, about 24.8 days. gRPC takes keepalive times as int32
+# milliseconds; threading.TIMEOUT_MAX (292 years on Linux, 49.7 days on Windows)
+# and a gRPC deadline (now + timeout) hold far more.
+MAX_SECONDS = 2_147_483.0
+# Most slots a pool may have: each costs ~82 KB RSS, two OS threads (its worker
+# and gRPC's connectivity poller) and one file descriptor.
+MAX_SIZE = 1024
+# Largest other count (rates, thresholds, limits): an int32, as gRPC's own.
+MAX_COUNT = 2**31 - 1
+MAX_BACKOFF_MULTIPLIER = 100.0
+# Channel option values grpcio takes as integers: a C int.
+_INT32 = (-(2**31), 2**31 - 1)
+
+# Keys may also be bytes: grpcio takes them (its type stubs say str only).
 ChannelOption = tuple[str, Any]
 # A Union, not X | Y: this alias is evaluated at import time on Python 3.10.
 Interceptor = Union[  # noqa: UP007
@@ -95,6 +111,23 @@ class PoolConfig:
     fork_drain_timeout: seconds ``os.fork()`` waits, with new RPCs through the
         pool held, for RPCs in flight to end (a thread inside gRPC at fork time
         can crash the child). Default 0.5; 0 holds new RPCs but does not wait.
+
+    Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
+    the range; NaN, infinities, bools and non-numbers are refused everywhere):
+
+    - every duration, here and in method arguments (``get_channel`` and
+      ``wait_ready`` timeout, ``close`` grace): at most 2,147,483 s (about
+      24.8 days), the most whole seconds gRPC's int32 milliseconds hold
+      (keepalive), well within ``threading.TIMEOUT_MAX`` and a gRPC deadline;
+    - size, min_size, max_size and any size reached by ``resize``/``scale_up``:
+      1..1,024 (each slot costs ~82 KB RSS, two OS threads and a file
+      descriptor: more would exhaust threads before it helped);
+    - other counts (telemetry_sample_rate, eject_after_unavailable,
+      *_rpcs_per_channel, stream_limit): at most 2**31 - 1; max_resize_delta at
+      most 1,024; backoff_multiplier 1.0..100.0;
+    - options: each a (key, value) pair, key a non-empty str or bytes, value an
+      int within int32 (bools count as 0/1), a str or bytes, without NUL
+      characters (what grpcio passes to gRPC core unchanged).
     """
 
     target: str | Sequence[str]
@@ -138,11 +171,17 @@ class PoolConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target))
-        check_count("size", self.size)
+        remember(secrets_of(self.targets))  # the log filter hides them from now on
+        check_count("size", self.size, MAX_SIZE)
         if self.credentials is not None and not isinstance(
             self.credentials, grpc.ChannelCredentials
         ):
-            raise _invalid("credentials", self.credentials, "a grpc.ChannelCredentials or None")
+            # Never echo it: a token passed here by mistake is a secret.
+            raise InvalidConfig(
+                f"credentials={redact_value(self.credentials)} is not allowed: expected a "
+                "grpc.ChannelCredentials or None (for a token, use "
+                "grpc.access_token_call_credentials with grpc.composite_channel_credentials)"
+            )
         _check_bool("insecure", self.insecure)
         _check_bool("track_in_flight", self.track_in_flight)
         if self.insecure and self.credentials is not None:
@@ -154,7 +193,12 @@ class PoolConfig:
         _check_strategy(self.strategy)
         check_seconds("connect_timeout", self.connect_timeout, allow_zero=False)
         check_seconds("backoff_initial", self.backoff_initial, allow_zero=False)
-        _check_number("backoff_multiplier", self.backoff_multiplier, ">= 1.0", lambda v: v >= 1.0)
+        _check_number(
+            "backoff_multiplier",
+            self.backoff_multiplier,
+            f"1.0..{MAX_BACKOFF_MULTIPLIER:g}",
+            lambda v: 1.0 <= v <= MAX_BACKOFF_MULTIPLIER,
+        )
         _check_number("backoff_jitter", self.backoff_jitter, "0.0..1.0", lambda v: 0 <= v <= 1)
         check_seconds("backoff_max", self.backoff_max, allow_zero=False)
         if self.backoff_max < self.backoff_initial:
@@ -165,8 +209,10 @@ class PoolConfig:
         check_seconds("status_interval", self.status_interval)
         _check_bool("suppress_connection_errors", self.suppress_connection_errors)
         rate = self.telemetry_sample_rate
-        if isinstance(rate, bool) or not isinstance(rate, int) or rate < 0:
-            raise _invalid("telemetry_sample_rate", rate, "an int >= 0 (0 never, N one in N)")
+        if isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= MAX_COUNT:
+            raise _invalid(
+                "telemetry_sample_rate", rate, f"an int 0..{MAX_COUNT} (0 never, N one in N)"
+            )
         listeners = self.listeners
         if isinstance(listeners, (str, bytes)) or not isinstance(listeners, Sequence):
             raise _invalid("listeners", listeners, "a sequence of callables")
@@ -189,8 +235,8 @@ class PoolConfig:
                 "0 unless grpcio-health-checking is installed (pip install 'grpc-pool[health]')",
             )
         eject = self.eject_after_unavailable
-        if isinstance(eject, bool) or not isinstance(eject, int) or eject < 0:
-            raise _invalid("eject_after_unavailable", eject, "an int >= 0 (0 is off)")
+        if isinstance(eject, bool) or not isinstance(eject, int) or not 0 <= eject <= MAX_COUNT:
+            raise _invalid("eject_after_unavailable", eject, f"an int 0..{MAX_COUNT} (0 is off)")
         if eject and not self.track_in_flight:
             raise _invalid(
                 "eject_after_unavailable", eject, "0 when track_in_flight is False (it counts RPCs)"
@@ -211,9 +257,9 @@ class PoolConfig:
     def _check_autoscale(self) -> None:
         _check_bool("autoscale", self.autoscale)
         check_seconds("autoscale_interval", self.autoscale_interval, allow_zero=False)
-        check_count("min_size", self.min_size)
+        check_count("min_size", self.min_size, MAX_SIZE)
         if self.max_size is not None:
-            check_count("max_size", self.max_size)
+            check_count("max_size", self.max_size, MAX_SIZE)
         high = self.max_size if self.max_size is not None else self.size
         if not self.min_size <= self.size <= high:
             raise _invalid(
@@ -227,7 +273,7 @@ class PoolConfig:
                 self.min_rpcs_per_channel,
                 f"< max_rpcs_per_channel ({self.max_rpcs_per_channel}): the gap is the hysteresis",
             )
-        check_count("max_resize_delta", self.max_resize_delta)
+        check_count("max_resize_delta", self.max_resize_delta, MAX_SIZE)
         check_count("stream_limit", self.stream_limit)
         if self.autoscale and not self.track_in_flight:
             raise _invalid(
@@ -241,8 +287,26 @@ class PoolConfig:
 
     @property
     def target_label(self) -> str:
-        """The target(s) as one string, for logs, reprs and metric labels."""
-        return ",".join(self.targets)
+        """The target(s) as one string, for logs, reprs and metric labels.
+
+        User-info is redacted (``user:***@host``): this is for display only.
+        """
+        return ",".join(redact_target(target) for target in self.targets)
+
+    def __repr__(self) -> str:
+        # The generated repr would print the target's user-info.
+        values = ", ".join(
+            f"target={self._redacted_target()!r}"
+            if f.name == "target"
+            else f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+        )
+        return f"PoolConfig({values})"
+
+    def _redacted_target(self) -> str | tuple[str, ...]:
+        if isinstance(self.target, str):
+            return redact_target(self.target)
+        return tuple(redact_target(target) for target in self.target)
 
     def target_of(self, slot: int) -> str:
         targets = self.targets
@@ -325,7 +389,8 @@ class PoolConfig:
             message = str(error)
             for variable, name in variables.items():
                 if name in values and message.startswith(f"{name}="):
-                    raise InvalidConfig(f"{message} (from {variable}={env[variable]!r})") from error
+                    text = redact_target(env[variable]) if name == "target" else env[variable]
+                    raise InvalidConfig(f"{message} (from {variable}={text!r})") from error
             raise
 
 
@@ -351,7 +416,8 @@ def _check_target(target: object) -> str | tuple[str, ...]:
         raise _invalid("target", target, allowed)
     for item in target:
         if not isinstance(item, str) or not item.strip():
-            raise _invalid("target", target, allowed)
+            shown = [redact_target(t) if isinstance(t, str) else t for t in target]
+            raise _invalid("target", shown, allowed)
     return tuple(target)
 
 
@@ -360,10 +426,10 @@ def _check_bool(field_name: str, value: object) -> None:
         raise _invalid(field_name, value, "True or False")
 
 
-def check_count(field_name: str, value: object) -> int:
-    """A positive int (bool excluded), else InvalidConfig."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _invalid(field_name, value, "an int >= 1")
+def check_count(field_name: str, value: object, maximum: int = MAX_COUNT) -> int:
+    """An int in 1..maximum (bool excluded), else InvalidConfig."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise _invalid(field_name, value, f"an int 1..{maximum}")
     return value
 
 
@@ -378,20 +444,57 @@ def _check_number(field_name: str, value: object, allowed: str, ok: Any) -> floa
     return float(value)
 
 
-def check_seconds(field_name: str, value: object, *, allow_zero: bool = True) -> float:
-    """A finite, non-negative number of seconds (positive unless allow_zero)."""
+def check_seconds(
+    field_name: str, value: object, *, allow_zero: bool = True, maximum: float = MAX_SECONDS
+) -> float:
+    """A finite number of seconds in 0..maximum (0 excluded unless allow_zero).
+
+    The maximum keeps every wait within ``threading.TIMEOUT_MAX``, gRPC's int32
+    milliseconds and a gRPC deadline (see ``MAX_SECONDS``).
+    """
     if allow_zero:
-        return _check_number(field_name, value, ">= 0 (seconds)", lambda v: v >= 0)
-    return _check_number(field_name, value, "> 0 (seconds)", lambda v: v > 0)
+        return _check_number(
+            field_name, value, f">= 0 and <= {maximum:.0f} (seconds)", lambda v: 0 <= v <= maximum
+        )
+    return _check_number(
+        field_name, value, f"> 0 and <= {maximum:.0f} (seconds)", lambda v: 0 < v <= maximum
+    )
 
 
 def _check_options(options: object) -> tuple[ChannelOption, ...]:
+    """What grpcio 1.85 takes and hands to gRPC core as it is: anything else fails
+    every connect (TypeError, OverflowError) or, for an object with ``__int__``
+    such as a float, becomes a raw pointer argument."""
     if isinstance(options, (str, bytes)) or not isinstance(options, Sequence):
-        raise _invalid("options", options, "a sequence of (str, value) pairs")
+        raise _invalid("options", options, "a sequence of (key, value) pairs")
+    checked: list[Any] = []
     for item in options:
-        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-            raise _invalid("options", item, "each option a (str, value) pair")
-    return tuple(options)
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise _invalid("options", item, "each option a (key, value) pair")
+        key, value = item
+        if not isinstance(key, (str, bytes)) or not key or _has_nul(key):
+            raise InvalidConfig(
+                f"options key {key!r} is not allowed: expected a non-empty str or bytes "
+                "without NUL, such as 'grpc.max_receive_message_length'"
+            )
+        if isinstance(value, int):
+            ok = _INT32[0] <= value <= _INT32[1]
+        else:
+            ok = isinstance(value, (str, bytes)) and not _has_nul(value)
+        if not ok:
+            raise InvalidConfig(
+                f"options value {value!r} for key {key!r} is not allowed: expected an int "
+                f"{_INT32[0]}..{_INT32[1]}, a str or bytes (without NUL)"
+            )
+        checked.append((key, value))
+    return tuple(checked)
+
+
+def _has_nul(text: str | bytes) -> bool:
+    # gRPC core reads keys and string values as C strings: a NUL would cut them short.
+    if isinstance(text, str):
+        return "\0" in text
+    return b"\0" in text
 
 
 def _check_interceptors(interceptors: object) -> tuple[Interceptor, ...]:

@@ -14,6 +14,7 @@ __all__ = [
     "PoolClosed",
     "PoolTimeout",
     "ScalingInProgress",
+    "StrategyError",
     "WouldEmptyPool",
 ]
 
@@ -142,3 +143,11 @@ class PoolTimeout(GrpcPoolError, TimeoutError):
 
 class ScalingInProgress(GrpcPoolError):
     """Another scaling call on this pool is running; this one did not wait."""
+
+
+class StrategyError(GrpcPoolError):
+    """A custom strategy's ``pick()`` raised, or returned something that is not one
+    of the ready channels it was given. The message names the strategy; the
+    original exception, if any, is the ``__cause__``. A bug in the strategy, not
+    a lack of channels: it is not retried and not a ``NoChannelAvailable``.
+    """

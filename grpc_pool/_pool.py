@@ -18,7 +18,7 @@ import grpc
 from . import _fork
 from ._channel import PooledChannel, bounded_put
 from ._commands import Call, Close, Pause, Reply, Resize
-from ._config import PoolConfig, check_count, check_seconds
+from ._config import MAX_SIZE, PoolConfig, check_count, check_seconds
 from ._errors import (
     InvalidConfig,
     NoChannelAvailable,
@@ -29,6 +29,7 @@ from ._errors import (
 )
 from ._events import Dispatcher, GetChannelEvent, Listener
 from ._poolchannel import PoolChannel
+from ._redact import redact_target
 from ._stats import PoolStats, PoolStatus, SlotStats, pool_state
 from ._strategy import RoundRobin, resolve_strategy
 from ._writer import SlotView, Writer
@@ -148,7 +149,12 @@ class Pool:
         )
         self._finalizer = weakref.finalize(self, _abandon, self._writer.queue, self._events)
         self._update_pick()
-        self._writer.start(size)
+        try:
+            self._writer.start(size)  # on failure it has stopped and joined its threads
+        except BaseException:
+            self._finalizer.detach()
+            self._events.close()
+            raise
 
     # -- fork (see _fork.py) -----------------------------------------------------------
     def _fork_pause(self) -> Callable[[float], bool] | None:
@@ -325,6 +331,13 @@ class Pool:
     def _get_slow(self, timeout: float | None, key: Hashable = None) -> PooledChannel:
         if timeout is not None:
             check_seconds("timeout", timeout)
+        if key is not None:
+            try:
+                hash(key)
+            except TypeError:
+                raise InvalidConfig(
+                    f"key={key!r} is not allowed: expected a hashable value (or None)", self
+                ) from None
         if self._forked:
             self._revive()
         channels = self._snapshot or self._wait_for(1, timeout)
@@ -398,7 +411,7 @@ class Pool:
         min_ready: channels to wait for, 1..expected size. Default 1.
         """
         check_seconds("timeout", timeout)
-        check_count("min_ready", min_ready)
+        check_count("min_ready", min_ready, MAX_SIZE)
         if self._forked:
             self._revive()
         if min_ready > self._expected and not self._closed:
@@ -424,7 +437,8 @@ class Pool:
         """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
         channels = self._snapshot
         index = {id(c): i for i, c in enumerate(channels)}
-        slots = tuple(_slot_stats(v, self._config.target_of(v.slot), index) for v in self._views)
+        target_of = self._config.target_of
+        slots = tuple(_slot_stats(v, redact_target(target_of(v.slot)), index) for v in self._views)
         connects, disconnects, failures, rpcs_closed = self._totals
         retired = self._retired
         tracked = self._config.track_in_flight
@@ -452,9 +466,22 @@ class Pool:
 
     # -- scaling -------------------------------------------------------------------
     def scale_up(self, n: int) -> int:
-        """Add ``n`` slots (an int >= 1); return the new expected size."""
-        check_count("n", n)
-        return self._scale(lambda size: size + n, "scale_up", n)
+        """Add ``n`` slots (an int >= 1); return the new expected size.
+
+        Raises ``InvalidConfig`` if the size would exceed 1,024 (see ``PoolConfig``).
+        """
+        check_count("n", n, MAX_SIZE)
+
+        def target(size: int) -> int:
+            if size + n > MAX_SIZE:
+                raise InvalidConfig(
+                    f"n={n!r} is not allowed: scale_up would make {size + n} slots "
+                    f"(expected 1..{MAX_SIZE - size})",
+                    self,
+                )
+            return size + n
+
+        return self._scale(target, "scale_up", n)
 
     def scale_down(self, n: int) -> int:
         """Remove ``n`` slots (an int >= 1), not-ready and least loaded first.
@@ -462,7 +489,7 @@ class Pool:
         Their channels leave the rotation at once and close after ``retire_grace``.
         Raises ``WouldEmptyPool`` (an ``InvalidConfig``) if fewer than 1 slot would remain.
         """
-        check_count("n", n)
+        check_count("n", n, MAX_SIZE)
 
         def target(size: int) -> int:
             if size - n < 1:
@@ -476,8 +503,8 @@ class Pool:
         return self._scale(target, "scale_down", n)
 
     def resize(self, size: int) -> int:
-        """Set the expected size (an int >= 1); return it."""
-        check_count("size", size)
+        """Set the expected size (an int 1..1,024); return it."""
+        check_count("size", size, MAX_SIZE)
         return self._scale(lambda _: size, "resize", size)
 
     def _scale(self, target: Callable[[int], int], operation: str, requested: int) -> int:

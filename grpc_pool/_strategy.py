@@ -8,6 +8,8 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ._errors import StrategyError
+
 if TYPE_CHECKING:
     from ._channel import PooledChannel
 
@@ -77,7 +79,8 @@ class PowerOfTwo:
 
 
 class _Guarded:
-    """Wraps a user strategy: an exception or a foreign result falls back to the first channel."""
+    """Wraps a user strategy: an exception or a foreign result becomes a ``StrategyError``
+    naming the strategy (never a bare exception, never a channel it did not pick)."""
 
     __slots__ = ("_inner",)
 
@@ -87,13 +90,18 @@ class _Guarded:
     def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
         try:
             chosen = self._inner.pick(channels)
-        except Exception:
-            logger.exception("strategy %r raised; using the first ready channel", self._inner)
-            return channels[0]
-        if chosen in channels:
-            return chosen
-        logger.error("strategy %r returned %r, not one of the ready channels", self._inner, chosen)
-        return channels[0]
+        except Exception as exc:
+            raise StrategyError(
+                f"strategy {self._inner!r} raised {type(exc).__name__} in pick() "
+                f"over {len(channels)} ready channels"
+            ) from exc
+        for channel in channels:  # identity, not ==: one of the very objects given
+            if channel is chosen:
+                return chosen
+        raise StrategyError(
+            f"strategy {self._inner!r} returned an object of type {type(chosen).__name__}, "
+            f"not one of the {len(channels)} ready channels it was given"
+        )
 
 
 def resolve_strategy(strategy: str | Strategy) -> Strategy:

@@ -44,6 +44,7 @@ from ._events import (
     StatusEvent,
     StreamLimitEvent,
 )
+from ._redact import redact_text, secrets_of
 from ._slots import SlotTable
 from ._stats import pool_state
 from ._worker import Worker
@@ -65,6 +66,9 @@ _PAUSE_WAIT = 3.0
 # closed regardless after _POLLER_GRACE (see PooledChannel._close).
 _POLLER_RECHECK = 0.05
 _POLLER_GRACE = 1.0
+# Longest single wait of the writer: timers further off are looked at again then
+# (a wait beyond threading.TIMEOUT_MAX would raise OverflowError).
+_MAX_WAIT = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,16 +134,34 @@ class Writer:
         self._closing: Close | None = None
         self._refresh_holder: Worker | None = None
         self._refresh_queue: list[Worker] = []
+        # Error texts (grpcio's included) name the target: its user-info is hidden.
+        self._secrets = secrets_of(config.targets)
         self.thread = threading.Thread(
             target=self._run, name=f"grpc_pool-writer-{name}", daemon=True
         )
 
     def start(self, size: int) -> None:
+        """Start the workers, then this thread; if any start fails, stop and join
+        every thread started here, close what they opened, and re-raise."""
         if self._events.deliveries:
             self._emit(PoolStartedEvent, size=size, target=self._config.target_label)
-        self._resize(size)
-        self._publish()
-        self.thread.start()
+        try:
+            self._resize(size)
+            self._publish()
+            self.thread.start()
+        except BaseException as exc:
+            for slot in list(self._workers):
+                self._stop_worker(slot)
+            stopped = len(self._stopping)
+            self._finish_close(None)  # joins them (bounded), closes channels they posted
+            logger.error(
+                "pool %s: start failed (%s: %s); stopped and joined the %d workers started",
+                self._name,
+                type(exc).__name__,
+                exc,
+                stopped,
+            )
+            raise
 
     def _emit(self, kind: Any, **fields: Any) -> None:
         """Build and dispatch an event, only when someone listens."""
@@ -149,11 +171,9 @@ class Writer:
     # -- loop ------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            try:
-                command = self.queue.get(timeout=self._next_timeout())
-            except queue.Empty:
-                command = None
-            try:
+            command: object = None
+            try:  # the wait too: nothing may end this loop but a close
+                command = self._next_command()
                 if command is not None:
                     self._handle(command)
                 self._reap()
@@ -164,6 +184,14 @@ class Writer:
             if self._closing is not None and not self._retiring:
                 break
         self._finish_close(self._closing)
+
+    def _next_command(self) -> object:
+        """The next command; None when a timer is due first."""
+        timeout = self._next_timeout()
+        try:
+            return self.queue.get(timeout=None if timeout is None else min(timeout, _MAX_WAIT))
+        except queue.Empty:
+            return None
 
     def _next_timeout(self) -> float | None:
         deadlines = [r.deadline for r in self._retiring]
@@ -312,7 +340,8 @@ class Writer:
         self._publish()
 
     def _lost(self, command: Lost) -> None:
-        slot, channel, reason = command.slot, command.channel, command.reason
+        slot, channel = command.slot, command.channel
+        reason = redact_text(command.reason, self._secrets)
         if self._table.get(slot) is not channel:
             return
         self._table.unregister(slot)
@@ -389,7 +418,7 @@ class Writer:
     def _slot_state(self, command: SlotState) -> None:
         view = self._views[command.slot]
         if command.state == "backoff":
-            error = command.error or "unknown"
+            error = redact_text(command.error or "unknown", self._secrets)
             delay = command.delay or 0.0
             view = replace(
                 view,
@@ -413,7 +442,8 @@ class Writer:
         elif command.state == "reconnecting" and view.channel is not None:
             # The connection under a published channel closed; it stays in rotation
             # while it reconnects (RPCs on it wait or fail fast as gRPC decides).
-            view = self._disconnected(command.slot, view.channel, command.error or "closed")
+            why = redact_text(command.error or "closed", self._secrets)
+            view = self._disconnected(command.slot, view.channel, why)
             view = replace(view, state="reconnecting")
         else:
             view = replace(view, state=command.state)
@@ -437,11 +467,30 @@ class Writer:
         current = len(self._workers)
         if size > current:
             free = (s for s in range(size) if s not in self._workers)
-            for slot in [next(free) for _ in range(size - current)]:
-                worker = Worker(slot, self._config, self._credentials, self._name, self.queue.put)
-                self._workers[slot] = worker
-                self._views[slot] = SlotView(slot)
-                worker.start()
+            added: list[int] = []
+            try:
+                for slot in [next(free) for _ in range(size - current)]:
+                    worker = Worker(
+                        slot, self._config, self._credentials, self._name, self.queue.put
+                    )
+                    self._workers[slot] = worker
+                    self._views[slot] = SlotView(slot)
+                    added.append(slot)
+                    worker.start()
+            except BaseException:
+                # All or nothing: the slots added here go (their threads end on
+                # their own and are joined at close); the layout is as before.
+                for slot in added:
+                    self._stop_worker(slot)
+                self._publish()
+                logger.error(
+                    "pool %s: starting the worker of slot %d failed; removed the %d slots "
+                    "this resize added",
+                    self._name,
+                    added[-1] if added else current,
+                    len(added),
+                )
+                raise
         elif size < current:
             for slot in self._victims(current - size):
                 self._stop_worker(slot)

@@ -42,6 +42,7 @@ EXPECTED = EVENTS | {
     "ScalingInProgress",
     "SlotStats",
     "Strategy",
+    "StrategyError",
     "WouldEmptyPool",
     "__version__",
     "insecure_channel",
@@ -111,6 +112,7 @@ def test_error_hierarchy() -> None:
         "PoolClosed",
         "PoolTimeout",
         "ScalingInProgress",
+        "StrategyError",
         "WouldEmptyPool",
     ):
         assert issubclass(getattr(grpc_pool, name), grpc_pool.GrpcPoolError)

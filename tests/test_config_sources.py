@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import grpc_pool
 from grpc_pool import InvalidConfig, PoolConfig
+from grpc_pool._config import MAX_SECONDS, MAX_SIZE
 
 TARGET = {"GRPC_POOL_TARGET": "127.0.0.1:50051"}
 # Fields with a text form, as from_env derives them (fields added later included).
@@ -214,7 +215,7 @@ def test_from_env_reads_fields_added_later() -> None:
         Real.from_env(environ={**TARGET, "GRPC_POOL_TAGS": "a"})
 
 
-@given(size=st.integers(min_value=1, max_value=10**6), grace=st.floats(0, 1e9))
+@given(size=st.integers(min_value=1, max_value=MAX_SIZE), grace=st.floats(0, MAX_SECONDS))
 def test_from_env_round_trips_numbers(size: int, grace: float) -> None:
     """Any valid int and float written as text reads back equal."""
     config = PoolConfig.from_env(

@@ -159,11 +159,11 @@ def test_custom_strategy_is_used(make_pool: Any, server: EchoServer) -> None:
     assert {id(pool.get_channel()) for _ in range(10)} == {id(pool._snapshot[-1])}
 
 
-def test_failing_custom_strategy_falls_back(
-    make_pool: Any, server: EchoServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A strategy that raises or returns a stranger is logged; the caller still
-    gets a ready channel."""
+def test_failing_custom_strategy_raises_strategy_error(make_pool: Any, server: EchoServer) -> None:
+    """A strategy that raises, or returns something that is not one of the channels it
+    was given, reaches the caller as a StrategyError (a GrpcPoolError) naming the
+    strategy, with the strategy's own exception as the cause; never a bare exception
+    and never a channel the strategy did not pick."""
 
     class Broken:
         calls = 0
@@ -174,8 +174,39 @@ def test_failing_custom_strategy_falls_back(
                 raise RuntimeError("injected")
             return "not a channel"
 
+        def __repr__(self) -> str:
+            return "<Broken strategy>"
+
     pool = make_pool(server.target, size=2, strategy=Broken())
     pool.wait_ready(timeout=10, min_ready=2)
-    for _ in range(4):
-        assert pool.get_channel() is pool._snapshot[0]
-    assert "injected" in caplog.text and "not one of the ready channels" in caplog.text
+    with pytest.raises(grpc_pool.StrategyError) as raised:
+        pool.get_channel()
+    assert "<Broken strategy>" in str(raised.value) and "raised RuntimeError" in str(raised.value)
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert str(raised.value.__cause__) == "injected"
+    with pytest.raises(grpc_pool.StrategyError, match="not one of the 2 ready channels") as raised:
+        pool.get_channel()
+    assert "<Broken strategy>" in str(raised.value) and "of type str" in str(raised.value)
+    assert isinstance(raised.value, grpc_pool.GrpcPoolError)
+
+
+def test_strategy_returning_an_equal_stranger_is_refused(
+    make_pool: Any, server: EchoServer
+) -> None:
+    """A result that compares equal to a channel but is not one of them is refused:
+    the check is by identity."""
+
+    class Impostor:
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = object.__hash__
+
+    class Liar:
+        def pick(self, channels: Sequence[grpc_pool.PooledChannel]) -> Any:
+            return Impostor()
+
+    pool = make_pool(server.target, size=1, strategy=Liar())
+    pool.wait_ready(timeout=10)
+    with pytest.raises(grpc_pool.StrategyError, match="of type Impostor"):
+        pool.get_channel()
