@@ -140,6 +140,7 @@ BAD: dict[str, st.SearchStrategy[Any]] = {
     "stream_limit": counts(1, MAX_COUNT),
     # Being added for issue 10 (grpc.Compression or None): kept here so it is covered.
     "compression": st.one_of(TEXT, st.integers(), OBJECTS, BOOLS),
+    "fork_drain_timeout": seconds(positive=False),
 }
 FIELDS = [f.name for f in fields(PoolConfig)]
 
