@@ -249,3 +249,29 @@ def test_no_health_service_is_healthy_and_logged_once_per_pool(
         server.stop()
     said = [r for r in caplog.records if "no grpc.health.v1.Health service" in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == logging.WARNING
+
+
+def test_a_kept_unhealthy_connection_that_drops_reconnects_and_stays_out(
+    make_pool: Any, make_server: Any
+) -> None:
+    """Transport failures still reconnect: a NOT_SERVING server restarted drops the
+    kept connections (counted as disconnects, channels retired); the slots reconnect,
+    stay out of rotation while NOT_SERVING and return at SERVING."""
+    server = make_server()
+    server.set_serving(False)
+    pool = make_pool(server.target, size=2, health_check_interval=INTERVAL)
+    wait_until(lambda: [s.state for s in pool.stats().slots] == ["unhealthy"] * 2, 10, "kept, out")
+    server.restart()
+    wait_until(lambda: pool.stats().disconnects == 2, 10, "both connections dropped")
+    wait_until(
+        lambda: (
+            [s.state for s in pool.stats().slots] == ["unhealthy"] * 2
+            and pool.stats().connects == 4
+        ),
+        15,
+        "reconnected, still out",
+    )
+    assert pool.status().current_size == 0
+    server.set_serving(True)
+    assert pool.wait_ready(timeout=10, min_ready=2).state == "healthy"
+    wait_until(lambda: pool.stats().retiring == 0, 10, "the dropped channels closed")
