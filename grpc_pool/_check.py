@@ -19,20 +19,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, TextIO
-
-import grpc
+from typing import TextIO
 
 from ._errors import GrpcPoolError
+from ._health import HealthCheck
 from ._pool import Pool
 from ._stats import SlotStats
 
 __all__ = ["check_arguments", "check_command", "run_check"]
 
 PROG = "python -m grpc_pool check"
-HEALTH_CHECK = "/grpc.health.v1.Health/Check"
-# grpc.health.v1.HealthCheckResponse.ServingStatus
-_SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 # gRPC URI schemes a target may start with; anything else must be host:port.
 _SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:", "xds:")
 DEFAULT_SIZE = 2
@@ -255,38 +251,28 @@ def _wait_ready(pool: Pool, deadline: float, started: float, out: TextIO) -> Non
 def _health_checks(pool: Pool, service: str | None, deadline: float) -> dict[int, _Check]:
     """One Health/Check over each ready channel, all at once, within the deadline."""
     channels = pool._snapshot  # the ready channels, one per ready slot
-    request = _health_request(service or "")
     timeout = max(deadline - time.monotonic(), _MIN_CHECK_TIMEOUT)
     done_at: dict[int, float] = {}
     lock = threading.Lock()
-    calls: list[tuple[int, float, Any]] = []
+    calls: list[tuple[int, float, HealthCheck]] = []
     for channel in channels:
-        check = channel.unary_unary(HEALTH_CHECK)
 
-        def finished(_call: Any, slot: int = channel.slot) -> None:  # on a gRPC thread
+        def finished(slot: int = channel.slot) -> None:  # on a gRPC thread
             with lock:
                 done_at[slot] = time.monotonic()
 
         sent = time.monotonic()
-        future = check.future(request, timeout=timeout)
-        future.add_done_callback(finished)
-        calls.append((channel.slot, sent, future))
+        check = HealthCheck(channel, service or "", timeout)
+        check.add_done_callback(finished)
+        calls.append((channel.slot, sent, check))
     results: dict[int, _Check] = {}
-    for slot, sent, future in calls:
-        try:
-            response = future.result(timeout=timeout + 1.0)
-            status, detail = _serving_status(response), ""
-        except grpc.RpcError as error:
-            code = error.code() if isinstance(error, grpc.Call) else None
-            status = code.name if code is not None else "ERROR"
-            detail = error.details() if isinstance(error, grpc.Call) else str(error)
-        except grpc.FutureTimeoutError:
-            future.cancel()
-            status, detail = "DEADLINE_EXCEEDED", "no answer"
+    for slot, sent, check in calls:
+        result = check.result(timeout=timeout + 1.0)
         with lock:
             answered = done_at.get(slot)
-        rtt = answered - sent if answered is not None and status != "DEADLINE_EXCEEDED" else None
-        results[slot] = _Check(slot, status, rtt, detail or "")
+        no_answer = result.status == "DEADLINE_EXCEEDED"
+        rtt = answered - sent if answered is not None and not no_answer else None
+        results[slot] = _Check(slot, result.status, rtt, result.detail)
     return results
 
 
@@ -296,59 +282,6 @@ def _passes(check: _Check, service: str | None) -> bool:
     # Like gRPC's own client health checking: a server without the health service
     # is healthy once connected, unless a service was asked about explicitly.
     return service is None and check.status == "UNIMPLEMENTED"
-
-
-# grpc.health.v1 messages by hand (protobuf wire format): the check needs no
-# generated code and no grpcio-health-checking.
-def _health_request(service: str) -> bytes:
-    """HealthCheckRequest{service (field 1, string)}."""
-    data = service.encode()
-    if not data:
-        return b""
-    return b"\x0a" + _varint(len(data)) + data
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _serving_status(response: bytes) -> str:
-    """HealthCheckResponse.status (field 1, enum); absent means UNKNOWN (0)."""
-    i, value = 0, 0
-    while i < len(response):
-        key, i = _read_varint(response, i)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            number, i = _read_varint(response, i)
-            if field == 1:
-                value = number
-        elif wire == 2:
-            length, i = _read_varint(response, i)
-            i += length
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        else:
-            return "UNPARSABLE"
-    return _SERVING_STATUS.get(value, f"STATUS_{value}")
-
-
-def _read_varint(data: bytes, i: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while i < len(data):
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, i
-        shift += 7
-    return value, len(data)
 
 
 def _print_slots(slots: tuple[SlotStats, ...], checks: dict[int, _Check], out: TextIO) -> None:

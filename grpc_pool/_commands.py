@@ -49,12 +49,15 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Register:
-    """A worker's channel is READY: put it in rotation (replacing the slot's old one)."""
+    """A worker's channel is READY: it becomes the slot's channel (the old one is
+    retired), in rotation when ``serving``, else kept out of it until a
+    ``HealthResult`` says it serves."""
 
     worker: object
     slot: int
     channel: PooledChannel
     duration: float  # seconds from the attempt's start (or from going IDLE) to READY
+    serving: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +84,12 @@ class SlotState:
 
 @dataclass(frozen=True, slots=True)
 class HealthResult:
-    """A health check over a slot's channel: its status and whether that is healthy."""
+    """A health check over a slot's channel: its status and whether that is healthy.
+
+    ``answered``: the server answered over the connection, so it is kept whatever
+    the status: out of rotation while not healthy, back in once healthy. Without
+    an answer the worker reports ``Lost`` next.
+    """
 
     worker: object
     slot: int
@@ -89,6 +97,7 @@ class HealthResult:
     status: str
     healthy: bool
     duration: float
+    answered: bool = True
 
 
 @dataclass(frozen=True, slots=True)

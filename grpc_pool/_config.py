@@ -84,8 +84,10 @@ class PoolConfig:
         default gRPC server answers pings more often than every 5 minutes
         without calls with GOAWAY "too_many_pings". Use health checks instead.
     health_check_interval: seconds between ``grpc.health.v1.Health/Check``
-        calls over each pooled channel (needs ``grpc_pool[health]``); a channel
-        failing one is taken out of rotation and reconnected. 0 (default) is off.
+        calls over each pooled channel. An answer other than SERVING takes the
+        channel out of rotation, keeping its connection, until a check answers
+        SERVING; a check without an answer (timeout, UNAVAILABLE) reconnects it;
+        no Health service (UNIMPLEMENTED) counts as healthy. 0 (default) is off.
     health_check_timeout: seconds a health check may take. Default 5.0.
     health_check_service: service name sent in the check. Default "" (the server).
     max_connection_age: replace each channel after this many seconds (each picks
@@ -228,12 +230,6 @@ class PoolConfig:
         check_seconds("health_check_timeout", self.health_check_timeout, allow_zero=False)
         if not isinstance(self.health_check_service, str):
             raise _invalid("health_check_service", self.health_check_service, "a str")
-        if self.health_check_interval and not _health_available():
-            raise _invalid(
-                "health_check_interval",
-                self.health_check_interval,
-                "0 unless grpcio-health-checking is installed (pip install 'grpc-pool[health]')",
-            )
         eject = self.eject_after_unavailable
         if isinstance(eject, bool) or not isinstance(eject, int) or not 0 <= eject <= MAX_COUNT:
             raise _invalid("eject_after_unavailable", eject, f"an int 0..{MAX_COUNT} (0 is off)")
@@ -392,14 +388,6 @@ class PoolConfig:
                     text = redact_target(env[variable]) if name == "target" else env[variable]
                     raise InvalidConfig(f"{message} (from {variable}={text!r})") from error
             raise
-
-
-def _health_available() -> bool:
-    try:
-        import grpc_health.v1.health_pb2  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _invalid(field_name: str, value: object, allowed: str) -> InvalidConfig:

@@ -3,6 +3,9 @@
 Each listener gets its own bounded queue and thread: a listener that raises is
 logged, one that blocks only fills its own queue (further events for it are
 dropped and counted), and neither stalls the writer or other listeners.
+A listener may call back into the pool (``close()``, ``remove_listener()``,
+``stats()``, scaling): its own thread is never joined from inside it, it ends
+once the callback returns.
 """
 
 from __future__ import annotations
@@ -211,6 +214,7 @@ class _Delivery:
         self.listener = listener
         self.queue: queue.Queue[PoolEvent | None] = queue.Queue(QUEUE_SIZE)
         self.dropped = 0
+        self._ending = False  # stopped from inside the listener, with its queue full
         self.thread = threading.Thread(
             target=self._run, name=f"grpc_pool-listener-{pool_name}-{number}", daemon=True
         )
@@ -229,7 +233,7 @@ class _Delivery:
                 )
 
     def _run(self) -> None:
-        while True:
+        while not self._ending:
             event = self.queue.get()
             if event is None:
                 return
@@ -239,6 +243,15 @@ class _Delivery:
                 logger.exception("listener %r raised on %s; going on", self.listener, event.name)
 
     def stop(self, deadline: float) -> None:
+        """Deliver what is queued, then end the thread; join it unless this is it."""
+        if threading.current_thread() is self.thread:
+            # Called by the listener itself (close() or remove_listener() in a
+            # callback): a thread cannot join itself. It ends once it returns.
+            try:
+                self.queue.put_nowait(None)
+            except queue.Full:
+                self._ending = True
+            return
         try:
             self.queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
         except queue.Full:
@@ -274,8 +287,9 @@ class Dispatcher:
             if not gone:
                 return False
             self.deliveries = tuple(d for d in self.deliveries if d not in gone)
+        deadline = time.monotonic() + _STOP_TIMEOUT
         for delivery in gone:
-            delivery.stop(time.monotonic() + _STOP_TIMEOUT)
+            delivery.stop(deadline)
         return True
 
     def emit(self, event: PoolEvent) -> None:
@@ -292,4 +306,7 @@ class Dispatcher:
             deliveries, self.deliveries = self.deliveries, ()
         deadline = time.monotonic() + _STOP_TIMEOUT
         for delivery in deliveries:
-            delivery.stop(deadline)
+            try:
+                delivery.stop(deadline)
+            except Exception:  # never leave the remaining listeners running
+                logger.exception("stopping listener %r failed", delivery.listener)

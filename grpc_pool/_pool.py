@@ -395,7 +395,10 @@ class Pool:
 
     def _failed(self) -> bool:
         """Whether a slot has failed to connect or lost its connection (not starting)."""
-        return any(view.connect_failures or view.last_error for view in self._views)
+        return any(
+            view.connect_failures or view.last_error or view.state == "unhealthy"
+            for view in self._views
+        )
 
     def _not_available(self, timeout: float | None) -> NoChannelAvailable:
         views = self._views

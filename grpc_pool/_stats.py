@@ -8,7 +8,7 @@ from typing import Literal
 __all__ = ["PoolStats", "PoolStatus", "SlotStats", "pool_state"]
 
 PoolState = Literal["healthy", "degraded", "down"]
-SlotState = Literal["connecting", "ready", "reconnecting", "backoff", "stopped"]
+SlotState = Literal["connecting", "ready", "unhealthy", "reconnecting", "backoff", "stopped"]
 
 
 def pool_state(expected: int, current: int) -> PoolState:
@@ -36,7 +36,8 @@ class SlotStats:
     slot: stable id of the slot (also in its thread name).
     target: the target this slot connects to (slot i: targets[i % len(targets)]).
     index: position in the rotation when ready, else None.
-    state: "connecting", "ready", "reconnecting" (lost, asking again),
+    state: "connecting", "ready", "unhealthy" (connected, health check not
+        SERVING: out of rotation, checked again), "reconnecting" (lost, asking again),
         "backoff" (waiting before the next attempt) or "stopped".
     connected_since: ``time.monotonic()`` when the current channel became ready.
     connects: how many times this slot became ready; reconnects = connects - 1.

@@ -16,6 +16,7 @@ from ._backoff import Backoff
 from ._channel import PooledChannel, build_channel
 from ._commands import HealthResult, Lost, RefreshDone, RefreshRequest, Register, SlotState
 from ._config import PoolConfig
+from ._health import HealthCheck, HealthStatus
 
 __all__ = ["Worker"]
 
@@ -28,7 +29,6 @@ _LOST = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SH
 _TICK = 5.0
 # A paused worker resumes by itself after this long (a fork handler that never returned).
 _PAUSE_LIMIT = 30.0
-_HEALTH_METHOD = "/grpc.health.v1.Health/Check"
 # A method no server has: the probe fails fast on a failed channel, never reaches a server.
 _PROBE_METHOD = "/grpc_pool.Probe/WhyNotConnected"
 _PROBE_TIMEOUT = 1.0
@@ -76,9 +76,14 @@ def _kick(channel: PooledChannel) -> None:
 
 
 class Worker:
-    """Owns one slot: builds its channel, waits for READY (and a passing health
-    check when configured), registers it with the writer, watches connectivity,
+    """Owns one slot: builds its channel, waits for READY (and a health check's
+    answer when configured), registers it with the writer, watches connectivity,
     reports a loss and reconnects with backoff.
+
+    Health: a server that answers but not SERVING keeps its connection; the slot
+    is out of rotation (``Register(serving=False)``, then ``HealthResult``) and is
+    checked again at the interval. Only a check without an answer (timeout,
+    UNAVAILABLE) counts as a lost connection.
 
     Ownership: a channel is the worker's until it posts ``Register``; from then
     on the writer retires and closes it. A worker never gives up; it ends only
@@ -109,7 +114,7 @@ class Worker:
         )
         # What the thread is subscribed to now, for pause(); set and read on its thread.
         self._subscriptions: list[tuple[PooledChannel, Callable[[Any], None]]] = []
-        self._health_call: Any = None
+        self._health_call: HealthCheck | None = None
         self._refresh_wanted = False
         self._paused = threading.Event()
         self._resume = threading.Event()
@@ -167,21 +172,21 @@ class Worker:
             if not self._stopped:
                 self._fail(connected)
             return
-        channel, callback, took = connected
+        channel, callback, took, serving = connected
         self._failures = 0
-        self._post(Register(self, self.slot, channel, took))
+        self._post(Register(self, self.slot, channel, took, serving))
         up_since = time.monotonic()
         refresh_at = self._age_deadline(up_since)
         try:
             while True:
-                reason, healthy = self._watch(channel, refresh_at)
+                reason, healthy = self._watch(channel, refresh_at, serving)
                 if reason != _REFRESH:
                     break
                 replacement = self._replace(channel, callback)
                 if replacement is None:  # keep the old one; try again after a backoff
                     refresh_at = time.monotonic() + self._backoff.next_delay()
                     continue
-                channel, callback = replacement
+                channel, callback, serving = replacement
                 up_since = time.monotonic()
                 refresh_at = self._age_deadline(up_since)
         finally:
@@ -198,26 +203,34 @@ class Worker:
         if delay:
             self._sleep(delay)
 
-    def _connect(self) -> tuple[PooledChannel, Callable[[Any], None], float] | str:
-        """A new channel READY, healthy and primed, subscribed; else why not (closed)."""
+    def _connect(self) -> tuple[PooledChannel, Callable[[Any], None], float, bool] | str:
+        """A new channel READY, subscribed, its health check answered, primed when
+        SERVING: (channel, callback, seconds taken, serving); else why not (closed)."""
         started = time.monotonic()
         channel = build_channel(self._config, self._credentials, self.slot, self._pool_name)
         callback = self._subscriber(channel)
         self._subscribe(channel, callback)
         error: str | None = "stopped"
+        serving = True
         try:
-            error = self._wait_ready(channel) or self._check_health(channel) or self._prime(channel)
+            error = self._wait_ready(channel)
+            if error is None:
+                result = self._check_health(channel)
+                error = _no_answer(result)
+                serving = _serving(result)
+            if error is None and serving:  # a NOT_SERVING one is primed once it serves
+                error = self._prime(channel)
         finally:
             if error is not None:
                 self._unsubscribe(channel, callback)
                 channel._shutdown()  # never published: no caller can hold it
         if error is not None:
             return error
-        return channel, callback, time.monotonic() - started
+        return channel, callback, time.monotonic() - started, serving
 
     def _replace(
         self, old: PooledChannel, old_callback: Callable[[Any], None]
-    ) -> tuple[PooledChannel, Callable[[Any], None]] | None:
+    ) -> tuple[PooledChannel, Callable[[Any], None], bool] | None:
         """Max-age refresh (the writer granted it): connect a new channel while the
         old one serves, then swap them in one Register (the writer retires the old)."""
         try:
@@ -230,11 +243,11 @@ class Worker:
                 self._unsubscribe(old, old_callback)
                 self._subscribe(old, old_callback)
                 return None
-            channel, callback, took = connected
-            self._post(Register(self, self.slot, channel, took))
+            channel, callback, took, serving = connected
+            self._post(Register(self, self.slot, channel, took, serving))
             self._unsubscribe(old, old_callback)
             self._backoff.reset()
-            return channel, callback
+            return channel, callback, serving
         finally:
             self._post(RefreshDone(self, self.slot))
 
@@ -329,12 +342,15 @@ class Worker:
             if state is _IDLE:
                 _kick(channel)
 
-    def _watch(self, channel: PooledChannel, refresh_at: float | None) -> tuple[str | None, bool]:
-        """Block while the channel is usable.
+    def _watch(
+        self, channel: PooledChannel, refresh_at: float | None, serving: bool
+    ) -> tuple[str | None, bool]:
+        """Block while the channel's connection is usable (serving or not).
 
         Returns (why it was lost, whether it was healthy until then); (None, True)
         on stop; (_REFRESH, True) once a max-age refresh was granted.
         """
+        primed = serving
         timeout = self._config.connect_timeout
         interval = self._config.health_check_interval
         reconnect_deadline: float | None = None  # set while reconnecting after IDLE
@@ -349,9 +365,18 @@ class Worker:
                 if reconnect_deadline is not None and now >= reconnect_deadline:
                     return f"no connection within {timeout:g}s after going IDLE", True
                 if next_health is not None and now >= next_health:
-                    error = self._check_health(channel)
+                    result = self._check_health(channel, post=False)
+                    error = _no_answer(result)
+                    serving = _serving(result)
+                    if error is None and serving and not primed:  # before it is back in rotation
+                        error = self._prime(channel)
+                        primed = error is None
+                    if self._stopped:
+                        return None, True
                     if error is not None:
-                        return (None, True) if self._stopped else (error, False)
+                        return error, False
+                    if result is not None:  # the writer takes it out or puts it back
+                        self._post(HealthResult(self, self.slot, channel, *_verdict(result)))
                     next_health = time.monotonic() + interval
                 if refresh_at is not None and now >= refresh_at:
                     self._refresh_wanted = True
@@ -366,7 +391,7 @@ class Worker:
             if state is _READY:
                 if reconnect_deadline is not None:  # reconnected after IDLE: a new connection
                     took = time.monotonic() - (reconnect_deadline - timeout)
-                    self._post(Register(self, self.slot, channel, took))
+                    self._post(Register(self, self.slot, channel, took, serving))
                 reconnect_deadline = None
             elif state in _LOST:
                 return state.name, True
@@ -379,39 +404,26 @@ class Worker:
             if state is _IDLE:
                 _kick(channel)  # judge by what follows: READY keeps it, a failure loses it
 
-    def _check_health(self, channel: PooledChannel) -> str | None:
-        """grpc.health.v1.Health/Check over this very channel; None when SERVING (or off)."""
+    def _check_health(
+        self, channel: PooledChannel, post: bool = True
+    ) -> tuple[HealthStatus, float] | None:
+        """grpc.health.v1.Health/Check over this very channel (uncounted): the
+        answer and its duration; None when health checks are off or stopped."""
         config = self._config
         if not config.health_check_interval or self._stopped:
             return None
-        from grpc_health.v1 import health_pb2
-
-        check = channel._raw.unary_unary(
-            _HEALTH_METHOD,
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
         started = time.monotonic()
-        request = health_pb2.HealthCheckRequest(service=config.health_check_service)
-        call = check.future(request, timeout=config.health_check_timeout)
+        call = HealthCheck(channel._raw, config.health_check_service, config.health_check_timeout)
         self._health_call = call
         try:
-            status = health_pb2.HealthCheckResponse.ServingStatus.Name(call.result().status)
-        except grpc.FutureCancelledError:
-            return "stopped"
-        except grpc.RpcError as exc:
-            code = exc.code()
-            status = code.name
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                # As gRPC's own client health checking: no Health service means healthy.
-                self._log(logging.WARNING, "server has no grpc.health.v1.Health service")
-                status = "UNIMPLEMENTED"
+            if self._stopped:  # stop() may have missed the call
+                call.cancel()
+            result = call.result(), time.monotonic() - started
         finally:
             self._health_call = None
-        healthy = status in ("SERVING", "UNIMPLEMENTED")
-        duration = time.monotonic() - started
-        self._post(HealthResult(self, self.slot, channel, status, healthy, duration))
-        return None if healthy else f"health check: {status}"
+        if post:
+            self._post(HealthResult(self, self.slot, channel, *_verdict(result)))
+        return result
 
     def _fail(self, error: str) -> None:
         delay = self._backoff.next_delay()
@@ -431,3 +443,21 @@ class Worker:
     def _sleep(self, delay: float) -> None:
         # No channel has id "": this returns on stop or when the delay is over.
         self._next_state("", time.monotonic() + delay)
+
+
+def _serving(result: tuple[HealthStatus, float] | None) -> bool:
+    """In rotation: SERVING, or no Health service at all (as gRPC's own client
+    health checking), or checks off."""
+    return result is None or result[0].serving or result[0].status == "UNIMPLEMENTED"
+
+
+def _no_answer(result: tuple[HealthStatus, float] | None) -> str | None:
+    """Why the connection is lost when the check got no answer over it; else None."""
+    if result is None or result[0].answered:
+        return None
+    return f"health check: {result[0].status}"
+
+
+def _verdict(result: tuple[HealthStatus, float]) -> tuple[str, bool, float, bool]:
+    """HealthResult's fields: status, healthy, duration, answered."""
+    return result[0].status, _serving(result), result[1], result[0].answered

@@ -136,6 +136,7 @@ class Writer:
         self._refresh_queue: list[Worker] = []
         # Error texts (grpcio's included) name the target: its user-info is hidden.
         self._secrets = secrets_of(config.targets)
+        self._told_no_health = False  # UNIMPLEMENTED is logged once per pool
         self.thread = threading.Thread(
             target=self._run, name=f"grpc_pool-writer-{name}", daemon=True
         )
@@ -279,7 +280,7 @@ class Writer:
                     self._retire(command.channel, published=False)
                 return
             if isinstance(command, Register):
-                self._register(command.slot, command.channel, command.duration)
+                self._register(command.slot, command.channel, command.duration, command.serving)
             elif isinstance(command, Lost):
                 self._lost(command)
             elif isinstance(command, HealthResult):
@@ -312,14 +313,18 @@ class Writer:
             reply.set(error=exc)
 
     # -- layout ----------------------------------------------------------------
-    def _register(self, slot: int, channel: PooledChannel, duration: float) -> None:
+    def _register(self, slot: int, channel: PooledChannel, duration: float, serving: bool) -> None:
         if self._closing is not None:
             self._retire(channel, published=False)
             return
-        _, old = self._table.register(slot, channel)
+        view = self._views[slot]
+        old = view.channel  # in rotation, or kept out of it while not serving
+        if serving:
+            self._table.register(slot, channel)
+        else:
+            self._table.unregister(slot)
         if old is not None and old is not channel:
             self._retire(old)
-        view = self._views[slot]
         self._totals[0] += 1
         self._emit(
             ChannelConnectedEvent,
@@ -330,19 +335,26 @@ class Writer:
         )
         self._views[slot] = replace(
             view,
-            state="ready",
+            state="ready" if serving else "unhealthy",
             channel=channel,
             connected_since=time.monotonic(),
             connects=view.connects + 1,
             failures=0,
+            last_error=view.last_error if serving else f"health check: {view.health}",
         )
-        logger.info("pool %s slot %d: ready (%s)", self._name, slot, channel.channel_id)
+        logger.info(
+            "pool %s slot %d: %s (%s)",
+            self._name,
+            slot,
+            "ready" if serving else "connected, not serving: out of rotation",
+            channel.channel_id,
+        )
         self._publish()
 
     def _lost(self, command: Lost) -> None:
         slot, channel = command.slot, command.channel
         reason = redact_text(command.reason, self._secrets)
-        if self._table.get(slot) is not channel:
+        if self._views[slot].channel is not channel:
             return
         self._table.unregister(slot)
         self._retire(channel)
@@ -363,7 +375,7 @@ class Writer:
     def _disconnected(self, slot: int, channel: PooledChannel, reason: str) -> SlotView:
         """Count and report a lost connection once: when a ready slot stops being ready."""
         view = self._views[slot]
-        if view.state != "ready":  # already counted when it started reconnecting
+        if view.state not in ("ready", "unhealthy"):  # counted when it started reconnecting
             return view
         since = view.connected_since
         self._totals[1] += 1
@@ -387,9 +399,34 @@ class Writer:
                 worker.grant_refresh()
 
     def _health(self, command: HealthResult) -> None:
-        view = self._views[command.slot]
-        self._views[command.slot] = replace(view, health=command.status)
-        self._publish_views()
+        """A check answered: the connection stays; the slot leaves the rotation while
+        not healthy and returns once healthy (no reconnect, no backoff)."""
+        slot, channel, status = command.slot, command.channel, command.status
+        view = replace(self._views[slot], health=status)
+        layout = False
+        if view.channel is channel:
+            if command.healthy and view.state == "unhealthy":
+                self._table.register(slot, channel)
+                view, layout = replace(view, state="ready"), True
+                logger.info("pool %s slot %d: serving again (%s)", self._name, slot, status)
+            elif not command.healthy and command.answered and view.state == "ready":
+                self._table.unregister(slot)
+                error = f"health check: {status}"
+                view, layout = replace(view, state="unhealthy", last_error=error), True
+                logger.info("pool %s slot %d: %s, out of rotation", self._name, slot, error)
+        self._views[slot] = view
+        if status == "UNIMPLEMENTED" and not self._told_no_health:
+            self._told_no_health = True
+            level = logging.DEBUG if self._config.suppress_connection_errors else logging.WARNING
+            logger.log(
+                level,
+                "pool %s: server has no grpc.health.v1.Health service; channels count as healthy",
+                self._name,
+            )
+        if layout:
+            self._publish()
+        else:
+            self._publish_views()
         self._emit(
             HealthCheckEvent,
             slot=command.slot,
@@ -442,9 +479,13 @@ class Writer:
         elif command.state == "reconnecting" and view.channel is not None:
             # The connection under a published channel closed; it stays in rotation
             # while it reconnects (RPCs on it wait or fail fast as gRPC decides).
-            why = redact_text(command.error or "closed", self._secrets)
-            view = self._disconnected(command.slot, view.channel, why)
+            reason = redact_text(command.error or "closed", self._secrets)
+            view = self._disconnected(command.slot, view.channel, reason)
             view = replace(view, state="reconnecting")
+            # gRPC reconnects by itself, at once: one attempt, as after any disconnect.
+            self._emit(
+                ReconnectScheduledEvent, slot=command.slot, delay=0.0, attempt=1, reason=reason
+            )
         else:
             view = replace(view, state=command.state)
         self._views[command.slot] = view
@@ -515,10 +556,10 @@ class Writer:
             self._refresh_holder = None
             self._grant_refresh()
         self._stopping.append(worker)
-        channel = self._table.unregister(slot)
+        self._table.unregister(slot)
+        channel = self._views.pop(slot).channel  # in rotation or kept out of it
         if channel is not None:
             self._retire(channel)
-        del self._views[slot]
         self._stopping = [w for w in self._stopping if w.thread.is_alive()]
 
     # -- retire, then close ------------------------------------------------------

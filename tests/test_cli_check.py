@@ -17,9 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2
 
-from grpc_pool import _check
 from grpc_pool.__main__ import COMMANDS
 from grpc_pool._echo import SERVICE, EchoServer
 
@@ -173,18 +171,3 @@ def test_console_script() -> None:
     result = run("check", "--help", executable=[str(script)])
     assert result.returncode == 0, result.stderr
     assert "--health SERVICE" in result.stdout
-
-
-@pytest.mark.parametrize("service", ["", "a", SERVICE, "x" * 300, "säkerhet"])
-def test_health_request_bytes_match_protobuf(service: str) -> None:
-    """The hand-encoded HealthCheckRequest is byte-for-byte what protobuf encodes."""
-    expected = health_pb2.HealthCheckRequest(service=service).SerializeToString()
-    assert _check._health_request(service) == expected
-
-
-@pytest.mark.parametrize("status", [0, 1, 2, 3])
-def test_health_response_parsing_matches_protobuf(status: int) -> None:
-    """The hand-parsed HealthCheckResponse status is protobuf's enum name."""
-    data = health_pb2.HealthCheckResponse(status=status).SerializeToString()
-    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-    assert _check._serving_status(data) == name

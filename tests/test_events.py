@@ -210,3 +210,35 @@ def test_connection_failure_logging(
     with pytest.raises(grpc_pool.PoolTimeout):
         quiet.wait_ready(timeout=0.1)
     assert [r for r in caplog.records if r.levelno == logging.WARNING and "quiet" in r.getMessage()]
+
+
+def test_every_disconnect_is_followed_by_reconnect_scheduled(
+    make_pool: Any, server: EchoServer
+) -> None:
+    """A server restarted on the same port: the channels go IDLE and gRPC reconnects
+    them by itself. Each channel_disconnected is followed, for its slot, by a
+    reconnect_scheduled (delay 0 on that path), so counting attempts sees them all."""
+    rec = Recorder()
+    pool = make_pool(server.target, size=2, listeners=[rec])
+    pool.wait_ready(timeout=10, min_ready=2)
+    for restarts in range(1, 6):  # until one reconnect took gRPC's own IDLE -> READY path
+        server.restart()
+        wait_until(lambda n=restarts: pool.stats().connects >= 2 * (n + 1), 10, "reconnected")
+        pool.wait_ready(timeout=10, min_ready=2)
+        if any(e.reason.startswith("connection closed") for e in rec.named("channel_disconnected")):
+            break
+    pool.close()  # every event delivered
+    by_slot: dict[int, list[str]] = {}
+    for event in rec.events:
+        if event.name in ("channel_disconnected", "reconnect_scheduled"):
+            by_slot.setdefault(event.slot, []).append(event.name)
+    idle = [
+        e for e in rec.named("channel_disconnected") if e.reason.startswith("connection closed")
+    ]
+    assert idle, "no reconnect through IDLE happened in 5 restarts"
+    for slot, names in by_slot.items():
+        for i, name in enumerate(names):
+            if name == "channel_disconnected":
+                assert names[i + 1 : i + 2] == ["reconnect_scheduled"], (slot, names)
+    idle_slots = {e.slot for e in idle}
+    assert any(e.delay == 0.0 and e.slot in idle_slots for e in rec.named("reconnect_scheduled"))

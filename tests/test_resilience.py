@@ -150,12 +150,16 @@ def test_not_serving_takes_channels_out_and_serving_brings_them_back(
 def test_a_server_that_is_never_serving_never_enters_rotation(
     make_pool: Any, server: EchoServer
 ) -> None:
-    """A channel is checked before it is published: NOT_SERVING from the start = never ready."""
+    """A channel is checked before it is published: NOT_SERVING from the start = never
+    ready; the slot keeps its one connection and checks again on it."""
     server.set_serving(False)
-    pool = make_pool(server.target, size=1, health_check_interval=0.2)
-    wait_until(lambda: pool.stats().slots[0].failures >= 2, 10, "2 failed checks")
+    rec = Recorder()
+    pool = make_pool(server.target, size=1, health_check_interval=0.2, listeners=[rec])
+    wait_until(lambda: len(rec.named("health_check")) >= 3, 10, "3 checks")
     assert pool.status().current_size == 0
-    assert "NOT_SERVING" in (pool.stats().slots[0].last_error or "")
+    slot = pool.stats().slots[0]
+    assert (slot.state, slot.connects, slot.failures) == ("unhealthy", 1, 0)
+    assert "NOT_SERVING" in (slot.last_error or "")
 
 
 def test_passive_ejection_replaces_a_channel_failing_unavailable(
