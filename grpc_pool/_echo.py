@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["CHAT", "ECHO", "ECHO_STREAM", "FAIL", "PEER", "SLOW", "EchoServer"]
+__all__ = ["CHAT", "COLLECT", "ECHO", "ECHO_STREAM", "FAIL", "PEER", "SLOW", "EchoServer"]
 
 SERVICE = "grpc_pool.demo.Echo"
 ECHO = f"/{SERVICE}/Echo"
@@ -19,6 +19,7 @@ ECHO_STREAM = f"/{SERVICE}/EchoStream"
 PEER = f"/{SERVICE}/Peer"
 FAIL = f"/{SERVICE}/Fail"
 CHAT = f"/{SERVICE}/Chat"
+COLLECT = f"/{SERVICE}/Collect"
 
 
 class EchoServer:
@@ -28,7 +29,8 @@ class EchoServer:
     EchoStream sends the request back ``int(request)`` times, 10 ms apart;
     Peer returns the caller's address as the server sees it (its TCP connection);
     Fail aborts with the status code named by the request (e.g. b"UNAVAILABLE");
-    Chat (bidirectional) answers every request with itself.
+    Chat (bidirectional) answers every request with itself; Collect (client
+    streaming) answers once with the requests joined.
     With grpcio-health-checking installed it also serves grpc.health.v1.Health:
     ``set_serving(False)`` makes every check answer NOT_SERVING.
     ``peers`` records every client peer (ip:port) seen: one TCP connection each.
@@ -116,6 +118,10 @@ class EchoServer:
         self._seen(context)
         yield from requests
 
+    def _collect(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        self._seen(context)
+        return b"".join(requests)
+
     def start(self) -> EchoServer:
         handler = grpc.method_handlers_generic_handler(
             SERVICE,
@@ -126,6 +132,7 @@ class EchoServer:
                 "Peer": grpc.unary_unary_rpc_method_handler(self._peer),
                 "Fail": grpc.unary_unary_rpc_method_handler(self._fail),
                 "Chat": grpc.stream_stream_rpc_method_handler(self._chat),
+                "Collect": grpc.stream_unary_rpc_method_handler(self._collect),
             },
         )
         self._executor = futures.ThreadPoolExecutor(

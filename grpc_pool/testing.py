@@ -11,14 +11,15 @@ Methods (raw bytes in and out): ``ECHO`` returns the request; ``SLOW`` sleeps
 ``float(request)`` seconds first; ``ECHO_STREAM`` streams the request back
 ``int(request)`` times; ``PEER`` returns the caller's TCP address as the server
 sees it; ``FAIL`` aborts with the status code the request names (b"UNAVAILABLE");
-``CHAT`` (bidirectional) answers each request with itself.
+``CHAT`` (bidirectional) answers each request with itself; ``COLLECT`` (client
+streaming) answers once with the requests joined.
 With the ``health`` extra it also serves ``grpc.health.v1.Health``.
 """
 
 from __future__ import annotations
 
-from ._echo import CHAT, ECHO, ECHO_STREAM, FAIL, PEER, SLOW, EchoServer
+from ._echo import CHAT, COLLECT, ECHO, ECHO_STREAM, FAIL, PEER, SLOW, EchoServer
 
 EchoServer.__module__ = __name__  # shows as grpc_pool.testing.EchoServer
 
-__all__ = ["CHAT", "ECHO", "ECHO_STREAM", "FAIL", "PEER", "SLOW", "EchoServer"]
+__all__ = ["CHAT", "COLLECT", "ECHO", "ECHO_STREAM", "FAIL", "PEER", "SLOW", "EchoServer"]

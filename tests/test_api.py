@@ -64,6 +64,7 @@ def test_testing_module_surface_and_docstring_example() -> None:
 
     assert set(grpc_pool.testing.__all__) == {
         "CHAT",
+        "COLLECT",
         "ECHO",
         "ECHO_STREAM",
         "FAIL",

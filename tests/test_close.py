@@ -131,3 +131,29 @@ def test_several_pools_side_by_side(make_pool: Any, make_server: Any) -> None:
     assert (len(a.peers), len(b.peers)) == (2, 3)
     pa.close()
     assert pb.status().state == "healthy"
+
+
+def test_a_channel_in_hand_during_close_raises_pool_closed(server: EchoServer) -> None:
+    """A caller that got a channel before close() and calls it during the grace
+    (its channel already closed: nothing was in flight) gets PoolClosed, a
+    grpc.RpcError CANCELLED naming the closed pool, never grpcio's ValueError;
+    building a multi-callable on it is refused the same way."""
+    pool = grpc_pool.Pool(server.target, size=2, **FAST)
+    pool.wait_ready(timeout=10, min_ready=2)
+    held = pool.get_channel()
+    echo = held.unary_unary(ECHO)
+    closer = threading.Thread(target=pool.close, kwargs={"grace": 5.0})
+    closer.start()
+    try:
+        wait_until(lambda: held.closed, what="the idle channel closed early")
+        with pytest.raises(grpc_pool.PoolClosed) as caught:
+            echo(b"late", timeout=5)
+        assert isinstance(caught.value, grpc.RpcError)
+        assert caught.value.code() is grpc.StatusCode.CANCELLED
+        assert "pool is closed" in caught.value.details()
+        with pytest.raises(grpc_pool.PoolClosed):
+            held.unary_unary(SLOW, _registered_method=True)
+        with pytest.raises(grpc_pool.PoolClosed):
+            pool.channel.unary_unary(ECHO)(b"via the pool channel")
+    finally:
+        closer.join(15)

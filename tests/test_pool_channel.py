@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool.testing import CHAT, ECHO, ECHO_STREAM, PEER, SLOW, EchoServer
+from grpc_pool.testing import CHAT, COLLECT, ECHO, ECHO_STREAM, PEER, SLOW, EchoServer
 
 from .conftest import FAST, wait_until
 
@@ -55,8 +55,12 @@ def test_every_rpc_kind_and_call_style(make_pool: Any, server: EchoServer) -> No
     assert echo.future(b"c", timeout=5).result(timeout=5) == b"c"
     assert list(channel.unary_stream(ECHO_STREAM)(b"3", timeout=5)) == [b"3"] * 3
     assert list(channel.stream_stream(CHAT)(iter([b"x", b"y"]), timeout=5)) == [b"x", b"y"]
+    collect = channel.stream_unary(COLLECT)
+    assert collect(iter([b"a", b"b"]), timeout=5) == b"ab"
+    assert collect.with_call(iter([b"c"]), timeout=5)[0] == b"c"
+    assert collect.future(iter([b"d"]), timeout=5).result(timeout=5) == b"d"
     wait_until(lambda: pool.stats().in_flight == 0, what="in-flight back to 0")
-    assert pool.stats().rpcs_total == 5
+    assert pool.stats().rpcs_total == 8
 
 
 def test_first_rpc_waits_for_the_first_connection(server: EchoServer) -> None:
