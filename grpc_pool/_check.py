@@ -23,13 +23,14 @@ from typing import Any, TextIO
 
 import grpc
 
+from ._cli_env import program_name
 from ._errors import GrpcPoolError
 from ._pool import Pool
 from ._stats import SlotStats
 
 __all__ = ["check_arguments", "check_command", "run_check"]
 
-PROG = "python -m grpc_pool check"
+PROG = f"{program_name()} check"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 # grpc.health.v1.HealthCheckResponse.ServingStatus
 _SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
@@ -48,6 +49,11 @@ def check_arguments(parser: argparse.ArgumentParser) -> None:
         "Connect a pool to TARGET, wait for it to be ready, health-check every "
         "channel and print per-slot status. Exit 0 when healthy, 1 when not "
         "(degraded, down, NOT_SERVING or timeout), 2 on a usage error."
+    )
+    # TARGET is parsed as optional so that its absence gets our own message; the
+    # usage line shows it as what it is: required.
+    parser.usage = (
+        "%(prog)s TARGET [--insecure | --tls] [--size N] [--health SERVICE] [--timeout S]"
     )
     # Numbers and the target are parsed in check_command, not by argparse: a bad
     # value is then one line on stderr instead of a usage block.
@@ -206,10 +212,12 @@ def run_check(
         )
         return 0
     out.flush()
+    hint = ""
     if ready == 0:
-        errors = sorted({s.last_error for s in stats.slots if s.last_error})
+        errors = sorted({_cause(s.last_error) for s in stats.slots if s.last_error})
         why = f"; last error: {errors[0]}" if errors else ""
         reason = f"down: no channel ready after {timeout:g}s{why}"
+        hint = _tls_hint(errors, insecure)
     elif ready < size:
         reason = f"degraded: {ready}/{size} channels ready after {timeout:g}s"
     else:
@@ -221,6 +229,8 @@ def run_check(
             f"{': ' + worst.detail if worst.detail else ''})"
         )
     print(f"{PROG}: {target} {reason}", file=err, flush=True)
+    if hint:
+        print(f"hint: {hint}", file=err, flush=True)
     return 1
 
 
@@ -235,8 +245,8 @@ def _wait_ready(pool: Pool, deadline: float, started: float, out: TextIO) -> Non
         status = stats.status
         done = status.current_size >= status.expected_size or now >= deadline
         ready = f"ready {status.current_size}/{status.expected_size}"
-        errors = sorted({s.last_error for s in stats.slots if s.last_error})
-        error = f", last error: {_short(errors[0], 60)}" if errors else ""
+        errors = sorted({_cause(s.last_error) for s in stats.slots if s.last_error})
+        error = f", last error: {_short(errors[0], 70)}" if errors else ""
         if live:
             states: dict[str, int] = {}
             for s in stats.slots:
@@ -352,17 +362,14 @@ def _read_varint(data: bytes, i: int) -> tuple[int, int]:
 
 
 def _print_slots(slots: tuple[SlotStats, ...], checks: dict[int, _Check], out: TextIO) -> None:
-    now = time.monotonic()
     rows = [("slot", "state", "channel", "connected", "health", "rtt", "last error")]
     for s in slots:
         check = checks.get(s.slot)
-        connected = f"{now - s.connected_since:.2f}s" if s.connected_since is not None else "-"
+        connected = f"{s.connected_for:.2f}s" if s.connected_for is not None else "-"
         health = check.status if check is not None else (s.health or "-")
         rtt = f"{check.rtt * 1000:.2f}ms" if check is not None and check.rtt is not None else "-"
-        error = s.last_error or (check.detail if check is not None else "") or "-"
-        rows.append(
-            (str(s.slot), s.state, s.channel_id or "-", connected, health, rtt, _short(error))
-        )
+        error = _cause(s.last_error or (check.detail if check is not None else "") or "-")
+        rows.append((str(s.slot), s.state, s.channel_id or "-", connected, health, rtt, error))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
@@ -370,6 +377,31 @@ def _print_slots(slots: tuple[SlotStats, ...], checks: dict[int, _Check], out: T
     out.flush()
 
 
-def _short(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _short(text: str, limit: int) -> str:
+    """The end of ``text`` (where gRPC puts the cause) within ``limit`` characters."""
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
+
+
+# gRPC's words around the cause of a failed connection, e.g. "TRANSIENT_FAILURE while
+# connecting: failed to connect to all addresses; last error: UNAVAILABLE:
+# ipv4:127.0.0.1:1: Connection refused": the cause is what follows the last of them.
+_PREAMBLE = "failed to connect to all addresses; last error: "
+
+
+def _cause(error: str) -> str:
+    """A connection error on one line, gRPC's preamble dropped, the cause kept whole."""
+    error = " ".join(error.split())
+    return error.rpartition(_PREAMBLE)[2] if _PREAMBLE in error else error
+
+
+def _tls_hint(errors: list[str], insecure: bool) -> str:
+    """One hint when the errors look like TLS on one side and plaintext on the other."""
+    text = " ".join(errors)
+    if not insecure and ("Tls handshake failed" in text or "WRONG_VERSION_NUMBER" in text):
+        return "the TLS handshake failed; if the server is plaintext, try --insecure"
+    if insecure and ("Socket closed" in text or "Connection reset" in text):
+        return (
+            "the server closed each plaintext connection at once; if it expects TLS, "
+            "try without --insecure"
+        )
+    return ""
