@@ -36,7 +36,7 @@ def test_bench_quick_prints_every_row() -> None:
             assert ratio.endswith("x"), matching[0]
     # Row 3e adds up: its ratio is its two figures divided (to display rounding).
     row = next(line for line in lines if line.startswith(f"| {ROWS['rpc.threads']} |"))
-    cells = row.split(" | ")
+    cells = row.removesuffix(" |").split(" | ")
     pool_us = float(cells[4].split()[0])
     baseline_us = float(cells[5].split()[-2])
     assert abs(float(cells[1].rstrip("x")) - pool_us / baseline_us) <= 0.01 + 1 / baseline_us, row
