@@ -14,7 +14,8 @@ How the snippets are run (for authors of the docs):
 - What the test provides: ``myapi_pb2`` / ``myapi_pb2_grpc`` stand for your generated
   code (``GetOrder``, ``Order``, ``OrdersStub`` with a unary ``Get`` over the echo
   method), and the example targets (``localhost:50051``, ``orders.internal:443``,
-  ``orders:50051``) are replaced by a loopback echo server's address. Pools,
+  ``orders:50051``) are replaced by a loopback echo server's address, which is
+  also in ``GRPC_POOL_TARGET`` (with ``GRPC_POOL_INSECURE=1``). Pools,
   channels and loggers a page leaves behind are closed or restored after it.
 """
 
@@ -139,6 +140,13 @@ def generated_code(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "myapi_pb2_grpc", pb2_grpc)
 
 
+@pytest.fixture
+def pool_environment(monkeypatch: pytest.MonkeyPatch, server: EchoServer) -> None:
+    """What ``PoolConfig.from_env()`` reads in the snippets: the echo server, plaintext."""
+    monkeypatch.setenv("GRPC_POOL_TARGET", server.target)
+    monkeypatch.setenv("GRPC_POOL_INSECURE", "1")
+
+
 def run_page(page: Path, target: str) -> None:
     """Every runnable block of ``page`` in order, in one namespace."""
     runnable = [b for b in blocks(page) if b.language == "python" and b.run]
@@ -171,7 +179,7 @@ def run_page(page: Path, target: str) -> None:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_python_snippet_runs(
-    page: Path, server: EchoServer, generated_code: None
+    page: Path, server: EchoServer, generated_code: None, pool_environment: None
 ) -> None:
     """The page's ``python`` blocks compile, define every name they use, and run in
     order against a loopback echo server, with no error."""
