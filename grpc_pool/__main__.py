@@ -16,8 +16,8 @@ from ._check import check_arguments, check_command
 from ._cli_env import program_name
 
 DESCRIPTION = """A thread-safe pool of grpcio client channels, each on its own TCP connection.
-"%(prog)s COMMAND --help" shows a command's options. gRPC core logs only its
-errors here (GRPC_VERBOSITY=ERROR, unless that variable is set).
+"%(prog)s COMMAND --help" shows the options of a command.
+gRPC core logs only its errors here: GRPC_VERBOSITY=ERROR unless set.
 """
 
 # Each command: (name, help, add_arguments(parser), run(args) -> exit code).
@@ -45,7 +45,7 @@ def _demo(args: argparse.Namespace) -> int:
 COMMANDS: list[Command] = [
     (
         "demo",
-        "a pool of 4 under load rides out a restart of its embedded server",
+        "a pool under load rides out a restart of its server",
         _demo_arguments,
         _demo,
     ),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import threading
 import time
@@ -246,7 +247,7 @@ def _wait_ready(pool: Pool, deadline: float, started: float, out: TextIO) -> Non
         done = status.current_size >= status.expected_size or now >= deadline
         ready = f"ready {status.current_size}/{status.expected_size}"
         errors = sorted({_cause(s.last_error) for s in stats.slots if s.last_error})
-        error = f", last error: {_short(errors[0], 70)}" if errors else ""
+        error = f", last error: {_brief(errors[0], 70)}" if errors else ""
         if live:
             states: dict[str, int] = {}
             for s in stats.slots:
@@ -377,9 +378,14 @@ def _print_slots(slots: tuple[SlotStats, ...], checks: dict[int, _Check], out: T
     out.flush()
 
 
-def _short(text: str, limit: int) -> str:
-    """The end of ``text`` (where gRPC puts the cause) within ``limit`` characters."""
-    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
+# "UNAVAILABLE: ipv4:127.0.0.1:50051: " before the cause: the address is the target.
+_CODE_AND_ADDRESS = re.compile(r"^[A-Z_]+: (?:ipv4|ipv6|unix|unix-abstract|vsock):\S+: ")
+
+
+def _brief(cause: str, limit: int) -> str:
+    """A cause for the progress line: without code and address, cut to ``limit``."""
+    text = _CODE_AND_ADDRESS.sub("", cause)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # gRPC's words around the cause of a failed connection, e.g. "TRANSIENT_FAILURE while
