@@ -256,3 +256,25 @@ def test_health_response_parsing_matches_protobuf(status: int) -> None:
     data = health_pb2.HealthCheckResponse(status=status).SerializeToString()
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
     assert _check._serving_status(data) == name
+
+
+def test_quiet_grpc_default_is_for_the_command_line_only() -> None:
+    """An application importing grpc_pool keeps gRPC's own logging defaults (no
+    GRPC_VERBOSITY set for it); the command line sets ERROR unless the user set one."""
+    probe = "import os, grpc_pool; print(os.environ.get('GRPC_VERBOSITY'))"
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    library = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env
+    )
+    assert library.stdout.strip() == "None", library.stderr
+    from grpc_pool import _cli_env
+
+    assert _cli_env.QUIET_GRPC_VERBOSITY == "ERROR"
+    assert not _cli_env.is_command_line()  # pytest is not the command line
+
+
+def test_the_users_grpc_verbosity_wins(server: EchoServer) -> None:
+    """GRPC_VERBOSITY=INFO set by the user is kept: gRPC core's handshake lines show."""
+    result = run("check", server.target, "--tls", "--timeout", "1", verbosity="INFO")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert GRPC_CORE_LINE.search(result.stderr), result.stderr
