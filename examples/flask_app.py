@@ -1,9 +1,12 @@
 """Flask: one pool per process, created with the app, closed at interpreter exit.
 
 Run it against the bundled echo server (or set GRPC_POOL_TARGET etc. and omit the
-target to read the pool's settings from the environment)::
+target to read the pool's settings from the environment). ``examples`` is not an
+installed package: ``python -m examples.flask_app`` works from the repository root
+only; from anywhere else, give the file's path::
 
-    python -m examples.flask_app 127.0.0.1:50051
+    python -m examples.flask_app 127.0.0.1:50051            # in the repository root
+    python path/to/examples/flask_app.py 127.0.0.1:50051    # anywhere
 
 Handlers take a channel from the pool per request: ``pool.stub(EchoStub)`` is a
 cached stub bound to the channel picked for this call, so consecutive requests
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import logging
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 import grpc
@@ -29,6 +34,8 @@ CHANNEL_WAIT = 2.0
 RPC_TIMEOUT = 5.0
 # At exit, RPCs still in flight get this long to finish.
 CLOSE_GRACE = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class EchoStub:
@@ -67,10 +74,13 @@ def create_app(target: str | None = None, **pool_options: Any) -> Flask:
             stub = get_pool().stub(EchoStub, timeout=CHANNEL_WAIT)
             reply: bytes = stub.Echo(message.encode(), timeout=RPC_TIMEOUT)
         except grpc_pool.NoChannelAvailable as error:  # backend down: fail fast, no 500
-            return jsonify(error="backend unavailable", detail=str(error)), 503
+            # The details (pool, targets, last error) go to the log, not to HTTP clients.
+            log.warning("echo: backend unavailable: %s", error)
+            return jsonify(error="backend unavailable"), 503
         except grpc.RpcError as error:
             code = error.code() if isinstance(error, grpc.Call) else None
-            return jsonify(error="backend call failed", code=str(code)), 502
+            log.warning("echo: backend call failed: %s", error)
+            return jsonify(error="backend call failed", code=code.name if code else None), 502
         return jsonify(echo=reply.decode()), 200
 
     @app.get("/healthz")
@@ -78,7 +88,43 @@ def create_app(target: str | None = None, **pool_options: Any) -> Flask:
         status = get_pool().status()
         return jsonify(dataclasses.asdict(status)), 503 if status.state == "down" else 200
 
+    @app.get("/stats")
+    def stats() -> Response:
+        return jsonify(stats_for_people(get_pool().stats()))
+
     return app
+
+
+def stats_for_people(stats: grpc_pool.PoolStats) -> dict[str, Any]:
+    """Pool stats as JSON for a dashboard: ages in seconds and wall-clock times (not
+    the monotonic ``connected_since``), no targets or errors (those go to the log)."""
+    return {
+        "name": stats.name,
+        "state": stats.status.state,
+        "ready": stats.status.current_size,
+        "size": stats.status.expected_size,
+        "reconnects": stats.reconnects,
+        "in_flight": stats.in_flight,
+        "slots": [
+            {
+                "slot": s.slot,
+                "state": s.state,
+                "connected_for_s": round(s.connected_for, 3)
+                if s.connected_for is not None
+                else None,
+                "connected_at": _iso(s.connected_at),
+                "reconnects": s.reconnects,
+                "in_flight": s.in_flight,
+            }
+            for s in stats.slots
+        ],
+    }
+
+
+def _iso(unix_time: float | None) -> str | None:
+    if unix_time is None:
+        return None
+    return datetime.fromtimestamp(unix_time, tz=timezone.utc).isoformat(timespec="seconds")
 
 
 def get_pool() -> grpc_pool.Pool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from . import _cli_env  # noqa: F401  (first: it may set GRPC_VERBOSITY before grpc loads)
 from ._channel import PooledChannel
 from ._config import PoolConfig
 from ._errors import (

@@ -1,4 +1,8 @@
-"""Command line: ``python -m grpc_pool COMMAND`` (also the ``grpc-pool`` script)."""
+"""Command line: ``python -m grpc_pool COMMAND`` (also the ``grpc-pool`` script).
+
+The package import that precedes this module sets the quiet gRPC core default
+(``_cli_env``): grpc reads ``GRPC_VERBOSITY`` only when it is first imported.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,14 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from . import _bench
+from . import __version__, _bench
 from ._check import check_arguments, check_command
+from ._cli_env import program_name
+
+DESCRIPTION = """A thread-safe pool of grpcio client channels, each on its own TCP connection.
+"%(prog)s COMMAND --help" shows the options of a command.
+gRPC core logs only its errors here: GRPC_VERBOSITY=ERROR unless set.
+"""
 
 # Each command: (name, help, add_arguments(parser), run(args) -> exit code).
 Command = tuple[
@@ -27,7 +37,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0 or args.threads < 1 or args.size < 1:
         raise SystemExit(
-            "python -m grpc_pool demo: error: --seconds must be > 0, --threads and --size >= 1"
+            f"{program_name()} demo: error: --seconds must be > 0, --threads and --size >= 1"
         )
     return run_demo(seconds=args.seconds, threads=args.threads, size=args.size)
 
@@ -35,19 +45,19 @@ def _demo(args: argparse.Namespace) -> int:
 COMMANDS: list[Command] = [
     (
         "demo",
-        "pool against an embedded loopback echo server that restarts mid-run",
+        "a pool under load rides out a restart of its server",
         _demo_arguments,
         _demo,
     ),
     (
         "check",
-        "connect a pool to TARGET, health-check each channel; exit 0 only when healthy",
+        "is TARGET reachable and healthy? exit 0 or 1 (a readiness probe)",
         check_arguments,
         check_command,
     ),
     (
         "bench",
-        "the pool against baselines measured in the same run: prints the results table",
+        "the pool against baselines measured in the same run",
         _bench.bench_arguments,
         _bench.bench_command,
     ),
@@ -62,8 +72,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m grpc_pool", description=__doc__)
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(
+        prog=program_name(),
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
     runners: dict[str, Callable[[argparse.Namespace], int]] = {}
     for name, help_text, add_arguments, run in COMMANDS:
         add_arguments(subparsers.add_parser(name, help=help_text, description=help_text))

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import TextIO
 
+from ._cli_env import program_name
 from ._errors import GrpcPoolError
 from ._health import HealthCheck
 from ._pool import Pool
@@ -28,7 +30,7 @@ from ._stats import SlotStats
 
 __all__ = ["check_arguments", "check_command", "run_check"]
 
-PROG = "python -m grpc_pool check"
+PROG = f"{program_name()} check"
 # gRPC URI schemes a target may start with; anything else must be host:port.
 _SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:", "xds:")
 DEFAULT_SIZE = 2
@@ -44,6 +46,11 @@ def check_arguments(parser: argparse.ArgumentParser) -> None:
         "Connect a pool to TARGET, wait for it to be ready, health-check every "
         "channel and print per-slot status. Exit 0 when healthy, 1 when not "
         "(degraded, down, NOT_SERVING or timeout), 2 on a usage error."
+    )
+    # TARGET is parsed as optional so that its absence gets our own message; the
+    # usage line shows it as what it is: required.
+    parser.usage = (
+        "%(prog)s TARGET [--insecure | --tls] [--size N] [--health SERVICE] [--timeout S]"
     )
     # Numbers and the target are parsed in check_command, not by argparse: a bad
     # value is then one line on stderr instead of a usage block.
@@ -202,10 +209,12 @@ def run_check(
         )
         return 0
     out.flush()
+    hint = ""
     if ready == 0:
-        errors = sorted({s.last_error for s in stats.slots if s.last_error})
+        errors = sorted({_cause(s.last_error) for s in stats.slots if s.last_error})
         why = f"; last error: {errors[0]}" if errors else ""
         reason = f"down: no channel ready after {timeout:g}s{why}"
+        hint = _tls_hint(errors, insecure)
     elif ready < size:
         reason = f"degraded: {ready}/{size} channels ready after {timeout:g}s"
     else:
@@ -217,6 +226,8 @@ def run_check(
             f"{': ' + worst.detail if worst.detail else ''})"
         )
     print(f"{PROG}: {target} {reason}", file=err, flush=True)
+    if hint:
+        print(f"hint: {hint}", file=err, flush=True)
     return 1
 
 
@@ -231,8 +242,8 @@ def _wait_ready(pool: Pool, deadline: float, started: float, out: TextIO) -> Non
         status = stats.status
         done = status.current_size >= status.expected_size or now >= deadline
         ready = f"ready {status.current_size}/{status.expected_size}"
-        errors = sorted({s.last_error for s in stats.slots if s.last_error})
-        error = f", last error: {_short(errors[0], 60)}" if errors else ""
+        errors = sorted({_cause(s.last_error) for s in stats.slots if s.last_error})
+        error = f", last error: {_brief(errors[0], 70)}" if errors else ""
         if live:
             states: dict[str, int] = {}
             for s in stats.slots:
@@ -285,17 +296,14 @@ def _passes(check: _Check, service: str | None) -> bool:
 
 
 def _print_slots(slots: tuple[SlotStats, ...], checks: dict[int, _Check], out: TextIO) -> None:
-    now = time.monotonic()
     rows = [("slot", "state", "channel", "connected", "health", "rtt", "last error")]
     for s in slots:
         check = checks.get(s.slot)
-        connected = f"{now - s.connected_since:.2f}s" if s.connected_since is not None else "-"
+        connected = f"{s.connected_for:.2f}s" if s.connected_for is not None else "-"
         health = check.status if check is not None else (s.health or "-")
         rtt = f"{check.rtt * 1000:.2f}ms" if check is not None and check.rtt is not None else "-"
-        error = s.last_error or (check.detail if check is not None else "") or "-"
-        rows.append(
-            (str(s.slot), s.state, s.channel_id or "-", connected, health, rtt, _short(error))
-        )
+        error = _cause(s.last_error or (check.detail if check is not None else "") or "-")
+        rows.append((str(s.slot), s.state, s.channel_id or "-", connected, health, rtt, error))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
@@ -303,6 +311,36 @@ def _print_slots(slots: tuple[SlotStats, ...], checks: dict[int, _Check], out: T
     out.flush()
 
 
-def _short(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
+# "UNAVAILABLE: ipv4:127.0.0.1:50051: " before the cause: the address is the target.
+_CODE_AND_ADDRESS = re.compile(r"^[A-Z_]+: (?:ipv4|ipv6|unix|unix-abstract|vsock):\S+: ")
+
+
+def _brief(cause: str, limit: int) -> str:
+    """A cause for the progress line: without code and address, cut to ``limit``."""
+    text = _CODE_AND_ADDRESS.sub("", cause)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# gRPC's words around the cause of a failed connection, e.g. "TRANSIENT_FAILURE while
+# connecting: failed to connect to all addresses; last error: UNAVAILABLE:
+# ipv4:127.0.0.1:1: Connection refused": the cause is what follows the last of them.
+_PREAMBLE = "failed to connect to all addresses; last error: "
+
+
+def _cause(error: str) -> str:
+    """A connection error on one line, gRPC's preamble dropped, the cause kept whole."""
+    error = " ".join(error.split())
+    return error.rpartition(_PREAMBLE)[2] if _PREAMBLE in error else error
+
+
+def _tls_hint(errors: list[str], insecure: bool) -> str:
+    """One hint when the errors look like TLS on one side and plaintext on the other."""
+    text = " ".join(errors)
+    if not insecure and ("Tls handshake failed" in text or "WRONG_VERSION_NUMBER" in text):
+        return "the TLS handshake failed; if the server is plaintext, try --insecure"
+    if insecure and ("Socket closed" in text or "Connection reset" in text):
+        return (
+            "the server closed each plaintext connection at once; if it expects TLS, "
+            "try without --insecure"
+        )
+    return ""

@@ -82,7 +82,7 @@ def run_demo(
                 )
                 server.stop()
                 _wait_state(pool, "down", 5.0)
-                _status_line(pool, outcomes, lock, now - started, out, live)
+                _status_line(pool, outcomes, lock, time.monotonic() - started, out, live)
                 time.sleep(1.0)
                 server.start()
                 back_up_at = time.monotonic()
@@ -94,7 +94,8 @@ def run_demo(
                     else "-- server back on the same port --",
                     file=out,
                 )
-            _status_line(pool, outcomes, lock, now - started, out, live)
+            # Read the clock again: the outage above took seconds since `now`.
+            _status_line(pool, outcomes, lock, time.monotonic() - started, out, live)
             time.sleep(0.25 if live else 1.0)
         stop.set()
         for w in workers:
@@ -116,7 +117,16 @@ def run_demo(
         + " ".join(f"{k}={n}" for k, n in sorted(outcomes.items()) if k != "ok"),
         file=out,
     )
-    print(f"  reconnects: {stats.reconnects}  distinct server peers: {len(server.peers)}", file=out)
+    print(f"  reconnects: {stats.reconnects}", file=out)
+    # Each slot is its own TCP connection, replaced when lost: the server counts
+    # distinct client ip:port pairs (one grpcio channel per target would show 1, then 2).
+    peers = len(server.peers)
+    why = (
+        f"{size} slots x 2: one connection each before the restart, a new one after"
+        if peers == 2 * size
+        else "distinct client ip:port; each slot has its own, replaced when lost"
+    )
+    print(f"  TCP connections the server saw: {peers} ({why})", file=out)
     if recovered_after is None:
         print("  pool did NOT recover to healthy", file=out)
         return 1

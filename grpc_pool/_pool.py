@@ -587,6 +587,8 @@ class Pool:
 
 def _slot_stats(view: SlotView, target: str, index: dict[int, int]) -> SlotStats:
     channel = view.channel
+    since = view.connected_since
+    age = max(0.0, time.monotonic() - since) if since is not None else None
     return SlotStats(
         slot=view.slot,
         target=target,
@@ -604,6 +606,8 @@ def _slot_stats(view: SlotView, target: str, index: dict[int, int]) -> SlotStats
         last_error=view.last_error,
         in_flight=channel.in_flight if channel is not None else None,
         rpcs_total=channel.rpcs_total if channel is not None else None,
+        connected_for=age,
+        connected_at=time.time() - age if age is not None else None,  # for people to read
     )
 
 

@@ -39,7 +39,8 @@ class SlotStats:
     state: "connecting", "ready", "unhealthy" (connected, health check not
         SERVING: out of rotation, checked again), "reconnecting" (lost, asking again),
         "backoff" (waiting before the next attempt) or "stopped".
-    connected_since: ``time.monotonic()`` when the current channel became ready.
+    connected_since: ``time.monotonic()`` when the current channel became ready
+        (for durations in code; people read ``connected_for`` or ``connected_at``).
     connects: how many times this slot became ready; reconnects = connects - 1.
     failures: failed connection attempts in a row now.
     disconnects: ready channels of this slot that were lost.
@@ -49,6 +50,9 @@ class SlotStats:
         code name), None when health checks are off or none ran yet.
     last_error: why the last attempt failed or the last connection was lost.
     in_flight / rpcs_total: RPCs on the current channel (None when not counted).
+    connected_for: seconds the current channel has been ready, when ``stats()`` ran.
+    connected_at: when it became ready, wall-clock (``time.time()``, Unix seconds).
+    Both None while not connected.
     """
 
     slot: int
@@ -67,6 +71,8 @@ class SlotStats:
     last_error: str | None
     in_flight: int | None
     rpcs_total: int | None
+    connected_for: float | None = None
+    connected_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

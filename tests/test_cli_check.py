@@ -7,10 +7,13 @@ that a hang fails the test instead of blocking the suite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -18,6 +21,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+import grpc_pool
 from grpc_pool.__main__ import COMMANDS
 from grpc_pool._echo import SERVICE, EchoServer
 
@@ -26,15 +30,22 @@ RUN_TIMEOUT = 60
 SLOT_LINE = re.compile(r"^(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)")
 
 
-def run(*args: str, executable: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, executable: list[str] | None = None, verbosity: str | None = "ERROR"
+) -> subprocess.CompletedProcess[str]:
+    """The command line in a subprocess; ``verbosity=None`` leaves GRPC_VERBOSITY
+    unset, so the command's own quiet default applies."""
     command = executable or [sys.executable, "-m", "grpc_pool"]
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    if verbosity is not None:
+        env["GRPC_VERBOSITY"] = verbosity
     return subprocess.run(
-        [*command, *args],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
+        [*command, *args], capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env
     )
+
+
+# A gRPC core log line: "I1201 12:00:00.000000  123 file.cc:45] ..." (INFO, WARNING).
+GRPC_CORE_LINE = re.compile(r"^[IW]\d{4} ", flags=re.MULTILINE)
 
 
 def slot_lines(stdout: str) -> list[tuple[str, ...]]:
@@ -109,13 +120,59 @@ def test_nothing_listening_exits_1_after_the_timeout(dead_target: str) -> None:
     assert len(rows) == 2 and all(row[1] != "ready" for row in rows), result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "down: no channel ready after 1.5s" in lines[0], result.stderr
+    # The cause, at the end of gRPC's long message, is shown whole: verdict and table.
+    assert lines[0].endswith("Connection refused"), result.stderr
+    assert all(line.endswith("Connection refused") for line in result.stdout.splitlines()[-2:])
 
 
 def test_tls_against_a_plaintext_server_is_not_healthy(server: EchoServer) -> None:
-    """TLS (the default) to a plaintext server never becomes ready: exit 1, no traceback."""
-    result = run("check", server.target, "--tls", "--timeout", "1")
+    """TLS (the default) to a plaintext server never becomes ready: exit 1, no
+    traceback, one hint to try --insecure, and none of gRPC core's handshake lines
+    (the command's quiet default, GRPC_VERBOSITY unset)."""
+    result = run("check", server.target, "--tls", "--timeout", "1", verbosity=None)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "down:" in result.stderr and "Traceback" not in result.stderr
+    hints = [line for line in result.stderr.splitlines() if line.startswith("hint: ")]
+    assert len(hints) == 1 and "try --insecure" in hints[0], result.stderr
+    assert not GRPC_CORE_LINE.search(result.stderr), result.stderr
+
+
+@pytest.fixture
+def closing_server() -> Iterator[str]:
+    """A loopback TCP server that closes every connection once the client speaks,
+    as a TLS server does with a plaintext HTTP/2 preface."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # timeout: look at stop again
+                continue
+            with conn:
+                conn.settimeout(1.0)
+                with contextlib.suppress(OSError):
+                    conn.recv(1024)
+
+    thread = threading.Thread(target=serve, name="closing-server")
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5.0)
+    listener.close()
+    assert not thread.is_alive()
+
+
+def test_plaintext_against_a_server_that_hangs_up_hints_at_tls(closing_server: str) -> None:
+    """--insecure to a server that drops plaintext connections (a TLS server): exit 1
+    and one hint to try without --insecure."""
+    result = run("check", closing_server, "--insecure", "--timeout", "1", verbosity=None)
+    assert result.returncode == 1, result.stdout + result.stderr
+    hints = [line for line in result.stderr.splitlines() if line.startswith("hint: ")]
+    assert len(hints) == 1 and "without --insecure" in hints[0], result.stderr
+    assert not GRPC_CORE_LINE.search(result.stderr), result.stderr
 
 
 @pytest.mark.parametrize(
@@ -155,6 +212,16 @@ def test_help_on_every_command(command: str | None) -> None:
     if command is None:
         for name, *_ in COMMANDS:
             assert name in result.stdout
+    assert "``" not in result.stdout  # plain text, no reST markup
+    if command == "check":
+        assert result.stdout.startswith("usage: python -m grpc_pool check TARGET ")
+
+
+def test_version() -> None:
+    """`--version` prints the program name and grpc_pool.__version__, exit 0."""
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"python -m grpc_pool {grpc_pool.__version__}"
 
 
 def test_check_is_registered_once() -> None:
@@ -171,3 +238,26 @@ def test_console_script() -> None:
     result = run("check", "--help", executable=[str(script)])
     assert result.returncode == 0, result.stderr
     assert "--health SERVICE" in result.stdout
+    assert result.stdout.startswith("usage: grpc-pool check TARGET")  # its own name
+
+
+def test_quiet_grpc_default_is_for_the_command_line_only() -> None:
+    """An application importing grpc_pool keeps gRPC's own logging defaults (no
+    GRPC_VERBOSITY set for it); the command line sets ERROR unless the user set one."""
+    probe = "import os, grpc_pool; print(os.environ.get('GRPC_VERBOSITY'))"
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    library = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env
+    )
+    assert library.stdout.strip() == "None", library.stderr
+    from grpc_pool import _cli_env
+
+    assert _cli_env.QUIET_GRPC_VERBOSITY == "ERROR"
+    assert not _cli_env.is_command_line()  # pytest is not the command line
+
+
+def test_the_users_grpc_verbosity_wins(server: EchoServer) -> None:
+    """GRPC_VERBOSITY=INFO set by the user is kept: gRPC core's handshake lines show."""
+    result = run("check", server.target, "--tls", "--timeout", "1", verbosity="INFO")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert GRPC_CORE_LINE.search(result.stderr), result.stderr

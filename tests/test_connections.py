@@ -162,3 +162,21 @@ def test_last_error_names_the_transport_cause(make_pool: Any, dead_target: str) 
     pool = make_pool(dead_target, size=1)
     wait_until(lambda: pool.stats().slots[0].failures >= 1, 10, "a failed attempt")
     assert "Connection refused" in (pool.stats().slots[0].last_error or "")
+
+
+def test_stats_give_people_an_age_and_a_wall_clock_time(make_pool: Any, server: EchoServer) -> None:
+    """A ready slot's stats carry connected_for (seconds, >= 0, consistent with the
+    monotonic connected_since) and connected_at (Unix time between the pool's start
+    and now); a slot that is not connected has neither."""
+    before = time.time()
+    pool = make_pool(server.target, size=1)
+    pool.wait_ready(timeout=10)
+    slot = pool.stats().slots[0]
+    after = time.time()
+    assert slot.connected_since is not None and slot.connected_for is not None
+    assert slot.connected_for >= 0.0
+    assert slot.connected_at is not None and before <= slot.connected_at <= after
+    server.stop()
+    wait_until(lambda: pool.status().state == "down", 10, "pool down")
+    down = pool.stats().slots[0]
+    assert (down.connected_for, down.connected_at) == (None, None)

@@ -41,3 +41,50 @@ def test_every_page_is_in_the_nav_and_every_nav_entry_exists() -> None:
     pages = sorted(str(page.relative_to(DOCS)) for page in DOCS.glob("**/*.md"))
     assert sorted(entries) == pages
     assert len(entries) == len(set(entries))
+
+
+# A benchmark figure as pages quote it: a time in ns or us, or a ratio with two decimals.
+FIGURE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) ?(ns|us|µs)\b|(?<![\w.])(\d+\.\d\dx)\b")
+
+
+def figures(text: str) -> set[str]:
+    return {f"{m[1]} {m[2].replace('µs', 'us')}" if m[2] else m[3] for m in FIGURE.finditer(text)}
+
+
+def prose(text: str) -> str:
+    """A page without its fenced code blocks (command output, code)."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def results_tables() -> str:
+    """docs/performance.md's two tables of measured figures (the one place they live)."""
+    page = (DOCS / "performance.md").read_text()
+    results = page[page.index("## Results") : page.index("### Targets")]
+    return "\n".join(line for line in results.splitlines() if line.startswith("|"))
+
+
+def quoting_text() -> dict[str, str]:
+    """Every page's prose, minus performance.md's tables themselves and its history."""
+    pages = {"README.md": (ROOT / "README.md").read_text()}
+    pages |= {str(p.relative_to(ROOT)): p.read_text() for p in sorted(DOCS.glob("**/*.md"))}
+    perf = pages["docs/performance.md"]
+    history = perf[perf.index("### Earlier runs") : perf.index("## How to reproduce")]
+    perf = perf.replace(history, "")
+    pages["docs/performance.md"] = "\n".join(
+        line for line in perf.splitlines() if not line.startswith("|")
+    )
+    return {name: prose(text) for name, text in pages.items()}
+
+
+def test_quoted_figures_match_the_performance_table() -> None:
+    """A benchmark figure (ns, us, or a two-decimal ratio) quoted on any page, the
+    performance page's own prose included, is one of docs/performance.md's results:
+    a page cannot go on quoting a figure from an older run."""
+    measured = figures(results_tables())
+    assert len(measured) > 20  # the tables themselves were found and read
+    stale = {
+        name: sorted(figures(text) - measured)
+        for name, text in quoting_text().items()
+        if figures(text) - measured
+    }
+    assert not stale, f"figures not in docs/performance.md's results tables: {stale}"

@@ -8,6 +8,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -124,7 +125,24 @@ def test_backend_down_answers_503(app: Flask, server: EchoServer) -> None:
         status, body = http.get("/healthz")
         assert (status, body["state"], body["current_size"]) == (503, "down", 0)
         status, body = http.get("/echo/during")
-        assert status == 503 and body["error"] == "backend unavailable"
+        # A generic body: the pool's details (its target, the last error) are logged.
+        assert (status, body) == (503, {"error": "backend unavailable"})
+        assert server.target not in json.dumps(body)
         server.start()
         pool.wait_ready(timeout=10, min_ready=1)
         assert http.get("/echo/after") == (200, {"echo": "after"})
+
+
+def test_stats_endpoint_shows_ages_and_wall_clock_times(app: Flask) -> None:
+    """/stats gives each slot's age in seconds and its connect time as an ISO 8601
+    UTC timestamp, never the monotonic connected_since, and no target."""
+    pool = app.extensions["grpc_pool"]
+    pool.wait_ready(timeout=10, min_ready=SIZE)
+    with HttpServer(app) as http:
+        status, body = http.get("/stats")
+    assert status == 200 and body["state"] == "healthy" and len(body["slots"]) == SIZE
+    for slot in body["slots"]:
+        assert slot["connected_for_s"] >= 0
+        assert datetime.fromisoformat(slot["connected_at"]).tzinfo is not None
+        assert "connected_since" not in slot
+    assert pool.stats().target not in json.dumps(body)
