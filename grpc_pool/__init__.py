@@ -33,6 +33,7 @@ from ._events import (
     PoolStartedEvent,
     ReconnectScheduledEvent,
     ResizeEvent,
+    ResolvedEvent,
     ScaleDownEvent,
     ScaleEvent,
     ScaleUpEvent,
@@ -40,13 +41,14 @@ from ._events import (
     StreamLimitEvent,
 )
 from ._pool import Pool
-from ._stats import PoolStats, PoolStatus, SlotStats
+from ._stats import BackendStats, PoolStats, PoolStatus, SlotStats
 from ._strategy import Strategy
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutoscaleEvent",
+    "BackendStats",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
     "ConnectionFailedEvent",
@@ -67,6 +69,7 @@ __all__ = [
     "PooledChannel",
     "ReconnectScheduledEvent",
     "ResizeEvent",
+    "ResolvedEvent",
     "ScaleDownEvent",
     "ScaleEvent",
     "ScaleUpEvent",

@@ -17,9 +17,10 @@ from ._errors import InvalidConfig
 if TYPE_CHECKING:
     from ._strategy import Strategy
 
-__all__ = ["STRATEGY_NAMES", "PoolConfig"]
+__all__ = ["SPREAD_NAMES", "STRATEGY_NAMES", "PoolConfig"]
 
 STRATEGY_NAMES = ("round_robin", "random", "power_of_two")
+SPREAD_NAMES = ("balanced", "off")
 
 ChannelOption = tuple[str, Any]
 # A Union, not X | Y: this alias is evaluated at import time on Python 3.10.
@@ -90,6 +91,16 @@ class PoolConfig:
     eject_after_unavailable: reconnect a channel after this many RPCs in a row
         failed with UNAVAILABLE, without waiting for the connectivity watcher.
         0 (default) is off; needs ``track_in_flight``.
+    resolver: ``resolver(target) -> Sequence[str]`` of ``host:port`` addresses (service
+        discovery), called on the pool's resolver thread. Default None: ``dns:``
+        targets and bare ``host:port`` by ``socket.getaddrinfo``, ``ipv4:``/``ipv6:``
+        lists parsed; other schemes (``unix:``, ``xds:``) are not spread.
+    resolve_interval: seconds between resolutions; 0 resolves once, at start.
+        Also resolved again soon after a connection fails. Default 30.0.
+    spread: "balanced" (default): each slot connects to one address of the target,
+        every address gets floor(N/K) or ceil(N/K) of the N slots, and slots
+        follow the addresses as they change. "off": the target goes to grpcio as
+        given. A list of targets is never spread (slot i takes targets[i % len]).
     """
 
     target: str | Sequence[str]
@@ -128,6 +139,9 @@ class PoolConfig:
     max_rpcs_per_channel: int = 50
     max_resize_delta: int = 2
     stream_limit: int = 100
+    resolver: Callable[[str], Sequence[str]] | None = None
+    resolve_interval: float = 30.0
+    spread: str = "balanced"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target))
@@ -195,6 +209,11 @@ class PoolConfig:
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             raise _invalid("name", self.name, "a non-empty str or None")
         self._check_autoscale()
+        if self.resolver is not None and not callable(self.resolver):
+            raise _invalid("resolver", self.resolver, "a callable(target) -> addresses, or None")
+        check_seconds("resolve_interval", self.resolve_interval)
+        if self.spread not in SPREAD_NAMES:
+            raise _invalid("spread", self.spread, f"one of {', '.join(SPREAD_NAMES)}")
 
     def _check_autoscale(self) -> None:
         _check_bool("autoscale", self.autoscale)

@@ -44,7 +44,9 @@ from ._events import (
     StatusEvent,
     StreamLimitEvent,
 )
+from ._resolve import Resolved
 from ._slots import SlotTable
+from ._spread import Spreader
 from ._stats import pool_state
 from ._worker import Worker
 
@@ -82,6 +84,7 @@ class SlotView:
     connect_failures: int = 0
     retry_delay: float | None = None
     health: str | None = None
+    address: str | None = None  # spreading: the backend it connects to (_spread.py)
 
 
 @dataclass(slots=True)
@@ -130,6 +133,7 @@ class Writer:
         self._closing: Close | None = None
         self._refresh_holder: Worker | None = None
         self._refresh_queue: list[Worker] = []
+        self._spread = Spreader(self, config, name)
         self.thread = threading.Thread(
             target=self._run, name=f"grpc_pool-writer-{name}", daemon=True
         )
@@ -137,6 +141,7 @@ class Writer:
     def start(self, size: int) -> None:
         if self._events.deliveries:
             self._emit(PoolStartedEvent, size=size, target=self._config.target_label)
+        self._spread.start()
         self._resize(size)
         self._publish()
         self.thread.start()
@@ -273,6 +278,9 @@ class Writer:
             self._close(command)
         elif isinstance(command, Pause):
             self._pause(command)
+        elif isinstance(command, Resolved):
+            if self._closing is None:
+                self._spread.resolved(command)
         elif not isinstance(command, Wake):
             logger.error("pool %s: writer got unknown command %r", self._name, command)
 
@@ -317,6 +325,7 @@ class Writer:
             return
         self._table.unregister(slot)
         self._retire(channel)
+        self._spread.poke()  # the backends may have changed
         view = self._disconnected(slot, channel, reason)
         self._views[slot] = replace(
             view,
@@ -356,6 +365,8 @@ class Writer:
             if self._workers.get(worker.slot) is worker and self._closing is None:
                 self._refresh_holder = worker
                 worker.grant_refresh()
+        if self._refresh_holder is None and self._closing is None:
+            self._refresh_holder = self._spread.next_move(self._workers)  # one move at a time
 
     def _health(self, command: HealthResult) -> None:
         view = self._views[command.slot]
@@ -400,6 +411,7 @@ class Writer:
                 retry_delay=delay,
             )
             self._totals[2] += 1
+            self._spread.poke()
             self._emit(
                 ConnectionFailedEvent, slot=command.slot, error=error, failures=view.failures
             )
@@ -438,13 +450,21 @@ class Writer:
         if size > current:
             free = (s for s in range(size) if s not in self._workers)
             for slot in [next(free) for _ in range(size - current)]:
-                worker = Worker(slot, self._config, self._credentials, self._name, self.queue.put)
+                worker = Worker(
+                    slot,
+                    self._config,
+                    self._credentials,
+                    self._name,
+                    self.queue.put,
+                    self._spread.dial,
+                )
                 self._workers[slot] = worker
                 self._views[slot] = SlotView(slot)
                 worker.start()
         elif size < current:
             for slot in self._victims(current - size):
                 self._stop_worker(slot)
+        self._spread.layout()
         self._publish()
         return len(self._workers)
 
@@ -534,6 +554,7 @@ class Writer:
             return
         self._closing = command
         self._emit(PoolClosedEvent, grace=command.grace)
+        self._spread.stop()
         for slot in list(self._workers):
             self._stop_worker(slot)
         deadline = time.monotonic() + command.grace
@@ -544,6 +565,7 @@ class Writer:
 
     def _finish_close(self, command: Close | None) -> None:
         deadline = time.monotonic() + _JOIN_TIMEOUT
+        self._spread.join(deadline)
         for worker in self._stopping:
             worker.thread.join(max(0.0, deadline - time.monotonic()))
             if worker.thread.is_alive():
@@ -582,3 +604,4 @@ class Writer:
             pool._views = tuple(self._views[s] for s in sorted(self._views))
             pool._retired = tuple(r.channel for r in self._retiring)
             pool._totals = tuple(self._totals)
+            pool._addresses = self._spread.addresses

@@ -21,12 +21,14 @@ EVENTS = {
     "PoolStartedEvent",
     "ReconnectScheduledEvent",
     "ResizeEvent",
+    "ResolvedEvent",
     "ScaleDownEvent",
     "ScaleEvent",
     "ScaleUpEvent",
     "StatusEvent",
 }
 EXPECTED = EVENTS | {
+    "BackendStats",
     "GrpcPoolError",
     "InvalidConfig",
     "NoChannelAvailable",
