@@ -21,7 +21,7 @@ TARGET = {"GRPC_POOL_TARGET": "127.0.0.1:50051"}
 TEXT_FIELDS = [
     f.name
     for f in dataclasses.fields(PoolConfig)
-    if f.name not in ("credentials", "options", "interceptors", "listeners", "primer")
+    if f.name not in ("credentials", "options", "interceptors", "listeners", "primer", "resolver")
 ]
 
 
