@@ -433,3 +433,56 @@ def test_tls_verifies_the_original_name_on_every_address(
     assert wrong.status().current_size == 0
     errors = " ".join(s.last_error or "" for s in wrong.stats().slots)
     assert "wrong.test" in errors or "verif" in errors.lower() or "Hostname" in errors, errors
+
+
+# -- exporters ---------------------------------------------------------------------
+
+
+def test_exporters_report_ready_channels_per_backend(
+    make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
+) -> None:
+    """Prometheus and OpenTelemetry show each backend's ready channels, and a dead
+    backend's count drops to 0 in both."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from grpc_pool.otel import instrument
+    from grpc_pool.prometheus import PoolCollector
+
+    two = backends[:2]
+    pool = make_pool("ipv4:" + ",".join(addresses(two)), size=4, name="spread")
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(pool))
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instrument(pool, meter_provider=provider)
+
+    def prometheus() -> dict[str, float]:
+        text = generate_latest(registry).decode()
+        return {
+            sample.labels["address"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "grpc_pool_backend_channels_ready"
+        }
+
+    def otel() -> dict[str, float]:
+        data = reader.get_metrics_data()
+        assert data is not None
+        return {
+            str(point.attributes["grpc_pool.backend"]): point.value
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "grpc_pool.backend.channels.ready"
+            for point in metric.data.data_points
+        }
+
+    pool.wait_ready(timeout=10, min_ready=4)
+    assert prometheus() == otel() == dict.fromkeys(addresses(two), 2)
+    two[1].stop()
+    wait_until(lambda: layout(pool)[two[1].target] == (2, 0), what="dead backend")
+    assert prometheus() == otel() == {two[0].target: 2, two[1].target: 0}
+    provider.shutdown()
