@@ -129,10 +129,23 @@ def _name_of(target: str) -> tuple[str, bool] | None:
     return None
 
 
+def _grpc_balances(options: Sequence[tuple[str, object]]) -> bool:
+    """The user chose grpcio's load balancing (a policy name, or one in a service config)."""
+    for key, value in options:
+        if key == "grpc.lb_policy_name":
+            return True
+        if key == "grpc.service_config" and "loadBalancing" in str(value):
+            return True
+    return False
+
+
 def plan(config: PoolConfig) -> Plan | None:
     """How ``config``'s target spreads, or None: spreading off (``spread="off"``, a list
-    of targets, a target the pool cannot resolve, or a single IP: nothing to spread)."""
+    of targets, an lb policy chosen in ``options``, a target the pool cannot resolve,
+    or a single IP: nothing to spread)."""
     if config.spread == "off" or not isinstance(config.target, str):
+        return None
+    if _grpc_balances(config.options):
         return None
     target = config.target
     named = _name_of(target)

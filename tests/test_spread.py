@@ -4,6 +4,7 @@ and each counts the connections it serves (server-side peers)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -162,9 +163,12 @@ def test_targets_that_go_to_grpcio_unchanged(target: str) -> None:
 
 
 def test_spread_off_and_target_lists_keep_todays_behaviour() -> None:
-    """spread="off" and a list of targets: no plan, the targets go to grpcio as given."""
+    """spread="off", a list of targets, or grpcio's balancing chosen in options: no
+    plan, the targets go to grpcio as given."""
     assert plan(grpc_pool.PoolConfig("ipv4:127.0.0.1:1,127.0.0.2:1", spread="off")) is None
     assert plan(grpc_pool.PoolConfig(["svc-a.test:1", "svc-b.test:1"])) is None
+    for option in [*_service_config({"round_robin": {}}), ("grpc.lb_policy_name", "x")]:
+        assert plan(grpc_pool.PoolConfig("svc.test:1", options=[option])) is None
 
 
 def test_default_resolver_and_dial_targets() -> None:
@@ -207,6 +211,42 @@ def test_ipv4_list_of_three_pool_of_six_is_two_two_two(
     assert layout(pool) == {a: (2, 2) for a in addresses(three)}
     assert Counter(s.address for s in pool.stats().slots) == dict.fromkeys(addresses(three), 2)
     assert pool.status().state == "healthy"
+
+
+def _service_config(policy: dict[str, Any]) -> list[tuple[str, str]]:
+    return [("grpc.service_config", json.dumps({"loadBalancingConfig": [policy]}))]
+
+
+def test_the_table_in_docs_scaling(
+    make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
+) -> None:
+    """docs/scaling.md "Spreading over backends", measured: an ipv4: list of 3, a pool of
+    6, connections per backend by server-side peers. pick_first puts all 6 on the first
+    address, round_robin opens 18, shuffleAddressList is random, balanced is 2/2/2
+    (printed with ``pytest -s``)."""
+    three = backends[:3]
+    target = "ipv4:" + ",".join(addresses(three))
+    rows = {
+        "pick_first": dict(spread="off"),
+        "shuffleAddressList": dict(
+            spread="off", options=_service_config({"pick_first": {"shuffleAddressList": True}})
+        ),
+        "round_robin": dict(spread="off", options=_service_config({"round_robin": {}})),
+        "balanced": dict(spread="balanced"),
+    }
+    measured: dict[str, list[int]] = {}
+    for name, options in rows.items():
+        pool = make_pool(target, size=6, **options)
+        pool.wait_ready(timeout=10, min_ready=6)
+        if name == "round_robin":  # each channel opens its subchannels as RPCs go
+            wait_until(lambda p=pool: sum(connections(p, three)) == 18, what="18 connections")
+        measured[name] = connections(pool, three)
+        pool.close()
+        print(f"{name}: {measured[name]}")
+    assert measured["pick_first"] == [6, 0, 0]
+    assert sum(measured["shuffleAddressList"]) == 6
+    assert measured["round_robin"] == [6, 6, 6]
+    assert measured["balanced"] == [2, 2, 2]
 
 
 def test_spread_off_puts_every_channel_on_the_first_address(
