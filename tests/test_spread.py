@@ -398,6 +398,51 @@ def test_a_resolver_failing_from_the_start_connects_to_the_target_as_given(
     pool.get_channel().unary_unary(ECHO)(b"x", timeout=5)
 
 
+def test_resizing_keeps_the_slots_balanced(
+    make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
+) -> None:
+    """Scale down (whichever slots are stopped) and up: the slots end balanced over
+    the addresses again, every one ready."""
+    two = backends[:2]
+    pool = make_pool("ipv4:" + ",".join(addresses(two)), size=4)
+    pool.wait_ready(timeout=10, min_ready=4)
+    pool.scale_down(2)
+    wait_until(lambda: layout(pool) == dict.fromkeys(addresses(two), (1, 1)), what="1/1")
+    pool.scale_up(3)
+    wait_until(lambda: sorted(layout(pool).values()) == [(2, 2), (3, 3)], what="3/2 after scale up")
+    assert sorted(connections(pool, two)) == [2, 3]
+
+
+def test_max_age_refresh_keeps_each_slot_on_its_address(
+    make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
+) -> None:
+    """A max-age refresh replaces a slot's channel with one to the same address."""
+    two = backends[:2]
+    pool = make_pool("ipv4:" + ",".join(addresses(two)), size=2, max_connection_age=0.3)
+    pool.wait_ready(timeout=10, min_ready=2)
+    before = {s.slot: s.address for s in pool.stats().slots}
+    wait_until(lambda: pool.stats().connects >= 6, what="a few refreshes")
+    assert {s.slot: s.address for s in pool.stats().slots} == before
+    wait_until(lambda: layout(pool) == dict.fromkeys(addresses(two), (1, 1)), what="1/1")
+
+
+def test_resolve_interval_zero_resolves_once(
+    make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
+) -> None:
+    """resolve_interval=0: one resolution at start, none after, even after failures;
+    the resolver thread has ended."""
+    answer = Answer(addresses(backends[:2]))
+    pool = make_pool("svc.test:1", size=2, resolver=answer, resolve_interval=0)
+    pool.wait_ready(timeout=10, min_ready=2)
+    wait_until(
+        lambda: f"grpc_pool-resolver-{pool.name}" not in {t.name for t in threading.enumerate()},
+        what="the resolver thread to end",
+    )
+    backends[0].stop()
+    wait_until(lambda: pool.stats().connect_failures > 0, what="a failed connection")
+    assert sum(answer.calls.values()) == 1
+
+
 # -- TLS -------------------------------------------------------------------------------
 
 
