@@ -358,6 +358,23 @@ def test_a_dead_backend_degrades_the_pool_until_it_leaves_the_answer(
     assert layout(pool) == {three[0].target: (3, 3), three[2].target: (3, 3)}
 
 
+def test_a_failed_connection_resolves_again_before_the_interval(
+    make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
+) -> None:
+    """A backend goes away (stopped, and replaced in the answer) with a 60 s interval:
+    the failed connections trigger a resolution, and the slots move to the new one."""
+    answer = Answer(addresses(backends[:2]))
+    pool = make_pool("svc.test:1", size=4, resolver=answer, resolve_interval=60.0)
+    pool.wait_ready(timeout=10, min_ready=4)
+    answer.answer = addresses([backends[0], backends[2]])
+    backends[1].stop()
+    wait_until(
+        lambda: layout(pool) == dict.fromkeys(addresses([backends[0], backends[2]]), (2, 2)),
+        what="slots on the new answer",
+    )
+    assert sum(answer.calls.values()) == 2
+
+
 def test_a_failing_resolver_keeps_the_last_good_addresses(
     make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
 ) -> None:
