@@ -155,10 +155,13 @@ def plan(config: PoolConfig) -> Plan | None:
     if named is None:
         return None
     name, is_list = named
-    if is_list:
-        scheme = target.split(":", 1)[0].lower()
-        return Plan(target, None, _literal_list(scheme, name))
-    host, _ = split_host_port(name)
+    try:
+        if is_list:
+            scheme = target.split(":", 1)[0].lower()
+            return Plan(target, None, _literal_list(scheme, name))
+        host, _ = split_host_port(name)
+    except ValueError:  # malformed: grpcio gets it as given and reports why it fails
+        return None
     if _ip(host) is not None:
         return None  # one IP: nothing to spread, grpcio gets the target as given
     return Plan(target, name, None)

@@ -154,10 +154,15 @@ def test_targets_the_pool_spreads(target: str, authority: str | None, static: An
 
 
 @pytest.mark.parametrize(
-    "target", ["unix:/tmp/sock", "xds:///svc", "custom:thing", "127.0.0.1:1", "[::1]:1"]
+    "target",
+    [
+        *("unix:/tmp/sock", "xds:///svc", "custom:thing", "127.0.0.1:1", "[::1]:1"),
+        *("ipv4:127.0.0.1:1,nonsense:1", "ipv6:127.0.0.1:1", "[::1:1"),
+    ],
 )
 def test_targets_that_go_to_grpcio_unchanged(target: str) -> None:
-    """unix:, xds:, unknown schemes and a single IP are not spread."""
+    """unix:, xds:, unknown schemes, a single IP and malformed lists are not spread
+    (grpcio gets them as given); with a resolver, any target is."""
     assert plan(grpc_pool.PoolConfig(target)) is None
     assert plan(grpc_pool.PoolConfig(target, resolver=lambda t: ["127.0.0.1:1"])) is not None
 
