@@ -214,6 +214,9 @@ class ResolverThread:
         self._wake = threading.Event()
         self._stopped = False
         self._poked = False
+        # Held while resolving, and by the writer while paused for fork.
+        self._busy = threading.Lock()
+        self._paused = False
         self.thread = threading.Thread(
             target=self._run, name=f"grpc_pool-resolver-{pool_name}", daemon=True
         )
@@ -229,6 +232,16 @@ class ResolverThread:
     def stop(self) -> None:
         self._stopped = True
         self._wake.set()
+
+    def pause(self, deadline: float) -> bool:
+        """Before fork (on the writer thread): False if a resolution outlasts ``deadline``."""
+        self._paused = self._busy.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        return self._paused
+
+    def resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._busy.release()
 
     def join(self, deadline: float) -> None:
         if not self.thread.is_alive() and not self.thread.ident:
@@ -252,7 +265,8 @@ class ResolverThread:
                 continue
             self._poked = False
             last = time.monotonic()
-            addresses, error = self._once()
+            with self._busy:
+                addresses, error = self._once()
             if self._stopped:
                 break
             self._post(Resolved(addresses, error))

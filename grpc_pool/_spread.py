@@ -129,6 +129,14 @@ class Spreader:
         if self._thread is not None:
             self._thread.join(deadline)
 
+    def pause(self, deadline: float) -> bool:
+        """Before fork: wait out a resolution in progress and hold off the next one."""
+        return self._thread is None or self._thread.pause(deadline)
+
+    def resume(self) -> None:
+        if self._thread is not None:
+            self._thread.resume()
+
     # -- writer side ---------------------------------------------------------------
     def resolved(self, command: Resolved) -> None:
         old = self.addresses

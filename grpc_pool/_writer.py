@@ -390,10 +390,12 @@ class Writer:
         quiet = all([worker.wait_paused(deadline) for worker in workers])
         for entry in self._retiring:
             quiet = entry.channel._wait_for_poller(deadline) and quiet
+        quiet = self._spread.pause(deadline) and quiet  # no getaddrinfo running at fork
         if not quiet:
             logger.warning("pool %s: a worker did not park before fork", self._name)
         command.paused.set()
         command.resume.wait(_PAUSE_LIMIT)
+        self._spread.resume()
         for worker in workers:
             worker.resume()
 

@@ -593,3 +593,22 @@ def test_exporters_report_ready_channels_per_backend(
     wait_until(lambda: layout(pool)[two[1].target] == (2, 0), what="dead backend")
     assert prometheus() == otel() == {two[0].target: 2, two[1].target: 0}
     provider.shutdown()
+
+
+def test_fork_with_a_resolver_thread(echo_server_process: str) -> None:
+    """A pool that resolves a name (so a resolver thread runs) survives os.fork(): the
+    writer holds the resolver off while forking, children build pools of their own,
+    the parent keeps serving."""
+    import socket
+
+    from .test_fork import run_scenario
+
+    port = echo_server_process.rsplit(":", 1)[1]
+    found = {info[4][0] for info in socket.getaddrinfo("localhost", port, type=socket.SOCK_STREAM)}
+    if found != {"127.0.0.1"}:
+        pytest.skip(f"localhost is {sorted(found)} here, the echo server is on 127.0.0.1 only")
+    result = run_scenario("os_fork", f"localhost:{port}", fork_support=False)
+    children = result["children"]
+    assert isinstance(children, list) and children
+    assert all(child["ok"] and child["status"] == 0 for child in children), children
+    assert result["parent_status"] == "healthy"
