@@ -240,18 +240,26 @@ def test_the_table_in_docs_scaling(
         "balanced": dict(spread="balanced"),
     }
     measured: dict[str, list[int]] = {}
+    pools: dict[str, grpc_pool.Pool] = {}
     for name, options in rows.items():
-        pool = make_pool(target, size=6, **options)
+        pool = pools[name] = make_pool(target, size=6, **options)
         pool.wait_ready(timeout=10, min_ready=6)
         if name == "round_robin":  # each channel opens its subchannels as RPCs go
             wait_until(lambda p=pool: sum(connections(p, three)) == 18, what="18 connections")
         measured[name] = connections(pool, three)
-        pool.close()
         print(f"{name}: {measured[name]}")
     assert measured["pick_first"] == [6, 0, 0]
     assert sum(measured["shuffleAddressList"]) == 6
     assert measured["round_robin"] == [6, 6, 6]
     assert measured["balanced"] == [2, 2, 2]
+    # A dead backend: invisible under round_robin (every channel still has a live
+    # subchannel), two slots down in the balanced pool.
+    three[2].stop()
+    balanced, round_robin = pools["balanced"], pools["round_robin"]
+    wait_until(lambda: balanced.status().current_size == 4, what="balanced pool degraded")
+    assert layout(balanced)[three[2].target] == (2, 0)
+    assert round_robin.status() == grpc_pool.PoolStatus(6, 6, "healthy")
+    print(f"one backend dead: round_robin {round_robin!r}, balanced {balanced!r}")
 
 
 def test_spread_off_puts_every_channel_on_the_first_address(
