@@ -35,6 +35,7 @@ from ._events import (
     PoolStartedEvent,
     ReconnectScheduledEvent,
     ResizeEvent,
+    ResolvedEvent,
     ScaleDownEvent,
     ScaleEvent,
     ScaleUpEvent,
@@ -44,13 +45,14 @@ from ._events import (
 from ._pool import Pool
 from ._poolchannel import PoolChannel, insecure_channel, secure_channel
 from ._redact import RedactingNullHandler
-from ._stats import PoolStats, PoolStatus, SlotStats
+from ._stats import BackendStats, PoolStats, PoolStatus, SlotStats
 from ._strategy import Strategy
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutoscaleEvent",
+    "BackendStats",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
     "ChannelRetired",
@@ -73,6 +75,7 @@ __all__ = [
     "PooledChannel",
     "ReconnectScheduledEvent",
     "ResizeEvent",
+    "ResolvedEvent",
     "ScaleDownEvent",
     "ScaleEvent",
     "ScaleUpEvent",

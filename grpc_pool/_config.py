@@ -18,9 +18,10 @@ from ._redact import redact_target, redact_value, remember, secrets_of
 if TYPE_CHECKING:
     from ._strategy import Strategy
 
-__all__ = ["MAX_COUNT", "MAX_SECONDS", "MAX_SIZE", "STRATEGY_NAMES", "PoolConfig"]
+__all__ = ["MAX_COUNT", "MAX_SECONDS", "MAX_SIZE", "SPREAD_NAMES", "STRATEGY_NAMES", "PoolConfig"]
 
 STRATEGY_NAMES = ("round_robin", "random", "power_of_two")
+SPREAD_NAMES = ("balanced", "off")
 
 # Longest duration anywhere (fields and method arguments): 2**31 - 1 milliseconds
 # floored to whole seconds, about 24.8 days. gRPC takes keepalive times as int32
@@ -113,6 +114,16 @@ class PoolConfig:
     fork_drain_timeout: seconds ``os.fork()`` waits, with new RPCs through the
         pool held, for RPCs in flight to end (a thread inside gRPC at fork time
         can crash the child). Default 0.5; 0 holds new RPCs but does not wait.
+    resolver: ``resolver(target) -> Sequence[str]`` of ``host:port`` addresses (service
+        discovery), called on the pool's resolver thread. Default None: ``dns:``
+        targets and bare ``host:port`` by ``socket.getaddrinfo``, ``ipv4:``/``ipv6:``
+        lists parsed; other schemes (``unix:``, ``xds:``) are not spread.
+    resolve_interval: seconds between resolutions; 0 resolves once, at start.
+        Also resolved again soon after a connection fails. Default 30.0.
+    spread: "balanced" (default): each slot connects to one address of the target,
+        every address gets floor(N/K) or ceil(N/K) of the N slots, and slots
+        follow the addresses as they change. "off": the target goes to grpcio as
+        given. A list of targets is never spread (slot i takes targets[i % len]).
 
     Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
     the range; NaN, infinities, bools and non-numbers are refused everywhere):
@@ -170,6 +181,9 @@ class PoolConfig:
     stream_limit: int = 100
     compression: grpc.Compression | None = None
     fork_drain_timeout: float = 0.5
+    resolver: Callable[[str], Sequence[str]] | None = None
+    resolve_interval: float = 30.0
+    spread: str = "balanced"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target))
@@ -249,6 +263,11 @@ class PoolConfig:
                 "compression", self.compression, "a grpc.Compression (NoCompression, Deflate, Gzip)"
             )
         self._check_autoscale()
+        if self.resolver is not None and not callable(self.resolver):
+            raise _invalid("resolver", self.resolver, "a callable(target) -> addresses, or None")
+        check_seconds("resolve_interval", self.resolve_interval)
+        if self.spread not in SPREAD_NAMES:
+            raise _invalid("spread", self.spread, f"one of {', '.join(SPREAD_NAMES)}")
 
     def _check_autoscale(self) -> None:
         _check_bool("autoscale", self.autoscale)

@@ -35,6 +35,7 @@ __all__ = [
     "PoolStartedEvent",
     "ReconnectScheduledEvent",
     "ResizeEvent",
+    "ResolvedEvent",
     "ScaleDownEvent",
     "ScaleEvent",
     "ScaleUpEvent",
@@ -124,6 +125,19 @@ class HealthCheckEvent(PoolEvent):
     status: str
     healthy: bool
     duration: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedEvent(PoolEvent):
+    """The target's addresses changed (or were found first): ``addresses`` now,
+    ``added`` and ``removed`` since the last answer. A failed or empty resolution
+    also emits one, with ``error`` set, the addresses kept and nothing added or removed."""
+
+    name: ClassVar[str] = "resolved"
+    addresses: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -30,7 +30,8 @@ from ._errors import (
 from ._events import Dispatcher, GetChannelEvent, Listener
 from ._poolchannel import PoolChannel
 from ._redact import redact_target
-from ._stats import PoolStats, PoolStatus, SlotStats, pool_state
+from ._resolve import dial_target
+from ._stats import BackendStats, PoolStats, PoolStatus, SlotStats, backend_stats, pool_state
 from ._strategy import RoundRobin, resolve_strategy
 from ._writer import SlotView, Writer
 
@@ -60,6 +61,7 @@ class Pool:
 
     __slots__ = (
         "__weakref__",
+        "_addresses",
         "_closed",
         "_config",
         "_credentials",
@@ -93,6 +95,7 @@ class Pool:
     _views: tuple[SlotView, ...]
     _retired: tuple[PooledChannel, ...]
     _totals: tuple[int, ...]
+    _addresses: tuple[str, ...]
 
     def __init__(self, target: str | Sequence[str], **options: Any) -> None:
         unknown = sorted(set(options) - _OPTION_NAMES)
@@ -132,6 +135,7 @@ class Pool:
         self._views = ()
         self._retired = ()
         self._totals = (0, 0, 0, 0)
+        self._addresses = ()
         self._closed = False
         self._pool_channel = PoolChannel(self)
         self._launch(config.size, config.listeners)
@@ -440,12 +444,12 @@ class Pool:
         """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
         channels = self._snapshot
         index = {id(c): i for i, c in enumerate(channels)}
-        target_of = self._config.target_of
-        slots = tuple(_slot_stats(v, redact_target(target_of(v.slot)), index) for v in self._views)
+        target_of, views = self._config.target_of, self._views
+        slots = tuple(_slot_stats(v, redact_target(target_of(v.slot)), index) for v in views)
         connects, disconnects, failures, rpcs_closed = self._totals
         retired = self._retired
         tracked = self._config.track_in_flight
-        open_channels = (*(s.channel for s in self._views if s.channel is not None), *retired)
+        open_channels = (*(s.channel for s in views if s.channel is not None), *retired)
         return PoolStats(
             name=self.name,
             target=self._config.target_label,
@@ -461,6 +465,7 @@ class Pool:
             if tracked
             else None,
             events_dropped=self._events.dropped,
+            backends=_backends(self._addresses, views),
         )
 
     @property
@@ -608,7 +613,23 @@ def _slot_stats(view: SlotView, target: str, index: dict[int, int]) -> SlotStats
         rpcs_total=channel.rpcs_total if channel is not None else None,
         connected_for=age,
         connected_at=time.time() - age if age is not None else None,  # for people to read
+        address=view.address,
     )
+
+
+def _backends(addresses: tuple[str, ...], views: tuple[SlotView, ...]) -> tuple[BackendStats, ...]:
+    """``PoolStats.backends``: a ready slot counts at the address its channel dials."""
+    if not addresses:
+        return ()
+    dials = {dial_target(a): a for a in addresses}
+
+    def ready_at(view: SlotView) -> str | None:
+        channel = view.channel
+        if view.state != "ready" or channel is None:
+            return None
+        return dials.get(channel.target)
+
+    return backend_stats(addresses, ((v.address, ready_at(v)) for v in views))
 
 
 def _abandon(commands: Any, events: Dispatcher) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["PoolStats", "PoolStatus", "SlotStats", "pool_state"]
+__all__ = ["BackendStats", "PoolStats", "PoolStatus", "SlotStats", "backend_stats", "pool_state"]
 
 PoolState = Literal["healthy", "degraded", "down"]
 SlotState = Literal["connecting", "ready", "unhealthy", "reconnecting", "backoff", "stopped"]
@@ -53,6 +54,8 @@ class SlotStats:
     connected_for: seconds the current channel has been ready, when ``stats()`` ran.
     connected_at: when it became ready, wall-clock (``time.time()``, Unix seconds).
     Both None while not connected.
+    address: the backend address this slot connects to when the pool spreads
+        (``PoolConfig.spread``), else None (the target goes to grpcio as given).
     """
 
     slot: int
@@ -73,6 +76,21 @@ class SlotStats:
     rpcs_total: int | None
     connected_for: float | None = None
     connected_at: float | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStats:
+    """One address the pool spreads over (``PoolConfig.spread``).
+
+    address: ``host:port`` as resolved. slots: slots assigned to it now.
+    ready: channels in rotation connected to it (during a move, a slot counts as
+    ready at its old address until its new channel replaces the old one).
+    """
+
+    address: str
+    slots: int
+    ready: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +103,8 @@ class PoolStats:
     open channels, draining ones included (None when not counted).
     retiring: channels out of rotation that are draining before close.
     events_dropped: events not delivered to a listener that did not keep up.
+    backends: one ``BackendStats`` per resolved address when the pool spreads
+        (addresses with no slot included), else ().
     """
 
     name: str
@@ -99,3 +119,19 @@ class PoolStats:
     in_flight: int | None
     rpcs_total: int | None
     events_dropped: int
+    backends: tuple[BackendStats, ...] = ()
+
+
+def backend_stats(
+    addresses: tuple[str, ...], slots: Iterable[tuple[str | None, str | None]]
+) -> tuple[BackendStats, ...]:
+    """Per address: slots assigned, and ready channels on it. ``slots``: per slot,
+    (its address, the address its ready channel connects to or None)."""
+    assigned = dict.fromkeys(addresses, 0)
+    ready = dict.fromkeys(addresses, 0)
+    for address, ready_at in slots:
+        if address in assigned:
+            assigned[address] += 1
+        if ready_at in ready:
+            ready[ready_at] += 1
+    return tuple(BackendStats(a, assigned[a], ready[a]) for a in addresses)

@@ -47,8 +47,21 @@ class _Signal:
 _PAUSE = _Signal("pause")
 _EJECT = _Signal("eject")  # with a channel id: its RPCs keep failing UNAVAILABLE
 _GRANT = _Signal("grant")  # the writer's go-ahead for a max-age refresh
+_MOVED = _Signal("moved")  # _next_state's answer after the writer gave a new address
 _REFRESH = "refresh"  # _watch's answer when the channel is due for replacement
-_Item = tuple[str, "grpc.ChannelConnectivity | _Signal"] | _Signal | None  # None: stop
+_MOVED_REASON = "moved to another address"
+
+
+class _Move:
+    """From the writer: connect to ``address`` from now on (None: the target as given)."""
+
+    __slots__ = ("address",)
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+
+
+_Item = tuple[str, "grpc.ChannelConnectivity | _Signal"] | _Signal | _Move | None  # None: stop
 
 
 def _noop(_state: grpc.ChannelConnectivity) -> None:
@@ -97,8 +110,15 @@ class Worker:
         credentials: grpc.ChannelCredentials | None,
         pool_name: str,
         post: Callable[[object], None],
+        dial: Callable[[str | None], PoolConfig] | None = None,
     ) -> None:
         self.slot = slot
+        # Spreading (see _spread.py): the config of the assigned address; the slot
+        # waits for its first address before connecting. None: the pool's target.
+        self._dial = dial
+        self._placed = dial is None
+        self._address: str | None = None
+        self._watching = False
         self._config = config
         self._credentials = credentials
         self._pool_name = pool_name
@@ -151,6 +171,10 @@ class Worker:
     def resume(self) -> None:
         self._resume.set()
 
+    def move(self, address: str | None) -> None:
+        """From the writer: use ``address``; a connected slot swaps warm (as a refresh)."""
+        self._events.put(_Move(address))
+
     def grant_refresh(self) -> None:
         """From the writer: this slot may replace its channel now."""
         self._events.put(_GRANT)
@@ -167,9 +191,11 @@ class Worker:
 
     def _one_connection(self) -> None:
         self._post(SlotState(self, self.slot, "connecting"))
+        while not self._placed and not self._stopped:
+            self._next_state("", None)  # until the writer sends the first address
         connected = self._connect()
         if isinstance(connected, str):
-            if not self._stopped:
+            if not self._stopped and connected != _MOVED_REASON:
                 self._fail(connected)
             return
         channel, callback, took, serving = connected
@@ -179,7 +205,7 @@ class Worker:
         refresh_at = self._age_deadline(up_since)
         try:
             while True:
-                reason, healthy = self._watch(channel, refresh_at, serving)
+                reason, healthy = self._watched(channel, refresh_at, serving)
                 if reason != _REFRESH:
                     break
                 replacement = self._replace(channel, callback)
@@ -207,7 +233,8 @@ class Worker:
         """A new channel READY, subscribed, its health check answered, primed when
         SERVING: (channel, callback, seconds taken, serving); else why not (closed)."""
         started = time.monotonic()
-        channel = build_channel(self._config, self._credentials, self.slot, self._pool_name)
+        config = self._config if self._dial is None else self._dial(self._address)
+        channel = build_channel(config, self._credentials, self.slot, self._pool_name)
         callback = self._subscriber(channel)
         self._subscribe(channel, callback)
         error: str | None = "stopped"
@@ -309,6 +336,11 @@ class Worker:
                     return _GRANT
                 self._post(RefreshDone(self, self.slot))  # moved on meanwhile: hand it back
                 continue
+            if isinstance(item, _Move):
+                self._address, self._placed = item.address, True
+                if not self._watching:  # nothing to swap: the next attempt uses it
+                    self._post(RefreshDone(self, self.slot))
+                return _MOVED
             if isinstance(item, tuple) and item[0] == channel_id:
                 return item[1]
         return None
@@ -337,6 +369,8 @@ class Worker:
                 return "stopped" if self._stopped else f"not READY within {timeout:g}s"
             if state is _READY:
                 return None
+            if state is _MOVED:
+                return _MOVED_REASON
             if state in _LOST:
                 return f"{state.name} while connecting: {_why(channel)}"
             if state is _IDLE:
@@ -383,7 +417,7 @@ class Worker:
                     self._post(RefreshRequest(self, self.slot))  # one slot at a time
                     refresh_at = None
                 continue
-            if state is _GRANT:
+            if state is _GRANT or state is _MOVED:
                 return _REFRESH, True
             if state is _EJECT:
                 n = self._config.eject_after_unavailable
@@ -403,6 +437,17 @@ class Worker:
                 self._post(SlotState(self, self.slot, "reconnecting", error=why))
             if state is _IDLE:
                 _kick(channel)  # judge by what follows: READY keeps it, a failure loses it
+
+    def _watched(
+        self, channel: PooledChannel, refresh_at: float | None, serving: bool
+    ) -> tuple[str | None, bool]:
+        """``_watch``, marked: a move that arrives meanwhile swaps warm (``_replace``
+        posts its RefreshDone), one that arrives elsewhere is only remembered."""
+        self._watching = True
+        try:
+            return self._watch(channel, refresh_at, serving)
+        finally:
+            self._watching = False
 
     def _check_health(
         self, channel: PooledChannel, post: bool = True

@@ -45,7 +45,9 @@ from ._events import (
     StreamLimitEvent,
 )
 from ._redact import redact_text, secrets_of
+from ._resolve import Resolved
 from ._slots import SlotTable
+from ._spread import Spreader
 from ._stats import pool_state
 from ._worker import Worker
 
@@ -86,6 +88,7 @@ class SlotView:
     connect_failures: int = 0
     retry_delay: float | None = None
     health: str | None = None
+    address: str | None = None  # spreading: the backend it connects to (_spread.py)
 
 
 @dataclass(slots=True)
@@ -137,6 +140,7 @@ class Writer:
         # Error texts (grpcio's included) name the target: its user-info is hidden.
         self._secrets = secrets_of(config.targets)
         self._told_no_health = False  # UNIMPLEMENTED is logged once per pool
+        self._spread = Spreader(self, config, name)
         self.thread = threading.Thread(
             target=self._run, name=f"grpc_pool-writer-{name}", daemon=True
         )
@@ -147,12 +151,14 @@ class Writer:
         if self._events.deliveries:
             self._emit(PoolStartedEvent, size=size, target=self._config.target_label)
         try:
+            self._spread.start()
             self._resize(size)
             self._publish()
             self.thread.start()
         except BaseException as exc:
             for slot in list(self._workers):
                 self._stop_worker(slot)
+            self._spread.stop()
             stopped = len(self._stopping)
             self._finish_close(None)  # joins them (bounded), closes channels they posted
             logger.error(
@@ -302,6 +308,9 @@ class Writer:
             self._close(command)
         elif isinstance(command, Pause):
             self._pause(command)
+        elif isinstance(command, Resolved):
+            if self._closing is None:
+                self._spread.resolved(command)
         elif not isinstance(command, Wake):
             logger.error("pool %s: writer got unknown command %r", self._name, command)
 
@@ -358,6 +367,7 @@ class Writer:
             return
         self._table.unregister(slot)
         self._retire(channel)
+        self._spread.poke()  # the backends may have changed
         view = self._disconnected(slot, channel, reason)
         self._views[slot] = replace(
             view,
@@ -397,6 +407,8 @@ class Writer:
             if self._workers.get(worker.slot) is worker and self._closing is None:
                 self._refresh_holder = worker
                 worker.grant_refresh()
+        if self._refresh_holder is None and self._closing is None:
+            self._refresh_holder = self._spread.next_move(self._workers)  # one move at a time
 
     def _health(self, command: HealthResult) -> None:
         """A check answered: the connection stays; the slot leaves the rotation while
@@ -445,10 +457,12 @@ class Writer:
         quiet = all([worker.wait_paused(deadline) for worker in workers])
         for entry in self._retiring:
             quiet = entry.channel._wait_for_poller(deadline) and quiet
+        quiet = self._spread.pause(deadline) and quiet  # no getaddrinfo running at fork
         if not quiet:
             logger.warning("pool %s: a worker did not park before fork", self._name)
         command.paused.set()
         command.resume.wait(_PAUSE_LIMIT)
+        self._spread.resume()
         for worker in workers:
             worker.resume()
 
@@ -466,6 +480,7 @@ class Writer:
                 retry_delay=delay,
             )
             self._totals[2] += 1
+            self._spread.poke()
             self._emit(
                 ConnectionFailedEvent, slot=command.slot, error=error, failures=view.failures
             )
@@ -512,7 +527,12 @@ class Writer:
             try:
                 for slot in [next(free) for _ in range(size - current)]:
                     worker = Worker(
-                        slot, self._config, self._credentials, self._name, self.queue.put
+                        slot,
+                        self._config,
+                        self._credentials,
+                        self._name,
+                        self.queue.put,
+                        self._spread.dial,
                     )
                     self._workers[slot] = worker
                     self._views[slot] = SlotView(slot)
@@ -535,6 +555,7 @@ class Writer:
         elif size < current:
             for slot in self._victims(current - size):
                 self._stop_worker(slot)
+        self._spread.layout()
         self._publish()
         return len(self._workers)
 
@@ -624,6 +645,7 @@ class Writer:
             return
         self._closing = command
         self._emit(PoolClosedEvent, grace=command.grace)
+        self._spread.stop()
         for slot in list(self._workers):
             self._stop_worker(slot)
         deadline = time.monotonic() + command.grace
@@ -634,6 +656,7 @@ class Writer:
 
     def _finish_close(self, command: Close | None) -> None:
         deadline = time.monotonic() + _JOIN_TIMEOUT
+        self._spread.join(deadline)
         for worker in self._stopping:
             worker.thread.join(max(0.0, deadline - time.monotonic()))
             if worker.thread.is_alive():
@@ -672,3 +695,4 @@ class Writer:
             pool._views = tuple(self._views[s] for s in sorted(self._views))
             pool._retired = tuple(r.channel for r in self._retiring)
             pool._totals = tuple(self._totals)
+            pool._addresses = self._spread.addresses

@@ -33,8 +33,10 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
 
     Instruments (attribute ``pool.name`` on every point):
     gauges ``grpc_pool.channels.ready``, ``grpc_pool.channels.expected``,
-    ``grpc_pool.rpcs.in_flight``; counters ``grpc_pool.connects``,
-    ``grpc_pool.disconnects``, ``grpc_pool.connection_failures``, ``grpc_pool.rpcs``;
+    ``grpc_pool.rpcs.in_flight``, ``grpc_pool.backend.channels.ready`` (one point per
+    backend address the pool spreads over, attribute ``grpc_pool.backend``);
+    counters ``grpc_pool.connects``, ``grpc_pool.disconnects``,
+    ``grpc_pool.connection_failures``, ``grpc_pool.rpcs``;
     histograms ``grpc_pool.connect.duration`` (s) and ``grpc_pool.reconnect.delay`` (s).
 
     Counters are the pool's lifetime totals, observed at collection (exact even
@@ -81,6 +83,22 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
         [observe("in_flight")],
         unit="{rpc}",
         description="RPCs running on the pool's channels.",
+    )
+
+    def observe_backends(_options: CallbackOptions) -> Iterable[Observation]:
+        live = ref()
+        if live is None:
+            return []
+        return [
+            Observation(b.ready, {**attributes, "grpc_pool.backend": b.address})
+            for b in live.stats().backends
+        ]
+
+    meter.create_observable_gauge(
+        "grpc_pool.backend.channels.ready",
+        [observe_backends],
+        unit="{channel}",
+        description="Channels ready per backend address the pool spreads over.",
     )
     for name, field, unit in (
         ("grpc_pool.connects", "connects", "{connection}"),

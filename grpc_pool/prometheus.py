@@ -64,6 +64,16 @@ class PoolCollector(Collector):
             "grpc_pool_connection_failures", "Failed connection attempts.", labels=labels
         )
         rpcs = CounterMetricFamily("grpc_pool_rpcs", "RPCs started.", labels=labels)
+        backend_ready = GaugeMetricFamily(
+            "grpc_pool_backend_channels_ready",
+            "Channels ready per backend address the pool spreads over.",
+            labels=[*labels, "address"],
+        )
+        backend_slots = GaugeMetricFamily(
+            "grpc_pool_backend_slots",
+            "Slots assigned per backend address the pool spreads over.",
+            labels=[*labels, "address"],
+        )
         for pool in list(self._pools):
             stats = pool.stats()
             values = [stats.name, stats.target]
@@ -80,5 +90,8 @@ class PoolCollector(Collector):
             for slot in stats.slots:
                 if slot.retry_delay is not None:
                     delay.add_metric([*values, str(slot.slot)], slot.retry_delay)
+            for backend in stats.backends:
+                backend_ready.add_metric([*values, backend.address], backend.ready)
+                backend_slots.add_metric([*values, backend.address], backend.slots)
         yield from (ready, expected, retiring, in_flight, delay, connects, disconnects, failures)
-        yield rpcs
+        yield from (rpcs, backend_ready, backend_slots)

@@ -21,6 +21,7 @@ EVENTS = {
     "PoolStartedEvent",
     "ReconnectScheduledEvent",
     "ResizeEvent",
+    "ResolvedEvent",
     "ScaleDownEvent",
     "ScaleEvent",
     "ScaleUpEvent",
@@ -28,6 +29,7 @@ EVENTS = {
 }
 EXPECTED = EVENTS | {
     "ChannelRetired",
+    "BackendStats",
     "GrpcPoolError",
     "InvalidConfig",
     "NoChannelAvailable",

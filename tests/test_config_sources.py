@@ -23,7 +23,15 @@ TEXT_FIELDS = [
     f.name
     for f in dataclasses.fields(PoolConfig)
     if f.name
-    not in ("credentials", "options", "interceptors", "listeners", "primer", "compression")
+    not in (
+        "credentials",
+        "options",
+        "interceptors",
+        "listeners",
+        "primer",
+        "compression",
+        "resolver",
+    )
 ]
 
 
