@@ -71,7 +71,10 @@ class EchoServer:
 
     def _slow(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         self._seen(context)
-        time.sleep(float(request.decode() or 0))
+        # In small steps: a cancelled call ends here too, not only on the client.
+        deadline = time.monotonic() + float(request.decode() or 0)
+        while context.is_active() and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.01))
         return request
 
     def _fail(self, request: bytes, context: grpc.ServicerContext) -> bytes:

@@ -141,6 +141,9 @@ BAD: dict[str, st.SearchStrategy[Any]] = {
     # Being added for issue 10 (grpc.Compression or None): kept here so it is covered.
     "compression": st.one_of(TEXT, st.integers(), OBJECTS, BOOLS),
     "fork_drain_timeout": seconds(positive=False),
+    "resolve_interval": seconds(positive=False),
+    "resolver": st.one_of(TEXT, st.integers(), st.sampled_from([object(), [], {}, 1j])),
+    "spread": st.one_of(TEXT.filter(lambda s: s not in ("balanced", "off")), st.integers(), BOOLS),
 }
 FIELDS = [f.name for f in fields(PoolConfig)]
 
