@@ -164,7 +164,16 @@ def plan(config: PoolConfig) -> Plan | None:
         return None
     if _ip(host) is not None:
         return None  # one IP: nothing to spread, grpcio gets the target as given
+    if _is_localhost(host):
+        # One machine: its 127.0.0.1 and ::1 are one server, often listening on one
+        # family only; grpcio's pick_first falls back between them, spreading would not.
+        return None
     return Plan(target, name, None)
+
+
+def _is_localhost(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == "localhost" or host.endswith(".localhost") or host == "localhost.localdomain"
 
 
 def default_resolve(target: str) -> list[str]:

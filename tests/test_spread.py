@@ -158,11 +158,13 @@ def test_targets_the_pool_spreads(target: str, authority: str | None, static: An
     [
         *("unix:/tmp/sock", "xds:///svc", "custom:thing", "127.0.0.1:1", "[::1]:1"),
         *("ipv4:127.0.0.1:1,nonsense:1", "ipv6:127.0.0.1:1", "[::1:1"),
+        *("localhost:50051", "dns:///localhost:1", "api.localhost:1", "LOCALHOST."),
     ],
 )
 def test_targets_that_go_to_grpcio_unchanged(target: str) -> None:
-    """unix:, xds:, unknown schemes, a single IP and malformed lists are not spread
-    (grpcio gets them as given); with a resolver, any target is."""
+    """unix:, xds:, unknown schemes, a single IP, malformed lists and localhost (one
+    machine: 127.0.0.1 and ::1 are one server) are not spread (grpcio gets them as
+    given); with a resolver, any target is."""
     assert plan(grpc_pool.PoolConfig(target)) is None
     assert plan(grpc_pool.PoolConfig(target, resolver=lambda t: ["127.0.0.1:1"])) is not None
 
@@ -604,18 +606,12 @@ def test_exporters_report_ready_channels_per_backend(
 
 
 def test_fork_with_a_resolver_thread(echo_server_process: str) -> None:
-    """A pool that resolves a name (so a resolver thread runs) survives os.fork(): the
-    writer holds the resolver off while forking, children build pools of their own,
-    the parent keeps serving."""
-    import socket
-
+    """A pool that resolves its target (so a resolver thread runs) survives os.fork():
+    the writer holds the resolver off while forking, children build pools of their
+    own, the parent keeps serving."""
     from .test_fork import run_scenario
 
-    port = echo_server_process.rsplit(":", 1)[1]
-    found = {info[4][0] for info in socket.getaddrinfo("localhost", port, type=socket.SOCK_STREAM)}
-    if found != {"127.0.0.1"}:
-        pytest.skip(f"localhost is {sorted(found)} here, the echo server is on 127.0.0.1 only")
-    result = run_scenario("os_fork", f"localhost:{port}", fork_support=False)
+    result = run_scenario("os_fork+resolver", echo_server_process, fork_support=False)
     children = result["children"]
     assert isinstance(children, list) and children
     assert all(child["ok"] and child["status"] == 0 for child in children), children

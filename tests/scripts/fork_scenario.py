@@ -3,7 +3,8 @@
 The echo server runs in another process (its threads must not be in this one:
 any thread inside gRPC at fork time is what can crash a child). Prints one JSON
 line with what happened. Usage: fork_scenario.py MODE TARGET
-MODE: os_fork | multiprocessing | no_handlers
+MODE: os_fork | multiprocessing | no_handlers, each optionally with "+resolver": the
+pool then resolves through a resolver callable (so a resolver thread runs).
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ POOL: grpc_pool.Pool
 def main() -> int:
     global POOL
     mode, target = sys.argv[1], sys.argv[2]
+    mode, _, extra = mode.partition("+")
     if mode == "no_handlers":
         _fork.ENABLED = False
-    POOL = pool = grpc_pool.Pool(target, size=2, insecure=True, name="forked")
+    resolver = (lambda name: [name]) if extra == "resolver" else None
+    POOL = pool = grpc_pool.Pool(target, size=2, insecure=True, name="forked", resolver=resolver)
     pool.wait_ready(timeout=10, min_ready=2)
     parent_peers = peers_of(pool, 4)
     result: dict[str, object] = {"parent_peers": sorted(parent_peers), "children": []}
