@@ -33,7 +33,7 @@ LOCAL_SUBCHANNEL_POOL = "grpc.use_local_subchannel_pool"
 CHANNEL_ID = "grpc_pool.channel_id"
 
 _channel_ids = itertools.count(1)
-_POLLER_EXIT_TIMEOUT = 1.0
+_POLLER_EXIT_TIMEOUT = 5.0
 # Entries per cache of multi-callables or stubs: code that builds one per call
 # (a lambda stub factory, GAPIC's per-RPC intercept_channel) must not grow memory.
 CACHE_LIMIT = 256
@@ -151,7 +151,7 @@ class PooledChannel(grpc.Channel):
     def _build(self, key: MethodKey) -> Any:
         kind, method, serializer, deserializer, registered = key
         gate = self._gate
-        with gate._build_lock:  # never overlaps _shutdown: no build on a closed channel
+        with gate._build_lock:  # never overlaps _refuse: no build on a closed channel
             if gate.closed:
                 raise gate.refused()
             factory = getattr(self._rpc, kind)
@@ -175,7 +175,7 @@ class PooledChannel(grpc.Channel):
 
     def _close(self) -> None:
         """Does nothing: some libraries call ``_close()`` on the channels they were
-        given (grpc-requests does); the pool's own close is ``_shutdown``."""
+        given (grpc-requests does); the pool's own close is ``_refuse`` then ``_close_grpc``."""
         self.close()
 
     def __enter__(self) -> PooledChannel:
@@ -206,13 +206,10 @@ class PooledChannel(grpc.Channel):
         counter = self._counter
         return counter.in_flight if counter is not None else self._picks
 
-    def _shutdown(self, pool_closed: bool = False) -> None:
-        """The pool's close: refuse new RPCs and builds, then close the grpc channel.
-
-        grpcio's close() clears subscriptions but not a pending try_to_connect;
-        its poller thread would then call into the closed channel and raise
-        ValueError on gRPC's thread. Let the poller end first.
-        """
+    def _refuse(self, pool_closed: bool = False) -> None:
+        """The pool's close, first half (the writer's, no grpcio call): from now on
+        every new RPC and multi-callable build raises a pool error. A build under
+        way finishes first (it holds the build lock), so none reaches a closed channel."""
         if pool_closed:
             error: GrpcPoolError = PoolClosed(f"channel {self.channel_id}: the pool is closed")
         else:
@@ -220,15 +217,32 @@ class PooledChannel(grpc.Channel):
                 f"channel {self.channel_id} was retired and closed by the pool; "
                 "pick a channel again (get_channel()) or use pool.channel"
             )
-        self._wait_for_poller(time.monotonic() + _POLLER_EXIT_TIMEOUT)
         gate = self._gate
         with gate._build_lock:
             gate._close(error)
-            self._raw.close()
+
+    def _close_grpc(self) -> None:
+        """The pool's close, second half (the reaper's): close the grpc channel, which
+        cancels what still runs on it. Call once its poller has ended (see below)."""
+        self._raw.close()
+
+    def _shutdown(self, pool_closed: bool = False) -> None:
+        """Both halves on the calling thread, waiting for grpcio's poller (bounded).
+
+        grpcio's close() clears subscriptions but not a pending try_to_connect;
+        its poller thread would then call into the closed channel and raise
+        ValueError on gRPC's thread. Let the poller end first.
+        """
+        self._refuse(pool_closed)
+        self._wait_for_poller(time.monotonic() + _POLLER_EXIT_TIMEOUT)
+        self._close_grpc()
 
     def _poller_running(self) -> bool:
         """Whether grpcio's connectivity poller thread of this channel is still alive."""
-        return bool(getattr(_connectivity_state(self._raw), "polling", False))
+        polling = getattr(_connectivity_state(self._raw), "polling", None)
+        if polling is None:
+            _warn_no_poller_flag()
+        return bool(polling)
 
     def _wait_for_poller(self, deadline: float) -> bool:
         """Wait until grpcio's connectivity poller thread of this channel has ended.
@@ -245,6 +259,23 @@ class PooledChannel(grpc.Channel):
     def __repr__(self) -> str:
         target = redact_target(self.target)
         return f"<PooledChannel {self.channel_id} target={target!r} slot={self.slot}>"
+
+
+_warned_no_poller_flag = False
+
+
+def _warn_no_poller_flag() -> None:
+    """Once per process: this grpcio has no ``_connectivity_state.polling`` (a private
+    attribute, checked by tests/test_compat.py on every grpcio CI runs)."""
+    global _warned_no_poller_flag
+    if not _warned_no_poller_flag:
+        _warned_no_poller_flag = True
+        logger.warning(
+            "grpcio %s: channel._connectivity_state.polling not found; grpc_pool cannot "
+            "tell when grpcio's connectivity poller ends, so closing a channel or forking "
+            "may race it (ValueError on gRPC's thread, or a crashed child)",
+            getattr(grpc, "__version__", "?"),
+        )
 
 
 def _connectivity_state(channel: object) -> object:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._channel import PooledChannel
+from ._state import SlotStatus
 
 __all__ = [
     "Call",
@@ -19,12 +20,14 @@ __all__ = [
     "HealthResult",
     "Lost",
     "Pause",
+    "Progress",
     "RefreshDone",
     "RefreshRequest",
     "Register",
     "Reply",
     "Resize",
-    "SlotState",
+    "Resume",
+    "SetPick",
     "Wake",
 ]
 
@@ -72,12 +75,12 @@ class Lost:
 
 
 @dataclass(frozen=True, slots=True)
-class SlotState:
-    """A worker's progress: "connecting", "reconnecting" or "backoff" (after a failure)."""
+class Progress:
+    """A worker's progress: CONNECTING, RECONNECTING or BACKOFF (after a failure)."""
 
     worker: object
     slot: int
-    state: str
+    state: SlotStatus
     error: str | None = None
     delay: float | None = None
 
@@ -118,10 +121,25 @@ class RefreshDone:
 
 @dataclass(frozen=True, slots=True)
 class Pause:
-    """Before fork: park the writer outside gRPC until ``resume`` is set."""
+    """Before fork: park the workers, the reaper and the resolver (the writer itself
+    never waits). The writer sets ``dispatched`` once it has asked them, with the
+    waits (each ``wait(deadline) -> parked in time``) in ``waits``; the forking
+    thread runs those."""
 
-    paused: threading.Event
-    resume: threading.Event
+    dispatched: threading.Event
+    waits: list[Callable[[float], bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """After fork, in the parent: everything paused goes on."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetPick:
+    """Listeners changed: readers' picker samples GetChannelEvents or not."""
+
+    reply: Reply
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,9 +39,9 @@ class PoolMultiCallable:
 
     def _pick(self, timeout: float | None, wait_for_ready: bool | None) -> tuple[Any, float | None]:
         """The picked channel's multi-callable, and the timeout left to pass on."""
-        fast = self._pool._fast  # the picker bound to the published snapshot
-        if fast is not None:
-            return fast()._callable(self._key), timeout
+        pick = self._pool._state.pick  # bound to the published channels
+        if pick is not None:
+            return pick()._callable(self._key), timeout
         channel, timeout = _wait_channel(self._pool, timeout, wait_for_ready)
         return channel._callable(self._key), timeout
 

@@ -9,15 +9,13 @@ import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import fields
-from functools import partial
-from itertools import count
 from typing import Any, TypeVar
 
 import grpc
 
 from . import _fork
 from ._channel import PooledChannel, bounded_put
-from ._commands import Call, Close, Pause, Reply, Resize
+from ._commands import Call, Close, Pause, Reply, Resize, Resume, SetPick
 from ._config import MAX_SIZE, PoolConfig, check_count, check_seconds
 from ._errors import (
     InvalidConfig,
@@ -27,13 +25,14 @@ from ._errors import (
     ScalingInProgress,
     WouldEmptyPool,
 )
-from ._events import Dispatcher, GetChannelEvent, Listener
+from ._events import Dispatcher, Listener
 from ._poolchannel import PoolChannel
 from ._redact import redact_target
 from ._resolve import dial_target
+from ._state import EMPTY, PoolState, SlotStatus, SlotView
 from ._stats import BackendStats, PoolStats, PoolStatus, SlotStats, backend_stats, pool_state
-from ._strategy import RoundRobin, resolve_strategy
-from ._writer import SlotView, Writer
+from ._strategy import resolve_strategy
+from ._writer import Writer
 
 __all__ = ["Pool"]
 
@@ -61,41 +60,24 @@ class Pool:
 
     __slots__ = (
         "__weakref__",
-        "_addresses",
         "_closed",
         "_config",
         "_credentials",
-        "_cycle",
         "_events",
-        "_expected",
-        "_fast",
         "_finalizer",
-        "_fork_resume_event",
         "_forked",
         "_orphans",
-        "_pick",
-        "_plain_pick",
         "_pool_channel",
-        "_publish_lock",
         "_ready",
-        "_retired",
         "_revive_lock",
         "_scaling",
-        "_snapshot",
-        "_totals",
-        "_views",
+        "_state",
+        "_strategy",
         "_writer",
         "name",
     )
 
-    _snapshot: tuple[PooledChannel, ...]
-    _fast: Callable[[], PooledChannel] | None
-    _pick: Callable[[Sequence[PooledChannel]], PooledChannel] | None
-    _expected: int
-    _views: tuple[SlotView, ...]
-    _retired: tuple[PooledChannel, ...]
-    _totals: tuple[int, ...]
-    _addresses: tuple[str, ...]
+    _state: PoolState  # published by the writer: everything readers see, one swap
 
     def __init__(self, target: str | Sequence[str], **options: Any) -> None:
         unknown = sorted(set(options) - _OPTION_NAMES)
@@ -122,20 +104,8 @@ class Pool:
             self._credentials = config.credentials or grpc.ssl_channel_credentials()
         self._forked = False
         self._orphans: tuple[object, ...] = ()
-        strategy = resolve_strategy(config.strategy)
-        self._plain_pick: Callable[[Sequence[PooledChannel]], PooledChannel] = strategy.pick
-        # Round robin (the default) while nothing samples: get_channel calls an
-        # itertools.cycle over the snapshot, in C (no Python frame beyond its own).
-        self._cycle = isinstance(strategy, RoundRobin)
-        self._pick = None if self._cycle else self._plain_pick
-        self._publish_lock = threading.Lock()
-        self._snapshot = ()
-        self._fast = None
-        self._expected = 0
-        self._views = ()
-        self._retired = ()
-        self._totals = (0, 0, 0, 0)
-        self._addresses = ()
+        self._strategy = resolve_strategy(config.strategy)
+        self._state = EMPTY
         self._closed = False
         self._pool_channel = PoolChannel(self)
         self._launch(config.size, config.listeners)
@@ -149,10 +119,16 @@ class Pool:
         for listener in listeners:
             self._events.add(listener)
         self._writer = Writer(
-            self, self._config, self._credentials, self.name, self._ready, self._events
+            self,
+            self._config,
+            self._credentials,
+            self.name,
+            self._ready,
+            self._events,
+            self._strategy,
         )
         self._finalizer = weakref.finalize(self, _abandon, self._writer.queue, self._events)
-        self._update_pick()
+        self._writer._set_pick()  # its thread does not run yet: the listeners given
         try:
             self._writer.start(size)  # on failure it has stopped and joined its threads
         except BaseException:
@@ -173,34 +149,32 @@ class Pool:
                 busy,
                 self._config.fork_drain_timeout,
             )
-        command = Pause(threading.Event(), threading.Event())
-        self._fork_resume_event = command.resume
+        command = Pause(threading.Event(), [])
         self._writer.queue.put(command)
 
         def wait(deadline: float) -> bool:
-            return command.paused.wait(max(0.0, deadline - time.monotonic()))
+            """On the forking thread: the writer only asks; the waiting is done here."""
+            if not command.dispatched.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            return all([parked(deadline) for parked in command.waits])
 
         return wait
 
     def _in_flight(self) -> int:
         """RPCs in flight on the published and retiring channels (counted ones)."""
-        return sum(c.in_flight or 0 for c in (*self._snapshot, *self._retired))
+        state = self._state
+        return sum(c.in_flight or 0 for c in (*state.channels, *state.retired))
 
     def _fork_resume(self) -> None:
-        event = getattr(self, "_fork_resume_event", None)
-        if event is not None:
-            event.set()
+        if not self._closed and not self._forked:
+            self._writer.queue.put(Resume())
 
     def _fork_child(self) -> None:
         """In the child: inherited channels are unusable and never touched again
         (closing them could write on sockets the parent still uses); rebuild on first use."""
-        self._orphans = (self._snapshot, self._retired, self._views, self._writer)
+        self._orphans = (self._state, self._writer)
         self._forked = True
-        self._publish_lock = threading.Lock()
-        self._snapshot = ()
-        self._fast = None
-        self._retired = ()
-        self._views = ()
+        self._state = PoolState(expected=self._state.expected)  # no channel, same size
         self._finalizer.detach()
         self._revive_lock = threading.Lock()
         self._ready = threading.Condition()
@@ -213,7 +187,8 @@ class Pool:
                 return
             listeners = [d.listener for d in self._events.deliveries]
             self._forked = False
-            self._launch(max(1, self._expected), listeners)
+            inherited: PoolState = self._orphans[0]  # type: ignore[assignment]
+            self._launch(max(1, inherited.expected), listeners)
 
     # -- readers -------------------------------------------------------------------
     # key is positional-or-keyword on purpose: CPython 3.11+ does not specialize calls
@@ -229,10 +204,15 @@ class Pool:
             key's slot is not ready, another ready channel is used meanwhile.
         Raises ``PoolClosed`` after ``close()``.
         """
-        fast = self._fast  # the picker bound to the current snapshot; None when empty
-        if fast is not None and timeout is None and key is None:
-            return fast()
+        pick = self._state.pick  # bound to the published channels; None when there are none
+        if pick is not None and timeout is None and key is None:
+            return pick()
         return self._get_slow(timeout, key)
+
+    @property
+    def _snapshot(self) -> tuple[PooledChannel, ...]:
+        """The channels in rotation now (for tests and tools)."""
+        return self._state.channels
 
     @property
     def channel(self) -> PoolChannel:
@@ -281,56 +261,24 @@ class Pool:
         if self._forked:
             self._revive()
         self._events.add(listener)
-        self._update_pick()
+        self._change_pick()
 
     def remove_listener(self, listener: Listener) -> None:
         """Stop calling ``listener``; events already queued for it are delivered first."""
         self._events.remove(listener)
-        self._update_pick()
+        self._change_pick()
 
-    def _update_pick(self) -> None:
-        """The sampling picker only while someone listens: get_channel pays nothing otherwise."""
-        rate = self._config.telemetry_sample_rate
-        if not rate or not self._events.deliveries:
-            self._set_pick(None if self._cycle else self._plain_pick)
+    def _change_pick(self) -> None:
+        """Readers' picker samples GetChannelEvents only while someone listens (and
+        ``telemetry_sample_rate`` asks for it): the writer republishes it."""
+        if not self._config.telemetry_sample_rate or self._closed or self._forked:
             return
-        plain, emit, name, counter = self._plain_pick, self._events.emit, self.name, count()
-
-        def sampled(channels: Sequence[PooledChannel]) -> PooledChannel:
-            channel = plain(channels)
-            if next(counter) % rate == 0:
-                event = GetChannelEvent(
-                    pool=name, at=time.monotonic(), available=len(channels), slot=channel.slot
-                )
-                emit(event)
-            return channel
-
-        self._set_pick(sampled)
-
-    def _set_pick(self, pick: Callable[[Sequence[PooledChannel]], PooledChannel] | None) -> None:
-        with self._publish_lock:
-            self._pick = pick
-            self._fast = self._fast_picker(self._snapshot)
-
-    def _publish_snapshot(self, channels: tuple[PooledChannel, ...]) -> None:
-        """The writer's publish: the snapshot and the fast picker bound to it.
-
-        The lock only orders this against a listener change (``_set_pick``), so
-        that ``_fast`` never stays bound to an older snapshot; readers take none.
-        """
-        with self._publish_lock:
-            self._snapshot = channels
-            self._fast = self._fast_picker(channels)
-
-    def _fast_picker(
-        self, channels: tuple[PooledChannel, ...]
-    ) -> Callable[[], PooledChannel] | None:
-        if not channels:
-            return None  # get_channel takes the slow path: wait, raise, or revive
-        if self._pick is None:
-            # next() on a cycle over a tuple is one C call, atomic under the GIL.
-            return itertools.cycle(channels).__next__
-        return partial(self._pick, channels)
+        if threading.current_thread() is self._writer.thread:
+            self._writer._set_pick()  # from a command running on the writer itself
+            return
+        reply = Reply()
+        self._writer.queue.put(SetPick(reply))
+        self._await(reply)
 
     def _get_slow(self, timeout: float | None, key: Hashable = None) -> PooledChannel:
         if timeout is not None:
@@ -344,25 +292,25 @@ class Pool:
                 ) from None
         if self._forked:
             self._revive()
-        channels = self._snapshot or self._wait_for(1, timeout)
-        if not channels:
+        state = self._state if self._state.channels else self._wait_for(1, timeout)
+        if state is None:
             error = self._not_available(timeout)
             if timeout:
                 logger.warning("%s", error)
             raise error
         if key is None:
-            return (self._pick or self._plain_pick)(channels)
+            return _pick(state)
         # Rendezvous: the highest hash of (key, slot) among the ready channels.
-        return max(channels, key=lambda channel: hash((key, channel.slot)))
+        return max(state.channels, key=lambda channel: hash((key, channel.slot)))
 
-    def _wait_for(self, count: int, timeout: float | None) -> tuple[PooledChannel, ...] | None:
-        """The snapshot once it holds ``count`` channels; None when the wait ran out."""
+    def _wait_for(self, count: int, timeout: float | None) -> PoolState | None:
+        """The state once it holds ``count`` channels; None when the wait ran out."""
         deadline = time.monotonic() + (timeout or 0.0)
         with self._ready:  # the writer notifies after every publish: no polling
             while True:
-                channels = self._snapshot
-                if len(channels) >= count:
-                    return channels
+                state = self._state
+                if len(state.channels) >= count:
+                    return state
                 if self._closed:
                     raise PoolClosed("pool is closed", self)
                 remaining = deadline - time.monotonic()
@@ -381,8 +329,8 @@ class Pool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._ready:  # the writer notifies after every publish: no polling
             while True:
-                channels = self._snapshot
-                if channels:
+                state = self._state
+                if state.channels:
                     break
                 if self._closed:
                     raise PoolClosed("pool is closed", self)
@@ -395,17 +343,17 @@ class Pool:
                 if remaining <= 0:
                     return None
                 self._ready.wait(min(remaining, _WAIT_TICK))
-        return (self._pick or self._plain_pick)(channels)
+        return _pick(state)
 
     def _failed(self) -> bool:
         """Whether a slot has failed to connect or lost its connection (not starting)."""
         return any(
-            view.connect_failures or view.last_error or view.state == "unhealthy"
-            for view in self._views
+            view.connect_failures or view.last_error or view.state is SlotStatus.UNHEALTHY
+            for view in self._state.views
         )
 
     def _not_available(self, timeout: float | None) -> NoChannelAvailable:
-        views = self._views
+        views = self._state.views
         errors = sorted({v.last_error for v in views if v.last_error})
         detail = f"; last errors: {'; '.join(errors)}" if errors else ""
         waited = f" after waiting {timeout:g}s" if timeout else ""
@@ -421,9 +369,10 @@ class Pool:
         check_count("min_ready", min_ready, MAX_SIZE)
         if self._forked:
             self._revive()
-        if min_ready > self._expected and not self._closed:
+        expected = self._state.expected
+        if min_ready > expected and not self._closed:
             raise InvalidConfig(
-                f"min_ready={min_ready!r} is not allowed: expected 1..{self._expected} "
+                f"min_ready={min_ready!r} is not allowed: expected 1..{expected} "
                 "(the pool's expected size)",
                 self,
             )
@@ -437,35 +386,33 @@ class Pool:
 
     def status(self) -> PoolStatus:
         """Expected size, ready channels and "healthy" | "degraded" | "down"."""
-        expected, current = self._expected, len(self._snapshot)
-        return PoolStatus(expected, current, pool_state(expected, current))
+        return _status(self._state)
 
     def stats(self) -> PoolStats:
         """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
-        channels = self._snapshot
-        index = {id(c): i for i, c in enumerate(channels)}
-        target_of, views = self._config.target_of, self._views
+        state = self._state  # one read: every figure below is of the same moment
+        index = {id(c): i for i, c in enumerate(state.channels)}
+        target_of, views = self._config.target_of, state.views
         slots = tuple(_slot_stats(v, redact_target(target_of(v.slot)), index) for v in views)
-        connects, disconnects, failures, rpcs_closed = self._totals
-        retired = self._retired
+        totals, retired = state.totals, state.retired
         tracked = self._config.track_in_flight
         open_channels = (*(s.channel for s in views if s.channel is not None), *retired)
         return PoolStats(
             name=self.name,
             target=self._config.target_label,
-            status=self.status(),
+            status=_status(state),
             slots=slots,
-            connects=connects,
+            connects=totals.connects,
             reconnects=sum(s.reconnects for s in slots),
-            disconnects=disconnects,
-            connect_failures=failures,
+            disconnects=totals.disconnects,
+            connect_failures=totals.connect_failures,
             retiring=len(retired),
             in_flight=sum(c.in_flight or 0 for c in open_channels) if tracked else None,
-            rpcs_total=rpcs_closed + sum(c.rpcs_total or 0 for c in open_channels)
+            rpcs_total=totals.rpcs_closed + sum(c.rpcs_total or 0 for c in open_channels)
             if tracked
             else None,
             events_dropped=self._events.dropped,
-            backends=_backends(self._addresses, views),
+            backends=_backends(state.addresses, views),
         )
 
     @property
@@ -590,6 +537,18 @@ class Pool:
         )
 
 
+def _status(state: PoolState) -> PoolStatus:
+    expected, current = state.expected, len(state.channels)
+    return PoolStatus(expected, current, pool_state(expected, current))
+
+
+def _pick(state: PoolState) -> PooledChannel:
+    """A channel of ``state`` (which has some) through its bound picker."""
+    pick = state.pick
+    assert pick is not None  # bound whenever there are channels
+    return pick()
+
+
 def _slot_stats(view: SlotView, target: str, index: dict[int, int]) -> SlotStats:
     channel = view.channel
     since = view.connected_since
@@ -598,7 +557,7 @@ def _slot_stats(view: SlotView, target: str, index: dict[int, int]) -> SlotStats
         slot=view.slot,
         target=target,
         index=index.get(id(channel)) if channel is not None else None,
-        state=view.state,  # type: ignore[arg-type]
+        state=view.state.value,
         channel_id=channel.channel_id if channel is not None else None,
         connected_since=view.connected_since,
         connects=view.connects,
@@ -625,7 +584,7 @@ def _backends(addresses: tuple[str, ...], views: tuple[SlotView, ...]) -> tuple[
 
     def ready_at(view: SlotView) -> str | None:
         channel = view.channel
-        if view.state != "ready" or channel is None:
+        if view.state is not SlotStatus.READY or channel is None:
             return None
         return dials.get(channel.target)
 

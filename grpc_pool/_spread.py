@@ -216,4 +216,4 @@ class Spreader:
         views = self._writer._views
         views[worker.slot] = replace(views[worker.slot], address=address)
         worker.move(address)
-        self._writer._publish_views()
+        self._writer._publish()

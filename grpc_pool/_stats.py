@@ -9,7 +9,7 @@ from typing import Literal
 __all__ = ["BackendStats", "PoolStats", "PoolStatus", "SlotStats", "backend_stats", "pool_state"]
 
 PoolState = Literal["healthy", "degraded", "down"]
-SlotState = Literal["connecting", "ready", "unhealthy", "reconnecting", "backoff", "stopped"]
+SlotState = Literal["connecting", "ready", "unhealthy", "reconnecting", "backoff"]
 
 
 def pool_state(expected: int, current: int) -> PoolState:
@@ -39,7 +39,7 @@ class SlotStats:
     index: position in the rotation when ready, else None.
     state: "connecting", "ready", "unhealthy" (connected, health check not
         SERVING: out of rotation, checked again), "reconnecting" (lost, asking again),
-        "backoff" (waiting before the next attempt) or "stopped".
+        or "backoff" (waiting before the next attempt).
     connected_since: ``time.monotonic()`` when the current channel became ready
         (for durations in code; people read ``connected_for`` or ``connected_at``).
     connects: how many times this slot became ready; reconnects = connects - 1.

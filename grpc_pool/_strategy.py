@@ -5,15 +5,17 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ._errors import StrategyError
+from ._events import GetChannelEvent
 
 if TYPE_CHECKING:
     from ._channel import PooledChannel
 
-__all__ = ["PowerOfTwo", "Random", "RoundRobin", "Strategy", "resolve_strategy"]
+__all__ = ["PowerOfTwo", "Random", "RoundRobin", "Strategy", "reader_pick", "resolve_strategy"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +115,33 @@ def resolve_strategy(strategy: str | Strategy) -> Strategy:
         return PowerOfTwo()
     assert not isinstance(strategy, str)  # names were checked by PoolConfig
     return _Guarded(strategy)
+
+
+def reader_pick(
+    strategy: Strategy,
+    sample_rate: int,
+    emit: Callable[[GetChannelEvent], None] | None,
+    pool_name: str,
+) -> Callable[[Sequence[PooledChannel]], PooledChannel] | None:
+    """What ``get_channel`` calls over the published channels; None for round robin
+    while nothing samples (``bind_picker`` then cycles in C). With a listener and
+    ``telemetry_sample_rate`` N, about one pick in N also emits a GetChannelEvent."""
+    plain = strategy.pick
+    if not sample_rate or emit is None:
+        return None if isinstance(strategy, RoundRobin) else plain
+    counter = itertools.count()
+
+    def sampled(channels: Sequence[PooledChannel]) -> PooledChannel:
+        channel = plain(channels)
+        if next(counter) % sample_rate == 0:
+            emit(
+                GetChannelEvent(
+                    pool=pool_name,
+                    at=time.monotonic(),
+                    available=len(channels),
+                    slot=channel.slot,
+                )
+            )
+        return channel
+
+    return sampled

@@ -14,9 +14,10 @@ import grpc
 
 from ._backoff import Backoff
 from ._channel import PooledChannel, build_channel
-from ._commands import HealthResult, Lost, RefreshDone, RefreshRequest, Register, SlotState
+from ._commands import HealthResult, Lost, Progress, RefreshDone, RefreshRequest, Register
 from ._config import PoolConfig
 from ._health import HealthCheck, HealthStatus
+from ._state import SlotStatus
 
 __all__ = ["Worker"]
 
@@ -111,8 +112,12 @@ class Worker:
         pool_name: str,
         post: Callable[[object], None],
         dial: Callable[[str | None], PoolConfig] | None = None,
+        close: Callable[[PooledChannel], None] | None = None,
     ) -> None:
         self.slot = slot
+        # Closes a channel this worker never published (the pool's reaper: no
+        # wait on grpcio's poller here); None closes it on this thread.
+        self._close = close
         # Spreading (see _spread.py): the config of the assigned address; the slot
         # waits for its first address before connecting. None: the pool's target.
         self._dial = dial
@@ -190,7 +195,7 @@ class Worker:
         logger.debug("pool %s slot %d: worker stopped", self._pool_name, self.slot)
 
     def _one_connection(self) -> None:
-        self._post(SlotState(self, self.slot, "connecting"))
+        self._post(Progress(self, self.slot, SlotStatus.CONNECTING))
         while not self._placed and not self._stopped:
             self._next_state("", None)  # until the writer sends the first address
         connected = self._connect()
@@ -250,10 +255,18 @@ class Worker:
         finally:
             if error is not None:
                 self._unsubscribe(channel, callback)
-                channel._shutdown()  # never published: no caller can hold it
+                self._discard(channel)
         if error is not None:
             return error
         return channel, callback, time.monotonic() - started, serving
+
+    def _discard(self, channel: PooledChannel) -> None:
+        """Close a channel never published (no caller can hold it)."""
+        if self._close is None:
+            channel._shutdown()
+        else:
+            channel._refuse()
+            self._close(channel)
 
     def _replace(
         self, old: PooledChannel, old_callback: Callable[[Any], None]
@@ -434,7 +447,7 @@ class Worker:
                 why = "connection closed (GOAWAY, reset or idle timeout)"
                 if state is not _IDLE:
                     why = f"connection went {state}"
-                self._post(SlotState(self, self.slot, "reconnecting", error=why))
+                self._post(Progress(self, self.slot, SlotStatus.RECONNECTING, error=why))
             if state is _IDLE:
                 _kick(channel)  # judge by what follows: READY keeps it, a failure loses it
 
@@ -473,7 +486,7 @@ class Worker:
     def _fail(self, error: str) -> None:
         delay = self._backoff.next_delay()
         self._failures += 1
-        self._post(SlotState(self, self.slot, "backoff", error=error, delay=delay))
+        self._post(Progress(self, self.slot, SlotStatus.BACKOFF, error=error, delay=delay))
         # The first failure in a row is news; the repeats of an outage are noise.
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
         self._log(level, "cannot connect (%s); retrying in %.2fs", error, delay)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +20,14 @@ from ._commands import (
     HealthResult,
     Lost,
     Pause,
+    Progress,
     RefreshDone,
     RefreshRequest,
     Register,
     Reply,
     Resize,
-    SlotState,
+    Resume,
+    SetPick,
     Wake,
 )
 from ._config import PoolConfig
@@ -44,51 +46,31 @@ from ._events import (
     StatusEvent,
     StreamLimitEvent,
 )
+from ._policy import autoscale, victims
+from ._reaper import Reaper
 from ._redact import redact_text, secrets_of
 from ._resolve import Resolved
 from ._slots import SlotTable
 from ._spread import Spreader
+from ._state import PoolState, SlotStatus, SlotView, Totals, bind_picker
 from ._stats import pool_state
+from ._strategy import Strategy, reader_pick
 from ._worker import Worker
 
 if TYPE_CHECKING:
     from ._pool import Pool
 
-__all__ = ["SlotView", "Writer"]
+__all__ = ["Writer"]
 
 logger = logging.getLogger(__name__)
 
 # Bound on joining worker threads when the pool closes; they only wait on queues.
 _JOIN_TIMEOUT = 5.0
-# A paused writer resumes by itself after this long (a fork handler that never returned).
+# A paused pool resumes by itself after this long (a fork handler that never returned).
 _PAUSE_LIMIT = 30.0
-# How long the writer waits for its workers to park.
-_PAUSE_WAIT = 3.0
-# A due channel whose gRPC poller still runs is looked at again this often, and
-# closed regardless after _POLLER_GRACE (see PooledChannel._close).
-_POLLER_RECHECK = 0.05
-_POLLER_GRACE = 1.0
 # Longest single wait of the writer: timers further off are looked at again then
 # (a wait beyond threading.TIMEOUT_MAX would raise OverflowError).
 _MAX_WAIT = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class SlotView:
-    """What the writer knows of a slot, published for ``Pool.stats()``."""
-
-    slot: int
-    state: str = "connecting"
-    channel: PooledChannel | None = None
-    connected_since: float | None = None
-    connects: int = 0
-    failures: int = 0
-    last_error: str | None = None
-    disconnects: int = 0
-    connect_failures: int = 0
-    retry_delay: float | None = None
-    health: str | None = None
-    address: str | None = None  # spreading: the backend it connects to (_spread.py)
 
 
 @dataclass(slots=True)
@@ -96,16 +78,15 @@ class _Retiring:
     channel: PooledChannel
     deadline: float
     early: bool  # close as soon as no RPC is in flight (pool closing)
-    close_by: float | None = None  # due, but gRPC's poller still ran: close by then anyway
 
 
 class Writer:
-    """Consumes commands from ``queue`` and publishes, by reference swap on the pool:
-
-    ``_snapshot`` (tuple of ready channels, contiguous, with the ``_fast`` picker
-    bound to it), ``_expected`` (slots configured) and ``_views`` (tuple of
-    SlotView). Holds the pool weakly so an abandoned pool can be collected (its
-    finalizer then closes this writer).
+    """Consumes commands from ``queue`` and publishes one frozen ``PoolState`` by one
+    reference swap (``pool._state``): the channels in rotation with the picker bound
+    to them, the expected size, the slot views, the retired channels and the
+    totals. It never waits on grpcio: channels are closed by the reaper thread.
+    Holds the pool weakly so an abandoned pool can be collected (its finalizer
+    then closes this writer).
     """
 
     def __init__(
@@ -116,6 +97,7 @@ class Writer:
         name: str,
         ready: threading.Condition,
         events: Dispatcher,
+        strategy: Strategy,
     ) -> None:
         self.queue: queue.Queue[object] = queue.Queue()
         self._pool_ref = weakref.ref(pool)
@@ -131,9 +113,14 @@ class Writer:
         self._views: dict[int, SlotView] = {}
         self._stopping: list[Worker] = []
         self._retiring: list[_Retiring] = []
-        # Pool-lifetime totals (monotonic, for counters): connects, disconnects,
-        # failed attempts, RPCs of channels already closed.
-        self._totals = [0, 0, 0, 0]
+        self._totals = Totals()
+        self._strategy = strategy
+        self._pick = reader_pick(strategy, 0, None, name)  # SetPick: sampled with listeners
+        self._state = PoolState()  # the last one published
+        self._bound = self._pick  # the pick its picker was bound with
+        self._reaper = Reaper(name)
+        self._paused_until: float | None = None  # set between a fork's Pause and Resume
+        self._deferred: list[Worker] = []  # started on Resume (no new thread in gRPC at fork)
         self._closing: Close | None = None
         self._refresh_holder: Worker | None = None
         self._refresh_queue: list[Worker] = []
@@ -151,6 +138,7 @@ class Writer:
         if self._events.deliveries:
             self._emit(PoolStartedEvent, size=size, target=self._config.target_label)
         try:
+            self._reaper.start()
             self._spread.start()
             self._resize(size)
             self._publish()
@@ -159,6 +147,7 @@ class Writer:
             for slot in list(self._workers):
                 self._stop_worker(slot)
             self._spread.stop()
+            self._reaper.stop()
             stopped = len(self._stopping)
             self._finish_close(None)  # joins them (bounded), closes channels they posted
             logger.error(
@@ -186,6 +175,8 @@ class Writer:
                 self._reap()
                 self._report_status()
                 self._autoscale()
+                if self._paused_until is not None and time.monotonic() >= self._paused_until:
+                    self._resume()  # the fork's Resume never came
             except Exception:  # the writer must survive anything
                 logger.exception("pool %s: writer failed on %r; going on", self._name, command)
             if self._closing is not None and not self._retiring:
@@ -206,6 +197,8 @@ class Writer:
             deadlines.append(self._next_status)
         if self._config.autoscale and self._closing is None:
             deadlines.append(self._next_autoscale)
+        if self._paused_until is not None:
+            deadlines.append(self._paused_until)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -226,10 +219,8 @@ class Writer:
         )
 
     def _autoscale(self) -> None:
-        """Size the pool from the peak RPCs in flight since the last check (gax-java's
-        ChannelPool rule): between ceil(peak / max_rpcs) and ceil(peak / min_rpcs)
-        channels nothing changes (the hysteresis band), outside it the size moves
-        toward the band by at most max_resize_delta."""
+        """Size the pool from the peak RPCs in flight since the last check
+        (the rule: ``_policy.autoscale``)."""
         config = self._config
         now = time.monotonic()
         if not config.autoscale or now < self._next_autoscale or self._closing is not None:
@@ -238,15 +229,22 @@ class Writer:
         channels = (*self._table.snapshot(), *(r.channel for r in self._retiring))
         # Per-channel peaks summed, as gax-java does: an upper bound of the pool's peak.
         peak = sum(c._counter.take_peak() for c in channels if c._counter is not None)
-        low, high = config.min_size, config.max_size or config.size
-        min_channels = min(high, max(low, math.ceil(peak / config.max_rpcs_per_channel)))
-        max_channels = min(high, max(low, math.ceil(peak / config.min_rpcs_per_channel)))
+        high = config.max_size or config.size
         size = len(self._workers)
-        target = size
-        if size < min_channels:
-            target = min(size + config.max_resize_delta, min_channels)
-        elif size > max_channels:
-            target = max(size - config.max_resize_delta, max_channels)
+        decision = autoscale(
+            size,
+            peak,
+            config.min_size,
+            high,
+            config.min_rpcs_per_channel,
+            config.max_rpcs_per_channel,
+            config.max_resize_delta,
+        )
+        target, min_channels, max_channels = (
+            decision.target,
+            decision.min_channels,
+            decision.max_channels,
+        )
         if target != size:
             self._resize(target)
             logger.info(
@@ -279,7 +277,7 @@ class Writer:
 
     def _handle(self, command: object) -> None:
         if isinstance(
-            command, (Register, Lost, SlotState, HealthResult, RefreshRequest, RefreshDone)
+            command, (Register, Lost, Progress, HealthResult, RefreshRequest, RefreshDone)
         ):
             if self._workers.get(command.slot) is not command.worker:
                 if isinstance(command, Register):  # stopped or replaced meanwhile
@@ -299,7 +297,7 @@ class Writer:
                     self._refresh_holder = None
                     self._grant_refresh()
             else:
-                self._slot_state(command)
+                self._progress(command)
         elif isinstance(command, Resize):
             self._reply(command.reply, lambda: self._scale(command))
         elif isinstance(command, Call):
@@ -308,6 +306,10 @@ class Writer:
             self._close(command)
         elif isinstance(command, Pause):
             self._pause(command)
+        elif isinstance(command, Resume):
+            self._resume()
+        elif isinstance(command, SetPick):
+            self._reply(command.reply, self._set_pick)
         elif isinstance(command, Resolved):
             if self._closing is None:
                 self._spread.resolved(command)
@@ -334,7 +336,7 @@ class Writer:
             self._table.unregister(slot)
         if old is not None and old is not channel:
             self._retire(old)
-        self._totals[0] += 1
+        self._totals = replace(self._totals, connects=self._totals.connects + 1)
         self._emit(
             ChannelConnectedEvent,
             slot=slot,
@@ -344,7 +346,7 @@ class Writer:
         )
         self._views[slot] = replace(
             view,
-            state="ready" if serving else "unhealthy",
+            state=SlotStatus.READY if serving else SlotStatus.UNHEALTHY,
             channel=channel,
             connected_since=time.monotonic(),
             connects=view.connects + 1,
@@ -371,7 +373,7 @@ class Writer:
         view = self._disconnected(slot, channel, reason)
         self._views[slot] = replace(
             view,
-            state="connecting",
+            state=SlotStatus.CONNECTING,
             channel=None,
             connected_since=None,
             last_error=reason,
@@ -385,10 +387,10 @@ class Writer:
     def _disconnected(self, slot: int, channel: PooledChannel, reason: str) -> SlotView:
         """Count and report a lost connection once: when a ready slot stops being ready."""
         view = self._views[slot]
-        if view.state not in ("ready", "unhealthy"):  # counted when it started reconnecting
+        if view.state not in (SlotStatus.READY, SlotStatus.UNHEALTHY):  # counted already
             return view
         since = view.connected_since
-        self._totals[1] += 1
+        self._totals = replace(self._totals, disconnects=self._totals.disconnects + 1)
         self._emit(
             ChannelDisconnectedEvent,
             slot=slot,
@@ -415,16 +417,15 @@ class Writer:
         not healthy and returns once healthy (no reconnect, no backoff)."""
         slot, channel, status = command.slot, command.channel, command.status
         view = replace(self._views[slot], health=status)
-        layout = False
         if view.channel is channel:
-            if command.healthy and view.state == "unhealthy":
+            if command.healthy and view.state is SlotStatus.UNHEALTHY:
                 self._table.register(slot, channel)
-                view, layout = replace(view, state="ready"), True
+                view = replace(view, state=SlotStatus.READY)
                 logger.info("pool %s slot %d: serving again (%s)", self._name, slot, status)
-            elif not command.healthy and command.answered and view.state == "ready":
+            elif not command.healthy and command.answered and view.state is SlotStatus.READY:
                 self._table.unregister(slot)
                 error = f"health check: {status}"
-                view, layout = replace(view, state="unhealthy", last_error=error), True
+                view = replace(view, state=SlotStatus.UNHEALTHY, last_error=error)
                 logger.info("pool %s slot %d: %s, out of rotation", self._name, slot, error)
         self._views[slot] = view
         if status == "UNIMPLEMENTED" and not self._told_no_health:
@@ -435,10 +436,7 @@ class Writer:
                 "pool %s: server has no grpc.health.v1.Health service; channels count as healthy",
                 self._name,
             )
-        if layout:
-            self._publish()
-        else:
-            self._publish_views()
+        self._publish()
         self._emit(
             HealthCheckEvent,
             slot=command.slot,
@@ -449,37 +447,56 @@ class Writer:
         )
 
     def _pause(self, command: Pause) -> None:
-        """Before fork: park every worker, let gRPC's pollers end, then park here."""
-        deadline = time.monotonic() + _PAUSE_WAIT
+        """Before fork: ask every thread of the pool that calls into gRPC (workers,
+        reaper, resolver) to park, and hand the forking thread the waits: this
+        thread only decides, and holds new workers back until ``Resume``."""
+        self._paused_until = time.monotonic() + _PAUSE_LIMIT
         workers = [*self._workers.values(), *self._stopping]
         for worker in workers:
             worker.pause()
-        quiet = all([worker.wait_paused(deadline) for worker in workers])
-        for entry in self._retiring:
-            quiet = entry.channel._wait_for_poller(deadline) and quiet
-        quiet = self._spread.pause(deadline) and quiet  # no getaddrinfo running at fork
-        if not quiet:
-            logger.warning("pool %s: a worker did not park before fork", self._name)
-        command.paused.set()
-        command.resume.wait(_PAUSE_LIMIT)
-        self._spread.resume()
-        for worker in workers:
-            worker.resume()
+        self._reaper.pause()
+        command.waits.extend(worker.wait_paused for worker in workers)
+        command.waits.append(self._reaper.wait_paused)
+        command.waits.extend(entry.channel._wait_for_poller for entry in self._retiring)
+        command.waits.append(self._spread.pause)  # no getaddrinfo running at fork
+        command.dispatched.set()
 
-    def _slot_state(self, command: SlotState) -> None:
+    def _resume(self) -> None:
+        if self._paused_until is None:
+            return
+        self._paused_until = None
+        self._spread.resume()
+        for worker in [*self._workers.values(), *self._stopping]:
+            worker.resume()
+        self._reaper.resume()
+        deferred, self._deferred = self._deferred, []
+        for worker in deferred:
+            if self._workers.get(worker.slot) is worker:
+                worker.start()
+
+    def _set_pick(self) -> None:
+        """Listeners changed: sample GetChannelEvents in readers' picks, or stop."""
+        events = self._events
+        emit = events.emit if events.deliveries else None
+        self._pick = reader_pick(
+            self._strategy, self._config.telemetry_sample_rate, emit, self._name
+        )
+        self._publish()
+
+    def _progress(self, command: Progress) -> None:
         view = self._views[command.slot]
-        if command.state == "backoff":
+        if command.state is SlotStatus.BACKOFF:
             error = redact_text(command.error or "unknown", self._secrets)
             delay = command.delay or 0.0
             view = replace(
                 view,
-                state="backoff",
+                state=SlotStatus.BACKOFF,
                 failures=view.failures + 1,
                 connect_failures=view.connect_failures + 1,
                 last_error=error,
                 retry_delay=delay,
             )
-            self._totals[2] += 1
+            self._totals = replace(self._totals, connect_failures=self._totals.connect_failures + 1)
             self._spread.poke()
             self._emit(
                 ConnectionFailedEvent, slot=command.slot, error=error, failures=view.failures
@@ -491,12 +508,12 @@ class Writer:
                 attempt=view.failures + 1,
                 reason=error,
             )
-        elif command.state == "reconnecting" and view.channel is not None:
+        elif command.state is SlotStatus.RECONNECTING and view.channel is not None:
             # The connection under a published channel closed; it stays in rotation
             # while it reconnects (RPCs on it wait or fail fast as gRPC decides).
             reason = redact_text(command.error or "closed", self._secrets)
             view = self._disconnected(command.slot, view.channel, reason)
-            view = replace(view, state="reconnecting")
+            view = replace(view, state=SlotStatus.RECONNECTING)
             # gRPC reconnects by itself, at once: one attempt, as after any disconnect.
             self._emit(
                 ReconnectScheduledEvent, slot=command.slot, delay=0.0, attempt=1, reason=reason
@@ -504,7 +521,7 @@ class Writer:
         else:
             view = replace(view, state=command.state)
         self._views[command.slot] = view
-        self._publish_views()
+        self._publish()
 
     def _scale(self, command: Resize) -> int:
         started = time.monotonic()
@@ -533,11 +550,15 @@ class Writer:
                         self._name,
                         self.queue.put,
                         self._spread.dial,
+                        self._reaper.close,
                     )
                     self._workers[slot] = worker
                     self._views[slot] = SlotView(slot)
                     added.append(slot)
-                    worker.start()
+                    if self._paused_until is None:
+                        worker.start()
+                    else:  # a fork is under way: no new thread into gRPC now
+                        self._deferred.append(worker)
             except BaseException:
                 # All or nothing: the slots added here go (their threads end on
                 # their own and are joined at close); the layout is as before.
@@ -560,15 +581,12 @@ class Writer:
         return len(self._workers)
 
     def _victims(self, count: int) -> list[int]:
-        """Slots to stop: not ready first, then the least loaded, then the newest."""
-
-        def cost(slot: int) -> tuple[int, int, int]:
+        """Slots to stop (the rule: ``_policy.victims``)."""
+        loads: dict[int, int | None] = {}
+        for slot in self._workers:
             channel = self._table.get(slot)
-            if channel is None:
-                return (0, 0, -slot)
-            return (1, channel.load, -slot)
-
-        return sorted(self._workers, key=cost)[:count]
+            loads[slot] = None if channel is None else channel.load
+        return victims(loads, count)
 
     def _stop_worker(self, slot: int) -> None:
         worker = self._workers.pop(slot)
@@ -581,7 +599,10 @@ class Writer:
         channel = self._views.pop(slot).channel  # in rotation or kept out of it
         if channel is not None:
             self._retire(channel)
-        self._stopping = [w for w in self._stopping if w.thread.is_alive()]
+        self._stopping = [w for w in self._stopping if w.thread.is_alive() or not w.thread.ident]
+        if worker in self._deferred:  # never started: nothing to join
+            self._deferred.remove(worker)
+            self._stopping.remove(worker)
 
     # -- retire, then close ------------------------------------------------------
     def _retire(self, channel: PooledChannel, published: bool = True) -> None:
@@ -590,7 +611,8 @@ class Writer:
         A channel never published cannot be held by a caller: it is closed at once.
         """
         if not published:
-            channel._shutdown(self._closing is not None)
+            channel._refuse(self._closing is not None)
+            self._reaper.close(channel)
             return
         if self._closing is None:
             entry = _Retiring(channel, time.monotonic() + self._config.retire_grace, False)
@@ -606,38 +628,32 @@ class Writer:
             counter.on_idle = lambda: self.queue.put(Wake())
 
     def _reap(self) -> None:
+        """Due retired channels: refuse new RPCs now (no grpcio call), count their
+        RPCs into the totals in the same publish, and hand them to the reaper."""
         if not self._retiring:
             return
         now = time.monotonic()
         keep: list[_Retiring] = []
         for entry in self._retiring:
             channel = entry.channel
-            if now >= entry.deadline or (entry.early and channel.in_flight == 0):
-                if channel._poller_running() and (entry.close_by is None or now < entry.close_by):
-                    # Never block the writer on grpcio's poller (it ends within a 0.2 s
-                    # tick): look again shortly, close once it is gone.
-                    entry.close_by = entry.close_by or now + _POLLER_GRACE
-                    entry.deadline = now + _POLLER_RECHECK
-                    keep.append(entry)
-                    continue
-                busy = channel.in_flight
-                if busy:
-                    logger.info(
-                        "pool %s: closing %s with %d RPCs still in flight after the grace",
-                        self._name,
-                        channel.channel_id,
-                        busy,
-                    )
-                self._totals[3] += channel.rpcs_total or 0
-                try:
-                    channel._shutdown(self._closing is not None)
-                except Exception:
-                    logger.exception("pool %s: closing %s failed", self._name, channel.channel_id)
-            else:
+            if now < entry.deadline and not (entry.early and channel.in_flight == 0):
                 keep.append(entry)
+                continue
+            channel._refuse(self._closing is not None)  # its count is final from here
+            busy = channel.in_flight
+            if busy:
+                logger.info(
+                    "pool %s: closing %s with %d RPCs still in flight after the grace",
+                    self._name,
+                    channel.channel_id,
+                    busy,
+                )
+            closed = self._totals.rpcs_closed + (channel.rpcs_total or 0)
+            self._totals = replace(self._totals, rpcs_closed=closed)
+            self._reaper.close(channel)
         if len(keep) != len(self._retiring):
             self._retiring = keep
-            self._publish_views()
+            self._publish()
 
     # -- close -----------------------------------------------------------------
     def _close(self, command: Close) -> None:
@@ -670,29 +686,44 @@ class Writer:
             except queue.Empty:
                 break
             if isinstance(late, Register):
-                late.channel._shutdown(pool_closed=True)
+                late.channel._refuse(pool_closed=True)
+                self._reaper.close(late.channel)
             elif isinstance(late, (Resize, Call)):
                 late.reply.set(error=PoolClosed("pool is closed", self._pool_ref()))
             elif isinstance(late, Pause):  # a fork right after close: nothing runs any more
-                late.paused.set()
+                late.dispatched.set()
+            elif isinstance(late, SetPick):
+                late.reply.set(None)
+        self._reaper.stop()
+        self._reaper.join(deadline + _JOIN_TIMEOUT)  # a poller tick per channel, in parallel
+        deferred, self._deferred = self._deferred, []
+        for worker in deferred:
+            worker.stop()
         if command is not None:
             command.reply.set(None)
 
     # -- publish -----------------------------------------------------------------
     def _publish(self) -> None:
+        """One new PoolState, one reference swap; then wake whoever waits for it."""
+        last = self._state
+        channels = () if self._closing is not None else self._table.snapshot()
+        pick: Callable[[], PooledChannel] | None
+        if channels == last.channels and last.pick is not None and self._bound is self._pick:
+            channels, pick = last.channels, last.pick  # keep the round robin going
+        else:
+            pick, self._bound = bind_picker(channels, self._pick), self._pick
+        self._state = PoolState(
+            channels=channels,
+            pick=pick,
+            expected=len(self._workers),
+            views=tuple(self._views[s] for s in sorted(self._views)),
+            retired=tuple(r.channel for r in self._retiring),
+            totals=self._totals,
+            addresses=self._spread.addresses,
+            closing=self._closing is not None,
+        )
         pool = self._pool_ref()
         if pool is not None:
-            # Snapshot before expected size: a reader never sees more channels than slots.
-            pool._publish_snapshot(() if self._closing is not None else self._table.snapshot())
-            pool._expected = len(self._workers)
-        self._publish_views()
+            pool._state = self._state
         with self._ready:
             self._ready.notify_all()
-
-    def _publish_views(self) -> None:
-        pool = self._pool_ref()
-        if pool is not None:
-            pool._views = tuple(self._views[s] for s in sorted(self._views))
-            pool._retired = tuple(r.channel for r in self._retiring)
-            pool._totals = tuple(self._totals)
-            pool._addresses = self._spread.addresses

@@ -328,7 +328,9 @@ def test_dropped_streams_are_cancelled(make_pool: Any) -> None:
         for _ in range(12):
             for _reply in stream(b"100000", timeout=30):
                 break
-        gc.collect()
+            gc.collect()
+            # Without cancellation the count would stay up (and the 11th would block).
+            wait_until(lambda: pool.stats().in_flight == 0, 5, "the dropped stream ended")
         assert pool.channel.unary_unary(ECHO)(b"room", timeout=5) == b"room"
         future = pool.channel.unary_unary(SLOW).future(b"30", timeout=60)
         del future
