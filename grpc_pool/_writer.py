@@ -599,10 +599,9 @@ class Writer:
         channel = self._views.pop(slot).channel  # in rotation or kept out of it
         if channel is not None:
             self._retire(channel)
-        self._stopping = [w for w in self._stopping if w.thread.is_alive() or not w.thread.ident]
-        if worker in self._deferred:  # never started: nothing to join
+        self._stopping = [w for w in self._stopping if w.thread.is_alive()]
+        if worker in self._deferred:  # never started (a fork was under way)
             self._deferred.remove(worker)
-            self._stopping.remove(worker)
 
     # -- retire, then close ------------------------------------------------------
     def _retire(self, channel: PooledChannel, published: bool = True) -> None:

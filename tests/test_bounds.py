@@ -317,7 +317,8 @@ def test_failed_resize_rolls_back(
         pool.resize(5)
     assert pool.status().expected_size == 2
     assert [slot.slot for slot in pool.stats().slots] == [0, 1]
-    wait_until(lambda: len(pool_threads()) == 3, what="the stopped slot's thread to end")
+    # The writer, the reaper and the two workers.
+    wait_until(lambda: len(pool_threads()) == 4, what="the stopped slot's thread to end")
     assert pool.get_channel().unary_unary(ECHO)(b"r", timeout=5) == b"r"
     failing_start("none", 0)
     assert pool.resize(3) == 3
