@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from grpc_pool import _bench
+from grpc_pool.cli.bench import core, restart, writer
 
 from .conftest import SETTINGS
 
-Report = Callable[[list[_bench.Row]], None]
+Report = Callable[[list[core.Row]], None]
 
 
 def test_register_to_published(benchmark: Any, echo_target: str, report: Report) -> None:
     """A worker's Register until a reader waiting in wait_ready() sees the channel,
     against a bare queue hand-off between threads. pytest-benchmark times it once."""
     rows = benchmark.pedantic(
-        lambda: [_bench.publish_row(echo_target, SETTINGS)], rounds=1, iterations=1
+        lambda: [writer.publish_row(echo_target, SETTINGS)], rounds=1, iterations=1
     )
     report(rows)
 
@@ -24,7 +24,7 @@ def test_register_to_published(benchmark: Any, echo_target: str, report: Report)
 def test_writer_closing_a_channel(benchmark: Any, echo_target: str, report: Report) -> None:
     """A writer round trip while it closes a retired channel, against an idle writer."""
     rows = benchmark.pedantic(
-        lambda: [_bench.closing_row(echo_target, SETTINGS)], rounds=1, iterations=1
+        lambda: [writer.closing_row(echo_target, SETTINGS)], rounds=1, iterations=1
     )
     report(rows)
 
@@ -32,5 +32,5 @@ def test_writer_closing_a_channel(benchmark: Any, echo_target: str, report: Repo
 def test_restart_to_healthy(benchmark: Any, report: Report) -> None:
     """Server restart (own in-process server) until the pool is healthy, against a raw
     channel that kept reconnecting with gRPC's backoff. pytest-benchmark times it once."""
-    rows = benchmark.pedantic(lambda: [_bench.restart_row(SETTINGS)], rounds=1, iterations=1)
+    rows = benchmark.pedantic(lambda: [restart.restart_row(SETTINGS)], rounds=1, iterations=1)
     report(rows)

@@ -2,6 +2,8 @@
 
 The package import that precedes this module sets the quiet gRPC core default
 (``_cli_env``): grpc reads ``GRPC_VERBOSITY`` only when it is first imported.
+A command's module is imported only when that command runs (``bench`` is the
+largest), so ``check`` as a readiness probe starts fast.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from . import __version__, _bench
-from ._check import check_arguments, check_command
-from ._cli_env import program_name
+from .. import __version__
+from .._cli_env import program_name
+from .check import check_arguments, check_command
 
 DESCRIPTION = """A thread-safe pool of grpcio client channels, each on its own TCP connection.
 "%(prog)s COMMAND --help" shows the options of a command.
@@ -33,13 +35,25 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
+    from .demo import run_demo
 
     if args.seconds <= 0 or args.threads < 1 or args.size < 1:
         raise SystemExit(
             f"{program_name()} demo: error: --seconds must be > 0, --threads and --size >= 1"
         )
     return run_demo(seconds=args.seconds, threads=args.threads, size=args.size)
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer rounds: a smoke run of every row"
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.run import run_bench
+
+    return run_bench(quick=args.quick)
 
 
 COMMANDS: list[Command] = [
@@ -58,8 +72,8 @@ COMMANDS: list[Command] = [
     (
         "bench",
         "the pool against baselines measured in the same run",
-        _bench.bench_arguments,
-        _bench.bench_command,
+        _bench_arguments,
+        _bench,
     ),
 ]
 
@@ -93,7 +107,3 @@ def main(argv: list[str] | None = None) -> int:
             print(exc.code, file=sys.stderr)
             return 2
         raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())
