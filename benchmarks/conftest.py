@@ -1,5 +1,5 @@
 """Benchmarks: pytest-benchmark times the pool's path, and every test measures its
-baseline in the same run (grpc_pool._bench, shared with ``python -m grpc_pool bench``).
+baseline in the same run (grpc_pool.cli.bench, shared with ``python -m grpc_pool bench``).
 
 The ratios are printed as one table at the end of the run. A target that is not met
 shows as MISS there; a test fails only on a real error.
@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from grpc_pool import _bench
 from grpc_pool._echo import EchoServer
+from grpc_pool.cli.bench import core, server
 from tests.conftest import no_leaked_threads  # noqa: F401  (the suite's autouse leak check)
 
-SETTINGS = _bench.QUICK if os.environ.get("GRPC_POOL_BENCH_QUICK") else _bench.FULL
-_rows: list[_bench.Row] = []
+SETTINGS = core.QUICK if os.environ.get("GRPC_POOL_BENCH_QUICK") else core.FULL
+_rows: list[core.Row] = []
 
 
 @pytest.fixture(scope="session")
@@ -36,15 +36,15 @@ def echo_target() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def remote_target() -> Iterator[str]:
     """The bench server in a child process, so its work does not take our GIL."""
-    with _bench.bench_server() as target:
+    with server.bench_server() as target:
         yield target
 
 
 @pytest.fixture
-def report(benchmark: Any) -> Callable[[list[_bench.Row]], None]:
+def report(benchmark: Any) -> Callable[[list[core.Row]], None]:
     """Record rows: printed in the final table and saved in the benchmark's extra_info."""
 
-    def record(rows: list[_bench.Row]) -> None:
+    def record(rows: list[core.Row]) -> None:
         _rows.extend(rows)
         for row in rows:
             benchmark.extra_info[row.key] = {
@@ -61,4 +61,4 @@ def report(benchmark: Any) -> Callable[[list[_bench.Row]], None]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _rows:
         terminalreporter.section("grpc_pool: ratio = pool / baseline measured in the same run")
-        terminalreporter.write_line(_bench.format_table(_rows))
+        terminalreporter.write_line(core.format_table(_rows))

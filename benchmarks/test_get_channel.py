@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from grpc_pool import _bench
+from grpc_pool.cli.bench import core, micro, server
 
 from .conftest import SETTINGS
 
-Report = Callable[[list[_bench.Row]], None]
+Report = Callable[[list[core.Row]], None]
 
 
 # Rounds of at least 200 us: a single sub-microsecond call is below the timer's resolution.
@@ -19,30 +19,30 @@ MICRO = pytest.mark.benchmark(min_time=0.0002)
 
 
 @MICRO
-@pytest.mark.parametrize("strategy", _bench.STRATEGIES)
+@pytest.mark.parametrize("strategy", core.STRATEGIES)
 def test_get_channel(benchmark: Any, echo_target: str, report: Report, strategy: str) -> None:
     """get_channel() per strategy against a bare tuple read and a lock-protected pool
     (target: round_robin within 3x of the tuple read)."""
-    with _bench.started_pools(echo_target, p={"size": 4, "strategy": strategy}) as pools:
+    with server.started_pools(echo_target, p={"size": 4, "strategy": strategy}) as pools:
         pool = pools["p"]
-        report(_bench.get_channel_rows(pool, strategy, SETTINGS))
+        report(micro.get_channel_rows(pool, strategy, SETTINGS))
         benchmark(pool.get_channel)
 
 
 @MICRO
 def test_stub(benchmark: Any, echo_target: str, report: Report) -> None:
     """pool.stub(Stub) (cached per channel) against Stub(pool.get_channel()) per call."""
-    with _bench.started_pools(echo_target, p={"size": 4}) as pools:
+    with server.started_pools(echo_target, p={"size": 4}) as pools:
         pool = pools["p"]
-        report([_bench.stub_row(pool, SETTINGS)])
-        benchmark(pool.stub, _bench.EchoStub)
+        report([micro.stub_row(pool, SETTINGS)])
+        benchmark(pool.stub, core.EchoStub)
 
 
 @MICRO
 def test_pool_channel_pick(benchmark: Any, echo_target: str, report: Report) -> None:
     """What pool.channel adds before each RPC (pick a channel, look up its cached
     multi-callable) against a bare get_channel(); the added cost in ns."""
-    with _bench.started_pools(echo_target, p={"size": 4}) as pools:
+    with server.started_pools(echo_target, p={"size": 4}) as pools:
         pool = pools["p"]
-        report([_bench.channel_pick_row(pool, SETTINGS)])
-        benchmark(pool.channel.unary_unary(_bench.B_ECHO)._pick, None, None)
+        report([micro.channel_pick_row(pool, SETTINGS)])
+        benchmark(pool.channel.unary_unary(core.B_ECHO)._pick, None, None)

@@ -5,21 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from grpc_pool import _bench
+from grpc_pool.cli.bench import core, rpc, server
 
 from .conftest import SETTINGS
 
-Report = Callable[[list[_bench.Row]], None]
+Report = Callable[[list[core.Row]], None]
 
 
 def test_rpc_overhead(benchmark: Any, remote_target: str, report: Report) -> None:
     """Unary and server-streaming echo via pool.get_channel() (with in-flight counting)
     against a raw channel, wall and client CPU time (target: within 5%).
     pytest-benchmark times one unary echo through the pool."""
-    report(_bench.rpc_rows(remote_target, SETTINGS))
-    with _bench.started_pools(remote_target, p={"size": 4}) as pools:
+    report(rpc.rpc_rows(remote_target, SETTINGS))
+    with server.started_pools(remote_target, p={"size": 4}) as pools:
         benchmark.pedantic(
-            _bench.unary(pools["p"].get_channel), rounds=200, iterations=1, warmup_rounds=10
+            rpc.unary(pools["p"].get_channel), rounds=200, iterations=1, warmup_rounds=10
         )
 
 
@@ -27,7 +27,7 @@ def test_rpc_threads(benchmark: Any, remote_target: str, report: Report) -> None
     """Unary echo from 8 threads: a pool of 4 connections against a pool of 1.
     pytest-benchmark times the whole comparison once."""
     rows = benchmark.pedantic(
-        lambda: [_bench.rpc_threads_row(remote_target, SETTINGS)], rounds=1, iterations=1
+        lambda: [rpc.rpc_threads_row(remote_target, SETTINGS)], rounds=1, iterations=1
     )
     report(rows)
 
@@ -38,11 +38,11 @@ def test_stub_built_once_on_pool_channel(
     """A stub built once on pool.channel (each RPC picks a pooled channel) against
     the same stub built once on a raw channel, unary and server-streaming (target:
     within 5%). pytest-benchmark times one unary echo through pool.channel."""
-    report(_bench.channel_rows(remote_target, SETTINGS))
-    with _bench.started_pools(remote_target, p={"size": 4}) as pools:
-        stub = _bench.EchoStub(pools["p"].channel)
+    report(rpc.channel_rows(remote_target, SETTINGS))
+    with server.started_pools(remote_target, p={"size": 4}) as pools:
+        stub = core.EchoStub(pools["p"].channel)
         benchmark.pedantic(
-            lambda: stub.Echo(b"x", timeout=_bench.RPC_TIMEOUT),
+            lambda: stub.Echo(b"x", timeout=rpc.RPC_TIMEOUT),
             rounds=200,
             iterations=1,
             warmup_rounds=10,

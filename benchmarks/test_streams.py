@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from grpc_pool import _bench
+from grpc_pool.cli.bench import core, rpc
 
 from .conftest import SETTINGS
 
-Report = Callable[[list[_bench.Row]], None]
+Report = Callable[[list[core.Row]], None]
 
 
 def test_stream_limit(benchmark: Any, remote_target: str, report: Report) -> None:
@@ -17,6 +17,6 @@ def test_stream_limit(benchmark: Any, remote_target: str, report: Report) -> Non
     all are open, and how many queued, through 1 channel and through a pool of 4.
     pytest-benchmark times the whole comparison once."""
     rows = benchmark.pedantic(
-        lambda: [_bench.stream_row(remote_target, SETTINGS)], rounds=1, iterations=1
+        lambda: [rpc.stream_row(remote_target, SETTINGS)], rounds=1, iterations=1
     )
     report(rows)

@@ -9,7 +9,8 @@ import os
 import subprocess
 import sys
 
-from grpc_pool._bench import HEADER, ROWS, StreamRun
+from grpc_pool.cli.bench.core import HEADER, ROWS
+from grpc_pool.cli.bench.rpc import StreamRun
 
 
 def test_bench_quick_prints_every_row() -> None:

@@ -22,8 +22,8 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool.__main__ import COMMANDS
 from grpc_pool._echo import SERVICE, EchoServer
+from grpc_pool.cli import COMMANDS
 
 RUN_TIMEOUT = 60
 # A slot line of the table: slot number, state, channel id, connected, health, rtt.
@@ -254,6 +254,20 @@ def test_quiet_grpc_default_is_for_the_command_line_only() -> None:
 
     assert _cli_env.QUIET_GRPC_VERBOSITY == "ERROR"
     assert not _cli_env.is_command_line()  # pytest is not the command line
+
+
+def test_import_grpc_pool_loads_no_cli_module() -> None:
+    """The library a user imports carries no command-line tool: ``import grpc_pool``
+    imports no ``grpc_pool.cli`` module (only ``python -m grpc_pool`` does)."""
+    probe = (
+        "import grpc_pool, sys;"
+        " print(sorted(m for m in sys.modules if m.startswith('grpc_pool.cli')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=RUN_TIMEOUT
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_the_users_grpc_verbosity_wins(server: EchoServer) -> None:
