@@ -10,6 +10,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import grpc
+from typing_extensions import Self, override
 
 from ._config import PoolConfig
 from ._counting import (
@@ -93,6 +94,7 @@ class PooledChannel(grpc.Channel):
         self.channel_id = channel_id
 
     # -- grpc.Channel --------------------------------------------------------
+    @override
     def unary_unary(
         self,
         method: str,
@@ -103,6 +105,7 @@ class PooledChannel(grpc.Channel):
         key = (UNARY_UNARY, method, request_serializer, response_deserializer, _registered_method)
         return self._callable(key)
 
+    @override
     def unary_stream(
         self,
         method: str,
@@ -113,6 +116,7 @@ class PooledChannel(grpc.Channel):
         key = (UNARY_STREAM, method, request_serializer, response_deserializer, _registered_method)
         return self._callable(key)
 
+    @override
     def stream_unary(
         self,
         method: str,
@@ -123,6 +127,7 @@ class PooledChannel(grpc.Channel):
         key = (STREAM_UNARY, method, request_serializer, response_deserializer, _registered_method)
         return self._callable(key)
 
+    @override
     def stream_stream(
         self,
         method: str,
@@ -161,14 +166,17 @@ class PooledChannel(grpc.Channel):
                 inner = factory(method, serializer, deserializer)
         return WRAPPERS[kind](inner, gate)
 
+    @override
     def subscribe(
         self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False
     ) -> None:
         self._raw.subscribe(callback, try_to_connect=try_to_connect)
 
+    @override
     def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
         self._raw.unsubscribe(callback)
 
+    @override
     def close(self) -> None:
         """Does nothing: the pool closes its channels (``Pool.close``)."""
         logger.debug("close() on pooled channel %s ignored: the pool owns it", self.channel_id)
@@ -178,9 +186,11 @@ class PooledChannel(grpc.Channel):
         given (grpc-requests does); the pool's own close is ``_refuse`` then ``_close_grpc``."""
         self.close()
 
-    def __enter__(self) -> PooledChannel:
+    @override
+    def __enter__(self) -> Self:
         return self
 
+    @override
     def __exit__(self, *exc_info: object) -> None:
         return None
 
@@ -237,6 +247,24 @@ class PooledChannel(grpc.Channel):
         self._wait_for_poller(time.monotonic() + _POLLER_EXIT_TIMEOUT)
         self._close_grpc()
 
+    def _why_not_connected(self) -> str:
+        """The transport's last error: a fail-fast RPC on a failed channel returns it at
+        once (connection refused, TLS handshake failure, ...). Never counted as an RPC."""
+        try:
+            probe: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._raw.unary_unary(_PROBE)
+            probe(b"", timeout=_PROBE_TIMEOUT)
+        except grpc.RpcError as exc:
+            details = exc.details() if isinstance(exc, grpc.Call) else None
+            return details or str(exc)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return "unknown"
+
+    def _kick(self) -> None:
+        """Ask an IDLE channel to connect: the subscription poller sees try_to_connect."""
+        self._raw.subscribe(_noop, try_to_connect=True)
+        self._raw.unsubscribe(_noop)
+
     def _poller_running(self) -> bool:
         """Whether grpcio's connectivity poller thread of this channel is still alive."""
         polling = getattr(_connectivity_state(self._raw), "polling", None)
@@ -259,6 +287,15 @@ class PooledChannel(grpc.Channel):
     def __repr__(self) -> str:
         target = redact_target(self.target)
         return f"<PooledChannel {self.channel_id} target={target!r} slot={self.slot}>"
+
+
+# A method no server has: the probe fails fast on a failed channel, never reaches a server.
+_PROBE = "/grpc_pool.Probe/WhyNotConnected"
+_PROBE_TIMEOUT = 1.0
+
+
+def _noop(_state: grpc.ChannelConnectivity) -> None:
+    pass
 
 
 _warned_no_poller_flag = False

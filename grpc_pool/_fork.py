@@ -19,14 +19,20 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import _counting
+from ._commands import Pause, Resume
+from ._state import PoolState
 
 if TYPE_CHECKING:
+    from ._config import PoolConfig
+    from ._events import Dispatcher, Listener
     from ._pool import Pool
+    from ._writer import Writer
 
-__all__ = ["track", "untrack"]
+__all__ = ["ForkAware", "track", "untrack"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +103,82 @@ def _after_in_child() -> None:
     _counting.FORK_HOLD = _counting.ForkHold()  # likewise its condition's lock
     for pool in pools:
         pool._fork_child()
+
+
+class ForkAware:
+    """The pool's side of fork safety (mixed into ``Pool``): park before, resume
+    after in the parent, drop everything inherited in the child and rebuild on
+    first use."""
+
+    if not TYPE_CHECKING:  # slotted like Pool; the fields are Pool's own slots
+        __slots__ = ()
+
+    name: str
+    _closed: bool
+    _forked: bool
+    _config: PoolConfig
+    _state: PoolState
+    _writer: Writer
+    _events: Dispatcher
+    _orphans: tuple[object, ...]
+    _finalizer: weakref.finalize[Any, Any]
+    _revive_lock: threading.Lock
+    _ready: threading.Condition
+    _scaling: threading.Lock
+
+    if TYPE_CHECKING:
+
+        def _launch(self, size: int, listeners: Sequence[Listener]) -> None: ...
+
+    def _fork_pause(self) -> Callable[[float], bool] | None:
+        """Ask the writer to park the pool; return a wait for it, None if nothing runs."""
+        if self._closed or self._forked:
+            return None
+        busy = self._in_flight()
+        if busy:
+            logger.warning(
+                "%r: fork with %d RPCs still in flight after %gs; grpcio may crash the child",
+                self,
+                busy,
+                self._config.fork_drain_timeout,
+            )
+        command = Pause(threading.Event(), [])
+        self._writer.queue.put(command)
+
+        def wait(deadline: float) -> bool:
+            """On the forking thread: the writer only asks; the waiting is done here."""
+            if not command.dispatched.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            return all([parked(deadline) for parked in command.waits])
+
+        return wait
+
+    def _in_flight(self) -> int:
+        """RPCs in flight on the published and retiring channels (counted ones)."""
+        state = self._state
+        return sum(c.in_flight or 0 for c in (*state.channels, *state.retired))
+
+    def _fork_resume(self) -> None:
+        if not self._closed and not self._forked:
+            self._writer.queue.put(Resume())
+
+    def _fork_child(self) -> None:
+        """In the child: inherited channels are unusable and never touched again
+        (closing them could write on sockets the parent still uses); rebuild on first use."""
+        self._orphans = (self._state, self._writer)
+        self._forked = True
+        self._state = PoolState(expected=self._state.expected)  # no channel, same size
+        self._finalizer.detach()
+        self._revive_lock = threading.Lock()
+        self._ready = threading.Condition()
+        self._scaling = threading.Lock()
+
+    def _revive(self) -> None:
+        """First use in a forked child: a new writer, new workers, new channels."""
+        with self._revive_lock:
+            if not self._forked or self._closed:
+                return
+            listeners = [d.listener for d in self._events.deliveries]
+            self._forked = False
+            inherited: PoolState = self._orphans[0]  # type: ignore[assignment]
+            self._launch(max(1, inherited.expected), listeners)

@@ -16,7 +16,7 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
-__all__ = ["METHOD", "HealthCheck", "HealthStatus", "check"]
+__all__ = ["METHOD", "HealthCheck", "HealthStatus", "check", "no_answer", "serving", "verdict"]
 
 METHOD = "/grpc.health.v1.Health/Check"
 _PACKAGE = "grpc.health.v1"
@@ -125,3 +125,22 @@ class HealthCheck:
 def check(channel: grpc.Channel, service: str = "", timeout: float = 5.0) -> HealthStatus:
     """One ``grpc.health.v1.Health/Check`` about ``service`` ("" = the server) over ``channel``."""
     return HealthCheck(channel, service, timeout).result()
+
+
+# -- what a check's result means for the slot (the worker's reading) ----------
+def serving(result: tuple[HealthStatus, float] | None) -> bool:
+    """In rotation: SERVING, or no Health service at all (as gRPC's own client
+    health checking), or checks off."""
+    return result is None or result[0].serving or result[0].status == "UNIMPLEMENTED"
+
+
+def no_answer(result: tuple[HealthStatus, float] | None) -> str | None:
+    """Why the connection is lost when the check got no answer over it; else None."""
+    if result is None or result[0].answered:
+        return None
+    return f"health check: {result[0].status}"
+
+
+def verdict(result: tuple[HealthStatus, float]) -> tuple[str, bool, float, bool]:
+    """HealthResult's fields: status, healthy, duration, answered."""
+    return result[0].status, serving(result), result[1], result[0].answered

@@ -12,10 +12,11 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 import grpc
+from typing_extensions import Self
 
 from . import _fork
 from ._channel import PooledChannel, bounded_put
-from ._commands import Call, Close, Pause, Reply, Resize, Resume, SetPick
+from ._commands import Call, Close, Reply, Resize, SetPick
 from ._config import MAX_SIZE, PoolConfig, check_count, check_seconds
 from ._errors import (
     InvalidConfig,
@@ -26,11 +27,11 @@ from ._errors import (
     WouldEmptyPool,
 )
 from ._events import Dispatcher, Listener
+from ._fork import ForkAware
 from ._poolchannel import PoolChannel
-from ._redact import redact_target
-from ._resolve import dial_target
-from ._state import EMPTY, PoolState, SlotStatus, SlotView
-from ._stats import BackendStats, PoolStats, PoolStatus, SlotStats, backend_stats, pool_state
+from ._report import pool_stats, pool_status
+from ._state import EMPTY, PoolState, SlotStatus
+from ._stats import PoolStats, PoolStatus
 from ._strategy import resolve_strategy
 from ._writer import Writer
 
@@ -51,7 +52,7 @@ _COMMAND_TIMEOUT = 30.0
 _WAIT_TICK = 5.0
 
 
-class Pool:
+class Pool(ForkAware):
     """A pool of grpc channels, each on its own TCP connection.
 
     ``Pool(target, **options)`` takes the fields of ``PoolConfig`` as keywords.
@@ -135,60 +136,6 @@ class Pool:
             self._finalizer.detach()
             self._events.close()
             raise
-
-    # -- fork (see _fork.py) -----------------------------------------------------------
-    def _fork_pause(self) -> Callable[[float], bool] | None:
-        """Ask the writer to park the pool; return a wait for it, None if nothing runs."""
-        if self._closed or self._forked:
-            return None
-        busy = self._in_flight()
-        if busy:
-            logger.warning(
-                "%r: fork with %d RPCs still in flight after %gs; grpcio may crash the child",
-                self,
-                busy,
-                self._config.fork_drain_timeout,
-            )
-        command = Pause(threading.Event(), [])
-        self._writer.queue.put(command)
-
-        def wait(deadline: float) -> bool:
-            """On the forking thread: the writer only asks; the waiting is done here."""
-            if not command.dispatched.wait(max(0.0, deadline - time.monotonic())):
-                return False
-            return all([parked(deadline) for parked in command.waits])
-
-        return wait
-
-    def _in_flight(self) -> int:
-        """RPCs in flight on the published and retiring channels (counted ones)."""
-        state = self._state
-        return sum(c.in_flight or 0 for c in (*state.channels, *state.retired))
-
-    def _fork_resume(self) -> None:
-        if not self._closed and not self._forked:
-            self._writer.queue.put(Resume())
-
-    def _fork_child(self) -> None:
-        """In the child: inherited channels are unusable and never touched again
-        (closing them could write on sockets the parent still uses); rebuild on first use."""
-        self._orphans = (self._state, self._writer)
-        self._forked = True
-        self._state = PoolState(expected=self._state.expected)  # no channel, same size
-        self._finalizer.detach()
-        self._revive_lock = threading.Lock()
-        self._ready = threading.Condition()
-        self._scaling = threading.Lock()
-
-    def _revive(self) -> None:
-        """First use in a forked child: a new writer, new workers, new channels."""
-        with self._revive_lock:
-            if not self._forked or self._closed:
-                return
-            listeners = [d.listener for d in self._events.deliveries]
-            self._forked = False
-            inherited: PoolState = self._orphans[0]  # type: ignore[assignment]
-            self._launch(max(1, inherited.expected), listeners)
 
     # -- readers -------------------------------------------------------------------
     # key is positional-or-keyword on purpose: CPython 3.11+ does not specialize calls
@@ -386,34 +333,11 @@ class Pool:
 
     def status(self) -> PoolStatus:
         """Expected size, ready channels and "healthy" | "degraded" | "down"."""
-        return _status(self._state)
+        return pool_status(self._state)
 
     def stats(self) -> PoolStats:
         """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
-        state = self._state  # one read: every figure below is of the same moment
-        index = {id(c): i for i, c in enumerate(state.channels)}
-        target_of, views = self._config.target_of, state.views
-        slots = tuple(_slot_stats(v, redact_target(target_of(v.slot)), index) for v in views)
-        totals, retired = state.totals, state.retired
-        tracked = self._config.track_in_flight
-        open_channels = (*(s.channel for s in views if s.channel is not None), *retired)
-        return PoolStats(
-            name=self.name,
-            target=self._config.target_label,
-            status=_status(state),
-            slots=slots,
-            connects=totals.connects,
-            reconnects=sum(s.reconnects for s in slots),
-            disconnects=totals.disconnects,
-            connect_failures=totals.connect_failures,
-            retiring=len(retired),
-            in_flight=sum(c.in_flight or 0 for c in open_channels) if tracked else None,
-            rpcs_total=totals.rpcs_closed + sum(c.rpcs_total or 0 for c in open_channels)
-            if tracked
-            else None,
-            events_dropped=self._events.dropped,
-            backends=_backends(state.addresses, views),
-        )
+        return pool_stats(self.name, self._config, self._state, self._events.dropped)
 
     @property
     def config(self) -> PoolConfig:
@@ -522,7 +446,7 @@ class Pool:
         """True once ``close()`` was called."""
         return self._closed
 
-    def __enter__(self) -> Pool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -537,58 +461,11 @@ class Pool:
         )
 
 
-def _status(state: PoolState) -> PoolStatus:
-    expected, current = state.expected, len(state.channels)
-    return PoolStatus(expected, current, pool_state(expected, current))
-
-
 def _pick(state: PoolState) -> PooledChannel:
     """A channel of ``state`` (which has some) through its bound picker."""
     pick = state.pick
     assert pick is not None  # bound whenever there are channels
     return pick()
-
-
-def _slot_stats(view: SlotView, target: str, index: dict[int, int]) -> SlotStats:
-    channel = view.channel
-    since = view.connected_since
-    age = max(0.0, time.monotonic() - since) if since is not None else None
-    return SlotStats(
-        slot=view.slot,
-        target=target,
-        index=index.get(id(channel)) if channel is not None else None,
-        state=view.state.value,
-        channel_id=channel.channel_id if channel is not None else None,
-        connected_since=view.connected_since,
-        connects=view.connects,
-        reconnects=max(0, view.connects - 1),
-        failures=view.failures,
-        disconnects=view.disconnects,
-        connect_failures=view.connect_failures,
-        retry_delay=view.retry_delay,
-        health=view.health,
-        last_error=view.last_error,
-        in_flight=channel.in_flight if channel is not None else None,
-        rpcs_total=channel.rpcs_total if channel is not None else None,
-        connected_for=age,
-        connected_at=time.time() - age if age is not None else None,  # for people to read
-        address=view.address,
-    )
-
-
-def _backends(addresses: tuple[str, ...], views: tuple[SlotView, ...]) -> tuple[BackendStats, ...]:
-    """``PoolStats.backends``: a ready slot counts at the address its channel dials."""
-    if not addresses:
-        return ()
-    dials = {dial_target(a): a for a in addresses}
-
-    def ready_at(view: SlotView) -> str | None:
-        channel = view.channel
-        if view.state is not SlotStatus.READY or channel is None:
-            return None
-        return dials.get(channel.target)
-
-    return backend_stats(addresses, ((v.address, ready_at(v)) for v in views))
 
 
 def _abandon(commands: Any, events: Dispatcher) -> None:

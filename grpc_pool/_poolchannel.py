@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from typing_extensions import Self, override
 
 from ._channel import bounded_put
 from ._counting import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNARY
@@ -155,6 +156,7 @@ class PoolChannel(grpc.Channel):
             bounded_put(callables, key, found)
         return found
 
+    @override
     def unary_unary(
         self,
         method: str,
@@ -166,6 +168,7 @@ class PoolChannel(grpc.Channel):
             UNARY_UNARY, method, request_serializer, response_deserializer, bool(_registered_method)
         )
 
+    @override
     def unary_stream(
         self,
         method: str,
@@ -181,6 +184,7 @@ class PoolChannel(grpc.Channel):
             bool(_registered_method),
         )
 
+    @override
     def stream_unary(
         self,
         method: str,
@@ -196,6 +200,7 @@ class PoolChannel(grpc.Channel):
             bool(_registered_method),
         )
 
+    @override
     def stream_stream(
         self,
         method: str,
@@ -211,6 +216,7 @@ class PoolChannel(grpc.Channel):
             bool(_registered_method),
         )
 
+    @override
     def subscribe(
         self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False
     ) -> None:
@@ -221,9 +227,11 @@ class PoolChannel(grpc.Channel):
         thread of the pool's, one at a time."""
         self._watch.subscribe(callback)
 
+    @override
     def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
         self._watch.unsubscribe(callback)
 
+    @override
     def close(self) -> None:
         """Closes the pool if this channel owns it (``grpc_pool.insecure_channel``);
         on ``pool.channel`` does nothing: the pool owns its channels."""
@@ -235,9 +243,11 @@ class PoolChannel(grpc.Channel):
     def _close(self) -> None:
         self.close()
 
-    def __enter__(self) -> PoolChannel:
+    @override
+    def __enter__(self) -> Self:
         return self
 
+    @override
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+from . import _health
 from ._backoff import Backoff
 from ._channel import PooledChannel, build_channel
 from ._commands import HealthResult, Lost, Progress, RefreshDone, RefreshRequest, Register
@@ -31,8 +32,6 @@ _TICK = 5.0
 # A paused worker resumes by itself after this long (a fork handler that never returned).
 _PAUSE_LIMIT = 30.0
 # A method no server has: the probe fails fast on a failed channel, never reaches a server.
-_PROBE_METHOD = "/grpc_pool.Probe/WhyNotConnected"
-_PROBE_TIMEOUT = 1.0
 
 
 class _Signal:
@@ -63,30 +62,6 @@ class _Move:
 
 
 _Item = tuple[str, "grpc.ChannelConnectivity | _Signal"] | _Signal | _Move | None  # None: stop
-
-
-def _noop(_state: grpc.ChannelConnectivity) -> None:
-    pass
-
-
-def _why(channel: PooledChannel) -> str:
-    """The transport's last error: a fail-fast RPC on a failed channel returns it at
-    once (connection refused, TLS handshake failure, ...). Never counted as an RPC."""
-    try:
-        probe: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel._raw.unary_unary(_PROBE_METHOD)
-        probe(b"", timeout=_PROBE_TIMEOUT)
-    except grpc.RpcError as exc:
-        details = exc.details() if isinstance(exc, grpc.Call) else None
-        return details or str(exc)
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return "unknown"
-
-
-def _kick(channel: PooledChannel) -> None:
-    """Ask an IDLE channel to connect: the subscription poller sees try_to_connect."""
-    channel.subscribe(_noop, try_to_connect=True)
-    channel.unsubscribe(_noop)
 
 
 class Worker:
@@ -248,8 +223,8 @@ class Worker:
             error = self._wait_ready(channel)
             if error is None:
                 result = self._check_health(channel)
-                error = _no_answer(result)
-                serving = _serving(result)
+                error = _health.no_answer(result)
+                serving = _health.serving(result)
             if error is None and serving:  # a NOT_SERVING one is primed once it serves
                 error = self._prime(channel)
         finally:
@@ -385,9 +360,9 @@ class Worker:
             if state is _MOVED:
                 return _MOVED_REASON
             if state in _LOST:
-                return f"{state.name} while connecting: {_why(channel)}"
+                return f"{state.name} while connecting: {channel._why_not_connected()}"
             if state is _IDLE:
-                _kick(channel)
+                channel._kick()
 
     def _watch(
         self, channel: PooledChannel, refresh_at: float | None, serving: bool
@@ -413,8 +388,8 @@ class Worker:
                     return f"no connection within {timeout:g}s after going IDLE", True
                 if next_health is not None and now >= next_health:
                     result = self._check_health(channel, post=False)
-                    error = _no_answer(result)
-                    serving = _serving(result)
+                    error = _health.no_answer(result)
+                    serving = _health.serving(result)
                     if error is None and serving and not primed:  # before it is back in rotation
                         error = self._prime(channel)
                         primed = error is None
@@ -423,7 +398,7 @@ class Worker:
                     if error is not None:
                         return error, False
                     if result is not None:  # the writer takes it out or puts it back
-                        self._post(HealthResult(self, self.slot, channel, *_verdict(result)))
+                        self._post(HealthResult(self, self.slot, channel, *_health.verdict(result)))
                     next_health = time.monotonic() + interval
                 if refresh_at is not None and now >= refresh_at:
                     self._refresh_wanted = True
@@ -449,7 +424,7 @@ class Worker:
                     why = f"connection went {state}"
                 self._post(Progress(self, self.slot, SlotStatus.RECONNECTING, error=why))
             if state is _IDLE:
-                _kick(channel)  # judge by what follows: READY keeps it, a failure loses it
+                channel._kick()  # judge by what follows: READY keeps it, a failure loses it
 
     def _watched(
         self, channel: PooledChannel, refresh_at: float | None, serving: bool
@@ -480,7 +455,7 @@ class Worker:
         finally:
             self._health_call = None
         if post:
-            self._post(HealthResult(self, self.slot, channel, *_verdict(result)))
+            self._post(HealthResult(self, self.slot, channel, *_health.verdict(result)))
         return result
 
     def _fail(self, error: str) -> None:
@@ -501,21 +476,3 @@ class Worker:
     def _sleep(self, delay: float) -> None:
         # No channel has id "": this returns on stop or when the delay is over.
         self._next_state("", time.monotonic() + delay)
-
-
-def _serving(result: tuple[HealthStatus, float] | None) -> bool:
-    """In rotation: SERVING, or no Health service at all (as gRPC's own client
-    health checking), or checks off."""
-    return result is None or result[0].serving or result[0].status == "UNIMPLEMENTED"
-
-
-def _no_answer(result: tuple[HealthStatus, float] | None) -> str | None:
-    """Why the connection is lost when the check got no answer over it; else None."""
-    if result is None or result[0].answered:
-        return None
-    return f"health check: {result[0].status}"
-
-
-def _verdict(result: tuple[HealthStatus, float]) -> tuple[str, bool, float, bool]:
-    """HealthResult's fields: status, healthy, duration, answered."""
-    return result[0].status, _serving(result), result[1], result[0].answered

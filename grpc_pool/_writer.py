@@ -8,7 +8,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -34,27 +33,21 @@ from ._config import PoolConfig
 from ._errors import PoolClosed
 from ._events import (
     SCALE_EVENTS,
-    AutoscaleEvent,
-    ChannelConnectedEvent,
-    ChannelDisconnectedEvent,
-    ConnectionFailedEvent,
     Dispatcher,
-    HealthCheckEvent,
     PoolClosedEvent,
     PoolStartedEvent,
-    ReconnectScheduledEvent,
-    StatusEvent,
-    StreamLimitEvent,
 )
-from ._policy import autoscale, victims
+from ._policy import victims
 from ._reaper import Reaper
-from ._redact import redact_text, secrets_of
+from ._redact import secrets_of
+from ._reports import SlotReports
 from ._resolve import Resolved
+from ._retire import Retirement, Retiring
 from ._slots import SlotTable
 from ._spread import Spreader
-from ._state import PoolState, SlotStatus, SlotView, Totals, bind_picker
-from ._stats import pool_state
+from ._state import PoolState, SlotView, Totals, bind_picker
 from ._strategy import Strategy, reader_pick
+from ._timers import Timers
 from ._worker import Worker
 
 if TYPE_CHECKING:
@@ -73,14 +66,7 @@ _PAUSE_LIMIT = 30.0
 _MAX_WAIT = 3600.0
 
 
-@dataclass(slots=True)
-class _Retiring:
-    channel: PooledChannel
-    deadline: float
-    early: bool  # close as soon as no RPC is in flight (pool closing)
-
-
-class Writer:
+class Writer(SlotReports, Retirement, Timers):
     """Consumes commands from ``queue`` and publishes one frozen ``PoolState`` by one
     reference swap (``pool._state``): the channels in rotation with the picker bound
     to them, the expected size, the slot views, the retired channels and the
@@ -112,7 +98,7 @@ class Writer:
         self._workers: dict[int, Worker] = {}
         self._views: dict[int, SlotView] = {}
         self._stopping: list[Worker] = []
-        self._retiring: list[_Retiring] = []
+        self._retiring: list[Retiring] = []
         self._totals = Totals()
         self._strategy = strategy
         self._pick = reader_pick(strategy, 0, None, name)  # SetPick: sampled with listeners
@@ -203,78 +189,6 @@ class Writer:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
 
-    def _report_status(self) -> None:
-        """The periodic status event, with the sizes as they are now (not as configured)."""
-        interval = self._config.status_interval
-        now = time.monotonic()
-        if not interval or now < self._next_status or self._closing is not None:
-            return
-        self._next_status = now + interval
-        expected, current = len(self._workers), len(self._table)
-        self._emit(
-            StatusEvent,
-            expected_size=expected,
-            current_size=current,
-            state=pool_state(expected, current),
-        )
-
-    def _autoscale(self) -> None:
-        """Size the pool from the peak RPCs in flight since the last check
-        (the rule: ``_policy.autoscale``)."""
-        config = self._config
-        now = time.monotonic()
-        if not config.autoscale or now < self._next_autoscale or self._closing is not None:
-            return
-        self._next_autoscale = now + config.autoscale_interval
-        channels = (*self._table.snapshot(), *(r.channel for r in self._retiring))
-        # Per-channel peaks summed, as gax-java does: an upper bound of the pool's peak.
-        peak = sum(c._counter.take_peak() for c in channels if c._counter is not None)
-        high = config.max_size or config.size
-        size = len(self._workers)
-        decision = autoscale(
-            size,
-            peak,
-            config.min_size,
-            high,
-            config.min_rpcs_per_channel,
-            config.max_rpcs_per_channel,
-            config.max_resize_delta,
-        )
-        target, min_channels, max_channels = (
-            decision.target,
-            decision.min_channels,
-            decision.max_channels,
-        )
-        if target != size:
-            self._resize(target)
-            logger.info(
-                "pool %s: autoscale %d -> %d (peak %d in flight)", self._name, size, target, peak
-            )
-        self._emit(
-            AutoscaleEvent,
-            peak=peak,
-            min_channels=min_channels,
-            max_channels=max_channels,
-            previous_size=size,
-            new_size=target,
-        )
-        ready = max(1, len(self._table))
-        if target >= high and peak / ready >= 0.8 * config.stream_limit:
-            logger.warning(
-                "pool %s: at max_size %d with %.0f RPCs per channel, near the server's "
-                "stream limit (%d): RPCs will queue",
-                self._name,
-                high,
-                peak / ready,
-                config.stream_limit,
-            )
-            self._emit(
-                StreamLimitEvent,
-                per_channel=peak / ready,
-                stream_limit=config.stream_limit,
-                size=target,
-            )
-
     def _handle(self, command: object) -> None:
         if isinstance(
             command, (Register, Lost, Progress, HealthResult, RefreshRequest, RefreshDone)
@@ -324,84 +238,6 @@ class Writer:
             reply.set(error=exc)
 
     # -- layout ----------------------------------------------------------------
-    def _register(self, slot: int, channel: PooledChannel, duration: float, serving: bool) -> None:
-        if self._closing is not None:
-            self._retire(channel, published=False)
-            return
-        view = self._views[slot]
-        old = view.channel  # in rotation, or kept out of it while not serving
-        if serving:
-            self._table.register(slot, channel)
-        else:
-            self._table.unregister(slot)
-        if old is not None and old is not channel:
-            self._retire(old)
-        self._totals = replace(self._totals, connects=self._totals.connects + 1)
-        self._emit(
-            ChannelConnectedEvent,
-            slot=slot,
-            channel_id=channel.channel_id,
-            duration=duration,
-            reconnect=view.connects > 0,
-        )
-        self._views[slot] = replace(
-            view,
-            state=SlotStatus.READY if serving else SlotStatus.UNHEALTHY,
-            channel=channel,
-            connected_since=time.monotonic(),
-            connects=view.connects + 1,
-            failures=0,
-            last_error=view.last_error if serving else f"health check: {view.health}",
-        )
-        logger.info(
-            "pool %s slot %d: %s (%s)",
-            self._name,
-            slot,
-            "ready" if serving else "connected, not serving: out of rotation",
-            channel.channel_id,
-        )
-        self._publish()
-
-    def _lost(self, command: Lost) -> None:
-        slot, channel = command.slot, command.channel
-        reason = redact_text(command.reason, self._secrets)
-        if self._views[slot].channel is not channel:
-            return
-        self._table.unregister(slot)
-        self._retire(channel)
-        self._spread.poke()  # the backends may have changed
-        view = self._disconnected(slot, channel, reason)
-        self._views[slot] = replace(
-            view,
-            state=SlotStatus.CONNECTING,
-            channel=None,
-            connected_since=None,
-            last_error=reason,
-            retry_delay=command.retry_in,
-        )
-        self._publish()
-        self._emit(
-            ReconnectScheduledEvent, slot=slot, delay=command.retry_in, attempt=1, reason=reason
-        )
-
-    def _disconnected(self, slot: int, channel: PooledChannel, reason: str) -> SlotView:
-        """Count and report a lost connection once: when a ready slot stops being ready."""
-        view = self._views[slot]
-        if view.state not in (SlotStatus.READY, SlotStatus.UNHEALTHY):  # counted already
-            return view
-        since = view.connected_since
-        self._totals = replace(self._totals, disconnects=self._totals.disconnects + 1)
-        self._emit(
-            ChannelDisconnectedEvent,
-            slot=slot,
-            channel_id=channel.channel_id,
-            reason=reason,
-            connected_for=time.monotonic() - since if since is not None else 0.0,
-        )
-        view = replace(view, disconnects=view.disconnects + 1, last_error=reason)
-        self._views[slot] = view
-        return view
-
     def _grant_refresh(self) -> None:
         """Max-age refreshes run one slot at a time: the next waiting worker goes."""
         while self._refresh_holder is None and self._refresh_queue:
@@ -411,40 +247,6 @@ class Writer:
                 worker.grant_refresh()
         if self._refresh_holder is None and self._closing is None:
             self._refresh_holder = self._spread.next_move(self._workers)  # one move at a time
-
-    def _health(self, command: HealthResult) -> None:
-        """A check answered: the connection stays; the slot leaves the rotation while
-        not healthy and returns once healthy (no reconnect, no backoff)."""
-        slot, channel, status = command.slot, command.channel, command.status
-        view = replace(self._views[slot], health=status)
-        if view.channel is channel:
-            if command.healthy and view.state is SlotStatus.UNHEALTHY:
-                self._table.register(slot, channel)
-                view = replace(view, state=SlotStatus.READY)
-                logger.info("pool %s slot %d: serving again (%s)", self._name, slot, status)
-            elif not command.healthy and command.answered and view.state is SlotStatus.READY:
-                self._table.unregister(slot)
-                error = f"health check: {status}"
-                view = replace(view, state=SlotStatus.UNHEALTHY, last_error=error)
-                logger.info("pool %s slot %d: %s, out of rotation", self._name, slot, error)
-        self._views[slot] = view
-        if status == "UNIMPLEMENTED" and not self._told_no_health:
-            self._told_no_health = True
-            level = logging.DEBUG if self._config.suppress_connection_errors else logging.WARNING
-            logger.log(
-                level,
-                "pool %s: server has no grpc.health.v1.Health service; channels count as healthy",
-                self._name,
-            )
-        self._publish()
-        self._emit(
-            HealthCheckEvent,
-            slot=command.slot,
-            channel_id=command.channel.channel_id,
-            status=command.status,
-            healthy=command.healthy,
-            duration=command.duration,
-        )
 
     def _pause(self, command: Pause) -> None:
         """Before fork: ask every thread of the pool that calls into gRPC (workers,
@@ -481,46 +283,6 @@ class Writer:
         self._pick = reader_pick(
             self._strategy, self._config.telemetry_sample_rate, emit, self._name
         )
-        self._publish()
-
-    def _progress(self, command: Progress) -> None:
-        view = self._views[command.slot]
-        if command.state is SlotStatus.BACKOFF:
-            error = redact_text(command.error or "unknown", self._secrets)
-            delay = command.delay or 0.0
-            view = replace(
-                view,
-                state=SlotStatus.BACKOFF,
-                failures=view.failures + 1,
-                connect_failures=view.connect_failures + 1,
-                last_error=error,
-                retry_delay=delay,
-            )
-            self._totals = replace(self._totals, connect_failures=self._totals.connect_failures + 1)
-            self._spread.poke()
-            self._emit(
-                ConnectionFailedEvent, slot=command.slot, error=error, failures=view.failures
-            )
-            self._emit(
-                ReconnectScheduledEvent,
-                slot=command.slot,
-                delay=delay,
-                attempt=view.failures + 1,
-                reason=error,
-            )
-        elif command.state is SlotStatus.RECONNECTING and view.channel is not None:
-            # The connection under a published channel closed; it stays in rotation
-            # while it reconnects (RPCs on it wait or fail fast as gRPC decides).
-            reason = redact_text(command.error or "closed", self._secrets)
-            view = self._disconnected(command.slot, view.channel, reason)
-            view = replace(view, state=SlotStatus.RECONNECTING)
-            # gRPC reconnects by itself, at once: one attempt, as after any disconnect.
-            self._emit(
-                ReconnectScheduledEvent, slot=command.slot, delay=0.0, attempt=1, reason=reason
-            )
-        else:
-            view = replace(view, state=command.state)
-        self._views[command.slot] = view
         self._publish()
 
     def _scale(self, command: Resize) -> int:
@@ -602,57 +364,6 @@ class Writer:
         self._stopping = [w for w in self._stopping if w.thread.is_alive()]
         if worker in self._deferred:  # never started (a fork was under way)
             self._deferred.remove(worker)
-
-    # -- retire, then close ------------------------------------------------------
-    def _retire(self, channel: PooledChannel, published: bool = True) -> None:
-        """Out of rotation now; closed after the grace, or once drained when closing.
-
-        A channel never published cannot be held by a caller: it is closed at once.
-        """
-        if not published:
-            channel._refuse(self._closing is not None)
-            self._reaper.close(channel)
-            return
-        if self._closing is None:
-            entry = _Retiring(channel, time.monotonic() + self._config.retire_grace, False)
-        else:
-            entry = _Retiring(channel, time.monotonic() + self._closing.grace, True)
-            self._drain_early(entry)
-        self._retiring.append(entry)
-
-    def _drain_early(self, entry: _Retiring) -> None:
-        entry.early = True
-        counter = entry.channel._counter
-        if counter is not None:
-            counter.on_idle = lambda: self.queue.put(Wake())
-
-    def _reap(self) -> None:
-        """Due retired channels: refuse new RPCs now (no grpcio call), count their
-        RPCs into the totals in the same publish, and hand them to the reaper."""
-        if not self._retiring:
-            return
-        now = time.monotonic()
-        keep: list[_Retiring] = []
-        for entry in self._retiring:
-            channel = entry.channel
-            if now < entry.deadline and not (entry.early and channel.in_flight == 0):
-                keep.append(entry)
-                continue
-            channel._refuse(self._closing is not None)  # its count is final from here
-            busy = channel.in_flight
-            if busy:
-                logger.info(
-                    "pool %s: closing %s with %d RPCs still in flight after the grace",
-                    self._name,
-                    channel.channel_id,
-                    busy,
-                )
-            closed = self._totals.rpcs_closed + (channel.rpcs_total or 0)
-            self._totals = replace(self._totals, rpcs_closed=closed)
-            self._reaper.close(channel)
-        if len(keep) != len(self._retiring):
-            self._retiring = keep
-            self._publish()
 
     # -- close -----------------------------------------------------------------
     def _close(self, command: Close) -> None:
