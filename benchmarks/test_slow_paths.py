@@ -24,7 +24,7 @@ def test_register_to_published(benchmark: Any, echo_target: str, report: Report)
 
 def test_writer_retiring_100_channels(benchmark: Any, remote_target: str, report: Report) -> None:
     """Writer round trips while it retires and closes 100 channels at once (a pool of
-    101 resized to 1, no grace), against as many round trips to the idle writer.
+    101 resized to 1, grace 0.5 s), against as many round trips to the idle writer.
     pytest-benchmark times the whole scenario once."""
     rows = benchmark.pedantic(
         lambda: [writer.closing_row(remote_target, SETTINGS)], rounds=1, iterations=1

@@ -56,7 +56,7 @@ RETIRED = 100  # channels the writer retires at once in row 5b
 def closing_row(target: str, settings: Settings) -> Row:
     """The writer's answer time while it retires and closes 100 channels at once.
 
-    A pool grown to 101 channels (no retire grace) is resized to 1: from then
+    A pool grown to 101 channels (retire grace 0.5 s) is resized to 1: from then
     on, writer round trips (``pool._call``: a no-op run on the writer thread)
     go back to back until every retired channel is closed (``stats().retiring``
     back to 0). The baseline: as many round trips, made the same way, to the
@@ -69,7 +69,7 @@ def closing_row(target: str, settings: Settings) -> Row:
         size=1,
         max_size=RETIRED + 1,
         insecure=True,
-        retire_grace=0.0,
+        retire_grace=0.5,  # round trips run through the grace and then the closing
         name="bench-closing",
     )
     busy: list[float] = []
@@ -79,9 +79,10 @@ def closing_row(target: str, settings: Settings) -> Row:
         for _ in range(settings.retires):
             pool.resize(RETIRED + 1)
             pool.wait_ready(timeout=60, min_ready=RETIRED + 1)
-            pool.resize(1)  # no grace: each closes once grpcio's poller has ended
+            pool.resize(1)  # after the grace each closes once grpcio's poller has ended
             during = _round_trips_while_retiring(pool, timeout=30.0)
             busy += during
+            time.sleep(0.5)  # the stopped workers' threads end: an idle process
             idle += _round_trips_idle(pool, len(during))
     finally:
         pool.close(grace=0)
