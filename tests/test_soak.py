@@ -1,24 +1,31 @@
 """A one-minute soak (marker ``soak``; .ci/run runs it, a plain ``pytest`` skips it):
 all four RPC kinds through pool.channel from 16 threads while the server restarts
-(graceful and abrupt), the pool resizes, listeners come and go and health flips."""
+(graceful and abrupt), the pool resizes, listeners come and go and health flips.
+The server runs in a process of its own: this process's RSS, threads and fds are
+the pool's (an in-process grpc server's memory grows with abrupt restarts under load)."""
 
 from __future__ import annotations
 
 import collections
 import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool.testing import CHAT, COLLECT, ECHO, ECHO_STREAM, EchoServer
+from grpc_pool.testing import CHAT, COLLECT, ECHO, ECHO_STREAM
 
 from .conftest import Recorder
 
 SOAK_SECONDS = float(os.environ.get("GRPC_POOL_SOAK_SECONDS", "60"))
+SERVER = Path(__file__).parent / "scripts" / "soak_server.py"
 THREADS = 16
 # What a caller may see while the server restarts or no channel is ready. CANCELLED
 # is the server's abrupt stop ("CANCELLED"), never the pool's "Channel closed!".
@@ -41,6 +48,53 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+class _ServerProcess:
+    """The echo server in a child process, restarted on the same port."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "GRPC_VERBOSITY": "ERROR"}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVER), str(self.port)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()  # bounded: it prints or dies
+        assert line.isdigit(), "soak server did not start"
+        self.port = int(line)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def signal(self, number: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(number)
+
+    def stop(self, graceful: bool) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def restart(self, graceful: bool) -> None:
+        self.stop(graceful)
+        time.sleep(0.3)
+        self.start()
+
+
 @pytest.mark.soak
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
 def test_soak_all_rpc_kinds_under_faults() -> None:
@@ -48,7 +102,7 @@ def test_soak_all_rpc_kinds_under_faults() -> None:
     AttributeError, a pool error other than NoChannelAvailable, or "Channel
     closed!"), every kind succeeds many times, the pool is whole again after the
     last fault, and after close no thread (checked by the fixture) or fd is left."""
-    server = EchoServer(workers=64)
+    server = _ServerProcess()
     server.start()
     fds_before, rss_before = _fds(), _rss_kb()
     outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -114,9 +168,9 @@ def test_soak_all_rpc_kinds_under_faults() -> None:
             fault = rng.choice(["restart", "abrupt", "resize", "listener", "health"])
             faults[fault] += 1
             if fault == "restart":
-                server.restart(down_for=0.3, grace=1.0)
+                server.restart(graceful=True)
             elif fault == "abrupt":
-                server.restart(down_for=0.3)
+                server.restart(graceful=False)
             elif fault == "resize":
                 pool.resize(rng.randint(2, 6))
             elif fault == "listener":
@@ -126,9 +180,9 @@ def test_soak_all_rpc_kinds_under_faults() -> None:
                     listeners.append(Recorder())
                     pool.add_listener(listeners[-1])
             else:
-                server.set_serving(False)
+                server.signal(signal.SIGUSR1)  # NOT_SERVING
                 time.sleep(rng.uniform(0.5, 1.5))
-                server.set_serving(True)
+                server.signal(signal.SIGUSR2)
         # After the last fault: whole again, and every kind works.
         size = pool.status().expected_size
         pool.wait_ready(timeout=20, min_ready=size)
@@ -140,7 +194,7 @@ def test_soak_all_rpc_kinds_under_faults() -> None:
         for worker in workers:
             worker.join(15)
         pool.close(grace=2.0)
-        server.stop()
+        server.stop(graceful=True)
     rss_after = _rss_kb()
     time.sleep(0.5)  # gRPC core releases the closed channels' sockets
     fds_after = _fds()
@@ -157,4 +211,4 @@ def test_soak_all_rpc_kinds_under_faults() -> None:
     for kind in calls:
         assert outcomes[(kind, "ok")] > 50, summary
     assert not any(worker.is_alive() for worker in workers)
-    assert fds_after <= fds_before + 2, summary  # the stopped server's and pool's fds are gone
+    assert fds_after <= fds_before + 2, summary  # the pool's sockets and pipes are gone
