@@ -16,7 +16,7 @@ import pytest
 import grpc_pool
 from grpc_pool.testing import CHAT, COLLECT, ECHO, ECHO_STREAM, PEER, SLOW, EchoServer
 
-from .conftest import FAST, wait_until
+from .conftest import FAST, REGISTERED, wait_until
 
 
 def test_pool_channel_is_one_grpc_channel(make_pool: Any, server: EchoServer) -> None:
@@ -130,8 +130,8 @@ def test_built_once_survives_resize_refresh_and_reconnect(server: EchoServer) ->
     with grpc_pool.Pool(
         server.target, size=3, max_connection_age=0.3, **{**FAST, "retire_grace": 0.1}
     ) as pool:
-        echo = pool.channel.unary_unary(ECHO, _registered_method=True)
-        stream = pool.channel.unary_stream(ECHO_STREAM, _registered_method=True)
+        echo = pool.channel.unary_unary(ECHO, **REGISTERED)
+        stream = pool.channel.unary_stream(ECHO_STREAM, **REGISTERED)
         pool.wait_ready(timeout=10, min_ready=3)
         first = {c.channel_id for c in pool._snapshot}
         for step in range(6):
@@ -151,7 +151,7 @@ def test_retired_channel_refuses_instead_of_crashing(tmp_path: Any) -> None:
     channel that the pool has retired and closed raises ChannelRetired/PoolClosed,
     never reaches grpcio (1.85 dies with SIGSEGV there). In a subprocess, so that a
     crash shows as an exit code."""
-    script = textwrap.dedent(
+    script = f"REGISTERED = {REGISTERED!r}\n" + textwrap.dedent(
         """
         import time
         import grpc, grpc_pool
@@ -161,14 +161,14 @@ def test_retired_channel_refuses_instead_of_crashing(tmp_path: Any) -> None:
             pool = grpc_pool.Pool(server.target, size=2, insecure=True, retire_grace=0.0)
             pool.wait_ready(timeout=10, min_ready=2)
             held = list(pool._snapshot)
-            prebuilt = {c: c.unary_unary(ECHO, _registered_method=True) for c in held}
+            prebuilt = {c: c.unary_unary(ECHO, **REGISTERED) for c in held}
             pool.scale_down(1)
             retired = next(c for c in held if c not in pool._snapshot)
             deadline = time.monotonic() + 10
             while not retired.closed and time.monotonic() < deadline:
                 time.sleep(0.01)
             for attempt in (
-                lambda: retired.unary_unary("/x.Y/Z", _registered_method=True),
+                lambda: retired.unary_unary("/x.Y/Z", **REGISTERED),
                 lambda: retired.unary_unary(ECHO)(b"x", timeout=1),
                 lambda: prebuilt[retired](b"x", timeout=1),
                 lambda: prebuilt[retired].future(b"x", timeout=1),
@@ -181,7 +181,7 @@ def test_retired_channel_refuses_instead_of_crashing(tmp_path: Any) -> None:
             pool.close()
             kept = next(c for c in held if c is not retired)
             try:
-                kept.unary_unary("/x.Y/W", _registered_method=True)
+                kept.unary_unary("/x.Y/W", **REGISTERED)
             except grpc_pool.PoolClosed:
                 print("closed")
         """

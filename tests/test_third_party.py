@@ -33,6 +33,15 @@ def pingpong_server(pingpong: tuple[ModuleType, ModuleType]) -> Iterator[PingPon
     server.stop()
 
 
+# Google's libraries warn (FutureWarning, at import) about the environment, not the
+# pool: google-api-core on a Python past its end of life (3.10 after October 2026),
+# google-auth on grpcio < 1.83 (the floor run, .ci/floor.txt).
+GAPIC_ENVIRONMENT_WARNINGS = pytest.mark.filterwarnings(
+    "ignore::FutureWarning:google.api_core._python_version_support",
+    "ignore::FutureWarning:google.auth.transport.grpc",
+)
+
+
 class FakePublisher:
     """google.pubsub.v1.Publisher/Publish on loopback, built from the client
     library's own message types; records the peer (TCP connection) of every call."""
@@ -70,6 +79,7 @@ class FakePublisher:
         self._executor.shutdown(wait=True)
 
 
+@GAPIC_ENVIRONMENT_WARNINGS
 def test_gapic_client_spreads_over_every_connection() -> None:
     """google-cloud-pubsub's GAPIC PublisherClient on PublisherGrpcTransport(channel=
     pool.channel): 200 publishes from 8 threads use all 4 connections (server-side
@@ -107,6 +117,7 @@ def test_gapic_client_spreads_over_every_connection() -> None:
         fake.stop()
 
 
+@GAPIC_ENVIRONMENT_WARNINGS
 def test_gapic_retries_see_the_pool_error_as_unavailable() -> None:
     """With nothing to connect to, the GAPIC client's own error mapping turns the
     pool's NoChannelAvailable into google.api_core ServiceUnavailable (it is a
