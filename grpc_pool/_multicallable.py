@@ -45,41 +45,19 @@ class PoolMultiCallable:
         channel, timeout = _wait_channel(self._pool, timeout, wait_for_ready)
         return channel._callable(self._key), timeout
 
-    def _blocking(
+    def __call__(
         self,
-        name: str | None,
         request: Any,
-        timeout: float | None,
-        metadata: Any,
-        credentials: Any,
-        wait_for_ready: bool | None,
-        compression: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
     ) -> Any:
+        """The RPC on a picked channel (``request``: a message, or an iterator of
+        them for client-streaming kinds), as grpcio's multi-callable would run it."""
         inner, timeout = self._pick(timeout, wait_for_ready)
-        call = inner if name is None else getattr(inner, name)
-        return call(
-            request,
-            timeout=timeout,
-            metadata=metadata,
-            credentials=credentials,
-            wait_for_ready=wait_for_ready,
-            compression=compression,
-        )
-
-    def _future(
-        self,
-        request: Any,
-        timeout: float | None,
-        metadata: Any,
-        credentials: Any,
-        wait_for_ready: bool | None,
-        compression: Any,
-    ) -> Any:
-        try:
-            inner, timeout = self._pick(timeout, wait_for_ready)
-        except grpc.RpcError as error:  # the pool's: also a failed grpc.Future
-            return error
-        return inner.future(
+        return inner(
             request,
             timeout=timeout,
             metadata=metadata,
@@ -121,21 +99,10 @@ def _wait_channel(
     return channel, None if timeout is None else timeout - waited
 
 
-class _UnaryUnary(PoolMultiCallable, UnaryUnaryBase):
-    __slots__ = ()
+class _UnaryResponse(PoolMultiCallable):
+    """``with_call`` and ``future``: the kinds with one response."""
 
-    def __call__(
-        self,
-        request: Any,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: Any = None,
-        wait_for_ready: bool | None = None,
-        compression: Any = None,
-    ) -> Any:
-        return self._blocking(
-            None, request, timeout, metadata, credentials, wait_for_ready, compression
-        )
+    __slots__ = ()
 
     def with_call(
         self,
@@ -146,8 +113,14 @@ class _UnaryUnary(PoolMultiCallable, UnaryUnaryBase):
         wait_for_ready: bool | None = None,
         compression: Any = None,
     ) -> Any:
-        return self._blocking(
-            "with_call", request, timeout, metadata, credentials, wait_for_ready, compression
+        inner, timeout = self._pick(timeout, wait_for_ready)
+        return inner.with_call(
+            request,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
         )
 
     def future(
@@ -159,90 +132,35 @@ class _UnaryUnary(PoolMultiCallable, UnaryUnaryBase):
         wait_for_ready: bool | None = None,
         compression: Any = None,
     ) -> Any:
-        return self._future(request, timeout, metadata, credentials, wait_for_ready, compression)
+        """A future; when no channel could be picked, the pool's error (a failed future)."""
+        try:
+            inner, timeout = self._pick(timeout, wait_for_ready)
+        except grpc.RpcError as error:  # the pool's: also a failed grpc.Future
+            return error
+        return inner.future(
+            request,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
 
 
-class _StreamUnary(PoolMultiCallable, StreamUnaryBase):
+class _UnaryUnary(_UnaryResponse, UnaryUnaryBase):
     __slots__ = ()
 
-    def __call__(
-        self,
-        request_iterator: Any,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: Any = None,
-        wait_for_ready: bool | None = None,
-        compression: Any = None,
-    ) -> Any:
-        return self._blocking(
-            None, request_iterator, timeout, metadata, credentials, wait_for_ready, compression
-        )
 
-    def with_call(
-        self,
-        request_iterator: Any,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: Any = None,
-        wait_for_ready: bool | None = None,
-        compression: Any = None,
-    ) -> Any:
-        return self._blocking(
-            "with_call",
-            request_iterator,
-            timeout,
-            metadata,
-            credentials,
-            wait_for_ready,
-            compression,
-        )
-
-    def future(
-        self,
-        request_iterator: Any,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: Any = None,
-        wait_for_ready: bool | None = None,
-        compression: Any = None,
-    ) -> Any:
-        return self._future(
-            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
-        )
+class _StreamUnary(_UnaryResponse, StreamUnaryBase):
+    __slots__ = ()
 
 
 class _UnaryStream(PoolMultiCallable, UnaryStreamBase):
     __slots__ = ()
 
-    def __call__(
-        self,
-        request: Any,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: Any = None,
-        wait_for_ready: bool | None = None,
-        compression: Any = None,
-    ) -> Any:
-        return self._blocking(
-            None, request, timeout, metadata, credentials, wait_for_ready, compression
-        )
-
 
 class _StreamStream(PoolMultiCallable, StreamStreamBase):
     __slots__ = ()
-
-    def __call__(
-        self,
-        request_iterator: Any,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: Any = None,
-        wait_for_ready: bool | None = None,
-        compression: Any = None,
-    ) -> Any:
-        return self._blocking(
-            None, request_iterator, timeout, metadata, credentials, wait_for_ready, compression
-        )
 
 
 KINDS: dict[str, type[PoolMultiCallable]] = {
