@@ -339,3 +339,31 @@ def test_dropped_streams_are_cancelled(make_pool: Any) -> None:
         wait_until(lambda: pool.stats().in_flight == 0, 5, "dropped calls no longer counted")
     finally:
         server.stop()
+
+
+def test_message_size_limits_follow_the_pool_options() -> None:
+    """A 5 MiB response fails through a default pool (grpcio's 4 MiB receive limit,
+    RESOURCE_EXHAUSTED) and passes with the options GAPIC sets on its own channels
+    (docs/channel.md): the options reach every pooled channel."""
+    from concurrent import futures
+
+    big = b"x" * (5 << 20)
+    handler = grpc.method_handlers_generic_handler(
+        "test.Big", {"Get": grpc.unary_unary_rpc_method_handler(lambda request, context: big)}
+    )
+    executor = futures.ThreadPoolExecutor(2, thread_name_prefix="big-server")
+    server = grpc.server(executor)
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    try:
+        with grpc_pool.insecure_channel(f"127.0.0.1:{port}", size=1) as default:
+            with pytest.raises(grpc.RpcError) as caught:
+                default.unary_unary("/test.Big/Get")(b"", timeout=10)
+            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        with grpc_pool.insecure_channel(f"127.0.0.1:{port}", unlimited, size=1) as gapic_like:
+            assert len(gapic_like.unary_unary("/test.Big/Get")(b"", timeout=10)) == len(big)
+    finally:
+        server.stop(None).wait(10)
+        executor.shutdown(wait=True)
