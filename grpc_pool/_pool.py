@@ -16,20 +16,19 @@ from typing_extensions import Self
 
 from . import _fork
 from ._channel import PooledChannel, bounded_put
-from ._commands import Call, Close, Reply, Resize, SetPick
+from ._commands import Close, Reply, SetPick
 from ._config import MAX_SIZE, PoolConfig, check_count, check_seconds
 from ._errors import (
     InvalidConfig,
     NoChannelAvailable,
     PoolClosed,
     PoolTimeout,
-    ScalingInProgress,
-    WouldEmptyPool,
 )
 from ._events import Dispatcher, Listener
 from ._fork import ForkAware
 from ._poolchannel import PoolChannel
 from ._report import pool_stats, pool_status
+from ._scaling import Scaling
 from ._state import EMPTY, PoolState, SlotStatus
 from ._stats import PoolStats, PoolStatus
 from ._strategy import resolve_strategy
@@ -46,13 +45,11 @@ _pool_numbers = itertools.count(1)
 _OPTION_NAMES = frozenset(f.name for f in fields(PoolConfig)) - {"target"}
 # Slack over a grace for the writer to finish closing (joins, late messages).
 _CLOSE_SLACK = 10.0
-# Bound on the writer answering a command that does no I/O.
-_COMMAND_TIMEOUT = 30.0
 # Longest single wait for a ready channel: a lost wake-up costs at most this.
 _WAIT_TICK = 5.0
 
 
-class Pool(ForkAware):
+class Pool(ForkAware, Scaling):
     """A pool of grpc channels, each on its own TCP connection.
 
     ``Pool(target, **options)`` takes the fields of ``PoolConfig`` as keywords.
@@ -342,77 +339,6 @@ class Pool(ForkAware):
     @property
     def config(self) -> PoolConfig:
         return self._config
-
-    # -- scaling -------------------------------------------------------------------
-    def scale_up(self, n: int) -> int:
-        """Add ``n`` slots (an int >= 1); return the new expected size.
-
-        Raises ``InvalidConfig`` if the size would exceed 1,024 (see ``PoolConfig``).
-        """
-        check_count("n", n, MAX_SIZE)
-
-        def target(size: int) -> int:
-            if size + n > MAX_SIZE:
-                raise InvalidConfig(
-                    f"n={n!r} is not allowed: scale_up would make {size + n} slots "
-                    f"(expected 1..{MAX_SIZE - size})",
-                    self,
-                )
-            return size + n
-
-        return self._scale(target, "scale_up", n)
-
-    def scale_down(self, n: int) -> int:
-        """Remove ``n`` slots (an int >= 1), not-ready and least loaded first.
-
-        Their channels leave the rotation at once and close after ``retire_grace``.
-        Raises ``WouldEmptyPool`` (an ``InvalidConfig``) if fewer than 1 slot would remain.
-        """
-        check_count("n", n, MAX_SIZE)
-
-        def target(size: int) -> int:
-            if size - n < 1:
-                raise WouldEmptyPool(
-                    f"n={n!r} is not allowed: scale_down would leave {size - n} slots "
-                    f"(expected 1..{size - 1})",
-                    self,
-                )
-            return size - n
-
-        return self._scale(target, "scale_down", n)
-
-    def resize(self, size: int) -> int:
-        """Set the expected size (an int 1..1,024); return it."""
-        check_count("size", size, MAX_SIZE)
-        return self._scale(lambda _: size, "resize", size)
-
-    def _scale(self, target: Callable[[int], int], operation: str, requested: int) -> int:
-        if self._forked:
-            self._revive()
-        if not self._scaling.acquire(blocking=False):
-            raise ScalingInProgress("another scaling call is running", self)
-        try:
-            if self._closed:
-                raise PoolClosed("pool is closed", self)
-            reply = Reply()
-            # The writer computes the target: no other writer-side change can interleave.
-            self._writer.queue.put(Resize(target, reply, operation, requested))
-            return int(self._await(reply))
-        finally:
-            self._scaling.release()
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on the writer thread and return its result."""
-        reply = Reply()
-        self._writer.queue.put(Call(fn, reply))
-        return self._await(reply)  # type: ignore[no-any-return]
-
-    def _await(self, reply: Reply) -> Any:
-        if not reply.wait(_COMMAND_TIMEOUT):
-            raise PoolTimeout(f"the writer did not answer within {_COMMAND_TIMEOUT:g}s", self)
-        if reply.error is not None:
-            raise reply.error
-        return reply.value
 
     # -- close ---------------------------------------------------------------------
     def close(self, grace: float = 5.0) -> None:
