@@ -64,7 +64,8 @@ INFLIGHT = Path(__file__).parent / "scripts" / "fork_inflight.py"
 def test_fork_with_rpcs_in_flight(echo_server_process: str, fork_support: bool) -> None:
     """20 forks while 16 threads are mid-RPC through pool.channel: no child crashes
     (new RPCs are held and those in flight drain before the fork), every child's
-    first RPC works on connections of its own, and the parent's RPCs all succeed."""
+    first RPC (wait_for_ready, within 10 s: a failed first attempt is retried) works
+    on connections of its own, and the parent's RPCs all succeed."""
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
     env["GRPC_VERBOSITY"] = "ERROR"
     if fork_support:
@@ -79,6 +80,6 @@ def test_fork_with_rpcs_in_flight(echo_server_process: str, fork_support: bool) 
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["forks"] == 20
-    assert result["crashed"] == 0 and result["failed"] == 0, result
+    assert result["crashed"] == 0 and result["failed"] == 0, (result, done.stderr[-2000:])
     assert result["parent_errors"] == 0, result
     print(f"fork_support={fork_support}: {result}")

@@ -48,8 +48,10 @@ def main() -> int:
         if pid == 0:
             signal.alarm(30)
             try:
-                ok = pool.channel.unary_unary(ECHO)(b"child", timeout=10) == b"child"
-            except BaseException:
+                echo = pool.channel.unary_unary(ECHO)  # a failed first attempt is retried
+                ok = echo(b"child", timeout=10, wait_for_ready=True) == b"child"
+            except BaseException as error:
+                print(f"child: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
                 ok = False
             os._exit(0 if ok else 3)
         costs.append(time.monotonic() - started)
