@@ -34,7 +34,6 @@ LOCAL_SUBCHANNEL_POOL = "grpc.use_local_subchannel_pool"
 CHANNEL_ID = "grpc_pool.channel_id"
 
 _channel_ids = itertools.count(1)
-_POLLER_EXIT_TIMEOUT = 5.0
 # Entries per cache of multi-callables or stubs: code that builds one per call
 # (a lambda stub factory, GAPIC's per-RPC intercept_channel) must not grow memory.
 CACHE_LIMIT = 256
@@ -233,19 +232,10 @@ class PooledChannel(grpc.Channel):
 
     def _close_grpc(self) -> None:
         """The pool's close, second half (the reaper's): close the grpc channel, which
-        cancels what still runs on it. Call once its poller has ended (see below)."""
+        cancels what still runs on it. Call once its poller has ended: grpcio's
+        close() clears subscriptions but not a pending try_to_connect, and its poller
+        would then call into the closed channel and raise ValueError on gRPC's thread."""
         self._raw.close()
-
-    def _shutdown(self, pool_closed: bool = False) -> None:
-        """Both halves on the calling thread, waiting for grpcio's poller (bounded).
-
-        grpcio's close() clears subscriptions but not a pending try_to_connect;
-        its poller thread would then call into the closed channel and raise
-        ValueError on gRPC's thread. Let the poller end first.
-        """
-        self._refuse(pool_closed)
-        self._wait_for_poller(time.monotonic() + _POLLER_EXIT_TIMEOUT)
-        self._close_grpc()
 
     def _why_not_connected(self) -> str:
         """The transport's last error: a fail-fast RPC on a failed channel returns it at

@@ -20,7 +20,6 @@ __all__ = [
     "UNARY_UNARY",
     "WRAPPERS",
     "ForkHold",
-    "FutureBase",
     "Gate",
     "RpcCounter",
     "StreamStreamBase",
@@ -282,9 +281,7 @@ if TYPE_CHECKING:  # generic in the stubs, plain classes at run time
     StreamUnaryBase = grpc.StreamUnaryMultiCallable[Any, Any]
     UnaryStreamBase = grpc.UnaryStreamMultiCallable[Any, Any]
     StreamStreamBase = grpc.StreamStreamMultiCallable[Any, Any]
-    FutureBase = grpc.Future[Any]
 else:
-    FutureBase = grpc.Future
     UnaryUnaryBase = grpc.UnaryUnaryMultiCallable
     StreamUnaryBase = grpc.StreamUnaryMultiCallable
     UnaryStreamBase = grpc.UnaryStreamMultiCallable

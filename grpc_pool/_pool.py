@@ -236,7 +236,7 @@ class Pool(ForkAware, Scaling):
                 ) from None
         if self._forked:
             self._revive()
-        state = self._state if self._state.channels else self._wait_for(1, timeout)
+        state = self._state if self._state.channels else self._wait_for(1, timeout or 0.0)
         if state is None:
             error = self._not_available(timeout)
             if timeout:
@@ -247,9 +247,13 @@ class Pool(ForkAware, Scaling):
         # Rendezvous: the highest hash of (key, slot) among the ready channels.
         return max(state.channels, key=lambda channel: hash((key, channel.slot)))
 
-    def _wait_for(self, count: int, timeout: float | None) -> PoolState | None:
-        """The state once it holds ``count`` channels; None when the wait ran out."""
-        deadline = time.monotonic() + (timeout or 0.0)
+    def _wait_for(
+        self, count: int, timeout: float | None, while_starting: bool = False
+    ) -> PoolState | None:
+        """The state once it holds ``count`` channels, waiting up to ``timeout``
+        seconds (None: until then or until the pool closes); None when the wait ran
+        out, or (with ``while_starting``) as soon as a connection attempt has failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._ready:  # the writer notifies after every publish: no polling
             while True:
                 state = self._state
@@ -257,37 +261,21 @@ class Pool(ForkAware, Scaling):
                     return state
                 if self._closed:
                     raise PoolClosed("pool is closed", self)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if while_starting and self._failed():
                     return None
-                self._ready.wait(remaining)
+                wait = _WAIT_TICK if deadline is None else deadline - time.monotonic()
+                if wait <= 0:
+                    return None
+                self._ready.wait(min(wait, _WAIT_TICK))
 
     def _wait_channel(
         self, timeout: float | None, while_starting: bool = False
     ) -> PooledChannel | None:
-        """A picked channel, waiting for one up to ``timeout`` seconds (None: until
-        one is ready or the pool closes); None when the wait ran out, or (with
-        ``while_starting``) as soon as a connection attempt has failed."""
+        """A picked channel, waiting as ``_wait_for`` does for one; None when none came."""
         if self._forked:
             self._revive()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._ready:  # the writer notifies after every publish: no polling
-            while True:
-                state = self._state
-                if state.channels:
-                    break
-                if self._closed:
-                    raise PoolClosed("pool is closed", self)
-                if while_starting and self._failed():
-                    return None
-                if deadline is None:
-                    self._ready.wait(_WAIT_TICK)
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._ready.wait(min(remaining, _WAIT_TICK))
-        return _pick(state)
+        state = self._wait_for(1, timeout, while_starting)
+        return None if state is None else _pick(state)
 
     def _failed(self) -> bool:
         """Whether a slot has failed to connect or lost its connection (not starting)."""
@@ -320,7 +308,7 @@ class Pool(ForkAware, Scaling):
                 "(the pool's expected size)",
                 self,
             )
-        if self._wait_for(min_ready, timeout) is None:
+        if self._wait_for(min_ready, timeout or 0.0) is None:
             error = PoolTimeout(
                 f"{len(self._snapshot)} of {min_ready} channels ready after {timeout:g}s", self
             )

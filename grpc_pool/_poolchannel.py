@@ -256,12 +256,18 @@ class PoolChannel(grpc.Channel):
         return f"<PoolChannel over {self.pool!r}{owner}>"
 
 
-def _reject_owned(pool_options: dict[str, Any], constructor: str, instead: str) -> None:
+def _owning(
+    constructor: str, instead: str, target: str, pool_options: dict[str, Any], **given: Any
+) -> PoolChannel:
+    """A PoolChannel over a new pool it owns; ``given``: what the constructor sets itself."""
+    from ._pool import Pool
+
     for name in ("insecure", "credentials"):
         if name in pool_options:
             raise InvalidConfig(
                 f"{name}={pool_options[name]!r} is not allowed: {constructor}() sets it; {instead}"
             )
+    return PoolChannel(Pool(target, **given, **pool_options), owns_pool=True)
 
 
 def insecure_channel(
@@ -276,13 +282,15 @@ def insecure_channel(
     The returned ``PoolChannel`` owns a new pool (``.pool``); its ``close()`` and
     ``with`` exit close that pool.
     """
-    from ._pool import Pool
-
-    _reject_owned(pool_options, "insecure_channel", "use secure_channel() for TLS")
-    pool = Pool(
-        target, insecure=True, options=tuple(options or ()), compression=compression, **pool_options
+    return _owning(
+        "insecure_channel",
+        "use secure_channel() for TLS",
+        target,
+        pool_options,
+        insecure=True,
+        options=tuple(options or ()),
+        compression=compression,
     )
-    return PoolChannel(pool, owns_pool=True)
 
 
 def secure_channel(
@@ -298,14 +306,12 @@ def secure_channel(
     The returned ``PoolChannel`` owns a new pool (``.pool``); its ``close()`` and
     ``with`` exit close that pool.
     """
-    from ._pool import Pool
-
-    _reject_owned(pool_options, "secure_channel", "pass the credentials as its second argument")
-    pool = Pool(
+    return _owning(
+        "secure_channel",
+        "pass the credentials as its second argument",
         target,
+        pool_options,
         credentials=credentials,
         options=tuple(options or ()),
         compression=compression,
-        **pool_options,
     )
-    return PoolChannel(pool, owns_pool=True)

@@ -86,12 +86,12 @@ class Worker(Upkeep):
         credentials: grpc.ChannelCredentials | None,
         pool_name: str,
         post: Callable[[object], None],
+        close: Callable[[PooledChannel], None],
         dial: Callable[[str | None], PoolConfig] | None = None,
-        close: Callable[[PooledChannel], None] | None = None,
     ) -> None:
         self.slot = slot
-        # Closes a channel this worker never published (the pool's reaper: no
-        # wait on grpcio's poller here); None closes it on this thread.
+        # Closes a channel this worker never published: the pool's reaper (no wait
+        # on grpcio's poller here).
         self._close = close
         # Spreading (see _spread.py): the config of the assigned address; the slot
         # waits for its first address before connecting. None: the pool's target.
@@ -237,11 +237,8 @@ class Worker(Upkeep):
 
     def _discard(self, channel: PooledChannel) -> None:
         """Close a channel never published (no caller can hold it)."""
-        if self._close is None:
-            channel._shutdown()
-        else:
-            channel._refuse()
-            self._close(channel)
+        channel._refuse()
+        self._close(channel)
 
     def _subscribe(self, channel: PooledChannel, callback: Callable[[Any], None]) -> None:
         self._subscriptions.append((channel, callback))

@@ -311,8 +311,8 @@ class Writer(SlotReports, Retirement, Timers):
                         self._credentials,
                         self._name,
                         self.queue.put,
-                        self._spread.dial,
                         self._reaper.close,
+                        self._spread.dial,
                     )
                     self._workers[slot] = worker
                     self._views[slot] = SlotView(slot)
