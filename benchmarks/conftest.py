@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from grpc_pool._echo import EchoServer
+from grpc_pool.testing.echo import EchoServer
 from grpc_pool.cli.bench import core, server
 from tests.conftest import no_leaked_threads  # noqa: F401  (the suite's autouse leak check)
 

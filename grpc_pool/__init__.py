@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 
 from . import _cli_env  # noqa: F401  (first: it may set GRPC_VERBOSITY before grpc loads)
-from ._channel import PooledChannel
-from ._config import PoolConfig
-from ._errors import (
+from ._base.errors import (
     ChannelRetired,
     GrpcPoolError,
     InvalidConfig,
@@ -23,7 +21,12 @@ from ._errors import (
     StrategyError,
     WouldEmptyPool,
 )
-from ._events import (
+from ._base.redact import RedactingNullHandler
+from ._channel.pooled import PooledChannel
+from ._config.config import PoolConfig
+from ._config.validate import Strategy
+from ._constructors import insecure_channel, secure_channel
+from ._contract.events import (
     AutoscaleEvent,
     ChannelConnectedEvent,
     ChannelDisconnectedEvent,
@@ -43,10 +46,8 @@ from ._events import (
     StreamLimitEvent,
 )
 from ._pool import Pool
-from ._poolchannel import PoolChannel, insecure_channel, secure_channel
-from ._redact import RedactingNullHandler
-from ._stats import BackendStats, PoolStats, PoolStatus, SlotStats
-from ._strategy import Strategy
+from ._readers.poolchannel import PoolChannel
+from ._readers.stats import BackendStats, PoolStats, PoolStatus, SlotStats
 
 __version__ = "0.1.0"
 

@@ -5,11 +5,12 @@ other threads of the parent were inside gRPC calls: without
 GRPC_ENABLE_FORK_SUPPORT, children building a channel died of SIGSEGV while a
 pool's connectivity pollers were running or RPCs were in flight; with it, grpcio
 skips its own fork handlers in that case. So before fork new RPCs through any
-pool are held (outside gRPC) and those in flight get ``fork_drain_timeout`` to
-end; then every pool parks its threads outside gRPC (workers unsubscribe,
-gRPC's poller threads end, the writer waits). After fork the parent resumes and
-releases the held RPCs; the child drops the inherited channels untouched and
-rebuilds its pool on first use.
+pool are held at the gate (outside gRPC) and those in flight get
+``fork_drain_timeout`` to end; then every pool's threads park outside gRPC (one
+protocol, ``Parkable``: the writer asks them, this thread waits). After fork the
+parent unparks them and releases the held RPCs; the child drops the inherited
+channels untouched, and its pool rebuilds on first use (``ForkSupport.revive``,
+the one revive point, called by the readers and by every command to the writer).
 """
 
 from __future__ import annotations
@@ -19,20 +20,15 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
-from . import _counting
-from ._commands import Pause, Resume
-from ._state import PoolState
+from ._base.parking import Parkable
+from ._channel import gate
+from ._contract.commands import Pause, Resume
+from ._contract.state import PoolState
+from ._readers.reader import Reader
 
-if TYPE_CHECKING:
-    from ._config import PoolConfig
-    from ._events import Dispatcher, Listener
-    from ._pool import Pool
-    from ._writer import Writer
-
-__all__ = ["ForkAware", "track", "untrack"]
+__all__ = ["ForkSupport"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,26 +39,103 @@ _DRAIN_POLL = 0.002
 # Off only in tests that show what happens without it.
 ENABLED = True
 
-_live: weakref.WeakSet[Pool] = weakref.WeakSet()
-_paused: list[Pool] = []
+_live: weakref.WeakSet[ForkSupport] = weakref.WeakSet()
+_parked: list[ForkSupport] = []
 _lock = threading.Lock()
 _registered = False
 
 
-def track(pool: Pool) -> None:
-    global _registered
-    with _lock:
-        _live.add(pool)
-        if not _registered and hasattr(os, "register_at_fork"):
-            os.register_at_fork(
-                before=_before, after_in_parent=_after_in_parent, after_in_child=_after_in_child
+class ForkSupport:
+    """One pool's side of fork safety: park before, unpark after in the parent; in
+    the child, drop everything inherited and rebuild on first use.
+
+    post: puts a command on the pool's current writer queue. relaunch: starts a
+    new writer (with its workers) in the child. reset: the pool's own locks and
+    events that a parent thread may have held at fork, made anew.
+    """
+
+    def __init__(
+        self,
+        reader: Reader,
+        drain_timeout: float,
+        post: Callable[[object], None],
+        relaunch: Callable[[int], None],
+        reset: Callable[[], None],
+    ) -> None:
+        self._reader = reader
+        self.drain_timeout = drain_timeout
+        self.post = post
+        self._relaunch = relaunch
+        self._reset = reset
+        self._revive_lock = threading.Lock()
+        self._orphans: tuple[object, ...] = ()
+        self.forked = False
+
+    def track(self) -> None:
+        global _registered
+        with _lock:
+            _live.add(self)
+            if not _registered and hasattr(os, "register_at_fork"):
+                os.register_at_fork(
+                    before=_before, after_in_parent=_after_in_parent, after_in_child=_after_in_child
+                )
+                _registered = True
+
+    def untrack(self) -> None:
+        with _lock:
+            _live.discard(self)
+
+    def in_flight(self) -> int:
+        return self._reader.in_flight()
+
+    def park(self) -> Callable[[float], bool] | None:
+        """Ask the writer to park the pool's threads; a wait for it (None: nothing runs)."""
+        if self._reader.closed or self.forked:
+            return None
+        busy = self.in_flight()
+        if busy:
+            logger.warning(
+                "%r: fork with %d RPCs still in flight after %gs; grpcio may crash the child",
+                self._reader.owner,
+                busy,
+                self.drain_timeout,
             )
-            _registered = True
+        command = Pause(threading.Event(), [])
+        self.post(command)
 
+        def wait(deadline: float) -> bool:
+            """On the forking thread: the writer only asks; the waiting is done here."""
+            if not command.dispatched.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            threads: list[Parkable] = command.parked
+            return all([thread.parked(deadline) for thread in threads])
 
-def untrack(pool: Pool) -> None:
-    with _lock:
-        _live.discard(pool)
+        return wait
+
+    def unpark(self) -> None:
+        if not self._reader.closed and not self.forked:
+            self.post(Resume())
+
+    def child(self) -> None:
+        """In the child: inherited channels are unusable and never touched again
+        (closing them could write on sockets the parent still uses)."""
+        inherited = self._reader.state
+        self._orphans = (inherited,)
+        self.forked = True
+        self._revive_lock = threading.Lock()
+        self._reset()
+        # No channel, same size; the first reader (or command) calls revive().
+        self._reader.state = PoolState(expected=inherited.expected, forked=True)
+
+    def revive(self) -> None:
+        """The one revive point: first use in a forked child starts a new writer,
+        new workers, new channels."""
+        with self._revive_lock:
+            if not self.forked or self._reader.closed:
+                return
+            self.forked = False
+            inherited: PoolState[object] = self._orphans[0]  # type: ignore[assignment]
+            self._relaunch(max(1, inherited.expected))
 
 
 def _before() -> None:
@@ -71,114 +144,35 @@ def _before() -> None:
     _lock.acquire()  # held across fork: no pool starts or closes meanwhile
     started = time.monotonic()
     pools = list(_live)
-    _counting.FORK_HOLD.set(True)  # no new RPC through a pool; those in flight may end
-    drain_by = started + max((p.config.fork_drain_timeout for p in pools), default=0.0)
-    while any(p._in_flight() for p in pools) and time.monotonic() < drain_by:
+    gate.FORK_HOLD.set(True)  # no new RPC through a pool; those in flight may end
+    drain_by = started + max((p.drain_timeout for p in pools), default=0.0)
+    while any(p.in_flight() for p in pools) and time.monotonic() < drain_by:
         time.sleep(_DRAIN_POLL)
     deadline = started + PAUSE_TIMEOUT
-    waits = [(pool, pool._fork_pause()) for pool in pools]
-    for pool, paused in waits:
-        if paused is not None and not paused(deadline):
-            logger.warning("%r: not quiesced before fork; the child may crash", pool)
-    _paused[:] = pools
+    waits = [(pool, pool.park()) for pool in pools]
+    for pool, parked in waits:
+        if parked is not None and not parked(deadline):
+            logger.warning("%r: not quiesced before fork; the child may crash", pool._reader.owner)
+    _parked[:] = pools
     logger.debug("fork: %d pools quiesced in %.3fs", len(pools), time.monotonic() - started)
 
 
 def _after_in_parent() -> None:
     if not ENABLED:
         return
-    pools, _paused[:] = list(_paused), []
+    pools, _parked[:] = list(_parked), []
     _lock.release()
     for pool in pools:
-        pool._fork_resume()
-    _counting.FORK_HOLD.set(False)
+        pool.unpark()
+    gate.FORK_HOLD.set(False)
 
 
 def _after_in_child() -> None:
     if not ENABLED:
         return
     global _lock
-    pools, _paused[:] = list(_paused), []
+    pools, _parked[:] = list(_parked), []
     _lock = threading.Lock()  # the parent's is held by a thread that is not here
-    _counting.FORK_HOLD = _counting.ForkHold()  # likewise its condition's lock
+    gate.FORK_HOLD = gate.ForkHold()  # likewise its condition's lock
     for pool in pools:
-        pool._fork_child()
-
-
-class ForkAware:
-    """The pool's side of fork safety (mixed into ``Pool``): park before, resume
-    after in the parent, drop everything inherited in the child and rebuild on
-    first use."""
-
-    if not TYPE_CHECKING:  # slotted like Pool; the fields are Pool's own slots
-        __slots__ = ()
-
-    name: str
-    _closed: bool
-    _forked: bool
-    _config: PoolConfig
-    _state: PoolState
-    _writer: Writer
-    _events: Dispatcher
-    _orphans: tuple[object, ...]
-    _finalizer: weakref.finalize[Any, Any]
-    _revive_lock: threading.Lock
-    _ready: threading.Condition
-    _scaling: threading.Lock
-
-    if TYPE_CHECKING:
-
-        def _launch(self, size: int, listeners: Sequence[Listener]) -> None: ...
-
-    def _fork_pause(self) -> Callable[[float], bool] | None:
-        """Ask the writer to park the pool; return a wait for it, None if nothing runs."""
-        if self._closed or self._forked:
-            return None
-        busy = self._in_flight()
-        if busy:
-            logger.warning(
-                "%r: fork with %d RPCs still in flight after %gs; grpcio may crash the child",
-                self,
-                busy,
-                self._config.fork_drain_timeout,
-            )
-        command = Pause(threading.Event(), [])
-        self._writer.queue.put(command)
-
-        def wait(deadline: float) -> bool:
-            """On the forking thread: the writer only asks; the waiting is done here."""
-            if not command.dispatched.wait(max(0.0, deadline - time.monotonic())):
-                return False
-            return all([parked(deadline) for parked in command.waits])
-
-        return wait
-
-    def _in_flight(self) -> int:
-        """RPCs in flight on the published and retiring channels (counted ones)."""
-        state = self._state
-        return sum(c.in_flight or 0 for c in (*state.channels, *state.retired))
-
-    def _fork_resume(self) -> None:
-        if not self._closed and not self._forked:
-            self._writer.queue.put(Resume())
-
-    def _fork_child(self) -> None:
-        """In the child: inherited channels are unusable and never touched again
-        (closing them could write on sockets the parent still uses); rebuild on first use."""
-        self._orphans = (self._state, self._writer)
-        self._forked = True
-        self._state = PoolState(expected=self._state.expected)  # no channel, same size
-        self._finalizer.detach()
-        self._revive_lock = threading.Lock()
-        self._ready = threading.Condition()
-        self._scaling = threading.Lock()
-
-    def _revive(self) -> None:
-        """First use in a forked child: a new writer, new workers, new channels."""
-        with self._revive_lock:
-            if not self._forked or self._closed:
-                return
-            listeners = [d.listener for d in self._events.deliveries]
-            self._forked = False
-            inherited: PoolState = self._orphans[0]  # type: ignore[assignment]
-            self._launch(max(1, inherited.expected), listeners)
+        pool.child()

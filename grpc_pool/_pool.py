@@ -1,11 +1,12 @@
-"""Pool: the public facade. Readers pick from the published snapshot with no lock."""
+"""Pool: the public face. It owns the reader API (readers pick from the published
+state with no lock), the writer, the event dispatcher, the round trips to the
+writer and the pool's fork support, and calls them."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import fields
@@ -14,42 +15,34 @@ from typing import Any, TypeVar
 import grpc
 from typing_extensions import Self
 
-from . import _fork
-from ._channel import PooledChannel, bounded_put
-from ._commands import Close, Reply, SetPick
-from ._config import MAX_SIZE, PoolConfig, check_count, check_seconds
-from ._errors import (
-    InvalidConfig,
-    NoChannelAvailable,
-    PoolClosed,
-    PoolTimeout,
-)
-from ._events import Dispatcher, Listener
-from ._fork import ForkAware
-from ._poolchannel import PoolChannel
-from ._report import pool_stats, pool_status
-from ._scaling import Scaling
-from ._state import EMPTY, PoolState, SlotStatus
-from ._stats import PoolStats, PoolStatus
-from ._strategy import resolve_strategy
-from ._writer import Writer
+from ._base.errors import InvalidConfig, PoolClosed, PoolTimeout
+from ._channel.pooled import PooledChannel, bounded_put
+from ._config.config import PoolConfig
+from ._config.validate import MAX_SIZE, check_count, check_seconds
+from ._contract.commands import Close, Reply, SetPick
+from ._contract.events import Dispatcher, Listener
+from ._control import Control
+from ._fork import ForkSupport
+from ._readers.poolchannel import PoolChannel
+from ._readers.reader import Reader, State
+from ._readers.report import pool_stats, pool_status
+from ._readers.stats import PoolStats, PoolStatus
+from ._readers.strategy import reader_pick, resolve_strategy
+from ._writer.loop import Writer
 
 __all__ = ["Pool"]
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 S = TypeVar("S")
 
 _pool_numbers = itertools.count(1)
 _OPTION_NAMES = frozenset(f.name for f in fields(PoolConfig)) - {"target"}
 # Slack over a grace for the writer to finish closing (joins, late messages).
 _CLOSE_SLACK = 10.0
-# Longest single wait for a ready channel: a lost wake-up costs at most this.
-_WAIT_TICK = 5.0
 
 
-class Pool(ForkAware, Scaling):
+class Pool:
     """A pool of grpc channels, each on its own TCP connection.
 
     ``Pool(target, **options)`` takes the fields of ``PoolConfig`` as keywords.
@@ -58,24 +51,17 @@ class Pool(ForkAware, Scaling):
 
     __slots__ = (
         "__weakref__",
-        "_closed",
         "_config",
+        "_control",
         "_credentials",
         "_events",
         "_finalizer",
-        "_forked",
-        "_orphans",
+        "_fork",
         "_pool_channel",
-        "_ready",
-        "_revive_lock",
-        "_scaling",
-        "_state",
-        "_strategy",
+        "_reader",
         "_writer",
         "name",
     )
-
-    _state: PoolState  # published by the writer: everything readers see, one swap
 
     def __init__(self, target: str | Sequence[str], **options: Any) -> None:
         unknown = sorted(set(options) - _OPTION_NAMES)
@@ -100,39 +86,56 @@ class Pool(ForkAware, Scaling):
             self._credentials = None
         else:
             self._credentials = config.credentials or grpc.ssl_channel_credentials()
-        self._forked = False
-        self._orphans: tuple[object, ...] = ()
-        self._strategy = resolve_strategy(config.strategy)
-        self._state = EMPTY
-        self._closed = False
-        self._pool_channel = PoolChannel(self)
-        self._launch(config.size, config.listeners)
-        _fork.track(self)
-
-    def _launch(self, size: int, listeners: Sequence[Listener]) -> None:
-        """Start the writer (which starts the workers); also after fork in the child."""
-        self._ready = threading.Condition()
-        self._scaling = threading.Lock()
+        self._reader = reader = Reader(config, self)
+        post = self._post
+        self._fork = ForkSupport(
+            reader, config.fork_drain_timeout, post, self._relaunch, self._reset_locks
+        )
+        reader.revive = self._fork.revive
+        self._control = Control(reader, post, self._fork.revive)
         self._events = Dispatcher(self.name)
-        for listener in listeners:
+        for listener in config.listeners:
             self._events.add(listener)
+        self._pool_channel = PoolChannel(reader, self)
+        self._launch(config.size)
+        self._fork.track()
+
+    def _post(self, command: object) -> None:
+        self._writer.queue.put(command)
+
+    def _launch(self, size: int) -> None:
+        """Start the writer (which starts the workers); also after fork in the child."""
+        strategy = resolve_strategy(self._config.strategy)
+        rate, name = self._config.telemetry_sample_rate, self.name
+
+        def make_pick(emit: Any) -> Any:
+            return reader_pick(strategy, rate, emit, name)
+
         self._writer = Writer(
-            self,
-            self._config,
-            self._credentials,
-            self.name,
-            self._ready,
-            self._events,
-            self._strategy,
+            self._config, self._credentials, name, self._events, make_pick, self._reader.publish
         )
         self._finalizer = weakref.finalize(self, _abandon, self._writer.queue, self._events)
-        self._writer._set_pick()  # its thread does not run yet: the listeners given
+        self._writer.set_pick_now()  # its thread does not run yet: the listeners given
         try:
             self._writer.start(size)  # on failure it has stopped and joined its threads
         except BaseException:
             self._finalizer.detach()
             self._events.close()
             raise
+
+    def _relaunch(self, size: int) -> None:
+        """In a forked child, on first use: a new writer with the listeners kept."""
+        listeners = [d.listener for d in self._events.deliveries]
+        self._events = Dispatcher(self.name)
+        for listener in listeners:
+            self._events.add(listener)
+        self._launch(size)
+
+    def _reset_locks(self) -> None:
+        """In a forked child: locks a parent thread may have held at fork, made anew."""
+        self._finalizer.detach()
+        self._control.scaling = threading.Lock()
+        self._pool_channel._watch = type(self._pool_channel._watch)(self._reader, self.name)
 
     # -- readers -------------------------------------------------------------------
     # key is positional-or-keyword on purpose: CPython 3.11+ does not specialize calls
@@ -148,15 +151,20 @@ class Pool(ForkAware, Scaling):
             key's slot is not ready, another ready channel is used meanwhile.
         Raises ``PoolClosed`` after ``close()``.
         """
-        pick = self._state.pick  # bound to the published channels; None when there are none
+        pick = self._reader.state.pick  # bound to the published channels; None: none
         if pick is not None and timeout is None and key is None:
             return pick()
-        return self._get_slow(timeout, key)
+        return self._reader.get(timeout, key)
+
+    @property
+    def _state(self) -> State:
+        """The published state now (for tests and tools)."""
+        return self._reader.state
 
     @property
     def _snapshot(self) -> tuple[PooledChannel, ...]:
         """The channels in rotation now (for tests and tools)."""
-        return self._state.channels
+        return self._reader.state.channels
 
     @property
     def channel(self) -> PoolChannel:
@@ -191,6 +199,65 @@ class Pool(ForkAware, Scaling):
             bounded_put(stubs, stub_class, stub)
         return stub
 
+    def wait_ready(self, timeout: float = 10.0, min_ready: int = 1) -> PoolStatus:
+        """Block until ``min_ready`` channels are ready; return the status then.
+
+        timeout: seconds to wait. Default 10.0. Raises ``PoolTimeout`` when it runs out.
+        min_ready: channels to wait for, 1..expected size. Default 1.
+        """
+        check_seconds("timeout", timeout)
+        check_count("min_ready", min_ready, MAX_SIZE)
+        self._fork.revive()
+        expected = self._reader.state.expected
+        if min_ready > expected and not self._reader.closed:
+            raise InvalidConfig(
+                f"min_ready={min_ready!r} is not allowed: expected 1..{expected} "
+                "(the pool's expected size)",
+                self,
+            )
+        if self._reader.wait_for(min_ready, timeout or 0.0) is None:
+            ready = len(self._reader.state.channels)
+            error = PoolTimeout(f"{ready} of {min_ready} channels ready after {timeout:g}s", self)
+            logger.warning("%s", error)
+            raise error
+        return self.status()
+
+    def status(self) -> PoolStatus:
+        """Expected size, ready channels and "healthy" | "degraded" | "down"."""
+        return pool_status(self._reader.state)
+
+    def stats(self) -> PoolStats:
+        """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
+        return pool_stats(self.name, self._config, self._reader.state, self._events.dropped)
+
+    @property
+    def config(self) -> PoolConfig:
+        return self._config
+
+    # -- scaling ---------------------------------------------------------------------
+    def scale_up(self, n: int) -> int:
+        """Add ``n`` slots (an int >= 1); return the new expected size.
+
+        Raises ``InvalidConfig`` if the size would exceed 1,024 (see ``PoolConfig``).
+        """
+        return self._control.scale_up(n)
+
+    def scale_down(self, n: int) -> int:
+        """Remove ``n`` slots (an int >= 1), not-ready and least loaded first.
+
+        Their channels leave the rotation at once and close after ``retire_grace``.
+        Raises ``WouldEmptyPool`` (an ``InvalidConfig``) if fewer than 1 slot would remain.
+        """
+        return self._control.scale_down(n)
+
+    def resize(self, size: int) -> int:
+        """Set the expected size (an int 1..1,024); return it."""
+        return self._control.resize(size)
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the writer thread and return its result (extensions, tests)."""
+        return self._control.call(fn)
+
     # -- events --------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(event)`` for every ``PoolEvent`` of this pool.
@@ -200,10 +267,9 @@ class Pool(ForkAware, Scaling):
         happens in ``get_channel``. A listener that raises is logged; one that
         blocks only delays (and past 10 000 pending, loses) its own events.
         """
-        if self._closed:
+        if self._reader.closed:
             raise PoolClosed("pool is closed", self)
-        if self._forked:
-            self._revive()
+        self._fork.revive()
         self._events.add(listener)
         self._change_pick()
 
@@ -215,118 +281,14 @@ class Pool(ForkAware, Scaling):
     def _change_pick(self) -> None:
         """Readers' picker samples GetChannelEvents only while someone listens (and
         ``telemetry_sample_rate`` asks for it): the writer republishes it."""
-        if not self._config.telemetry_sample_rate or self._closed or self._forked:
+        if not self._config.telemetry_sample_rate or self._reader.closed or self._fork.forked:
             return
         if threading.current_thread() is self._writer.thread:
-            self._writer._set_pick()  # from a command running on the writer itself
+            self._writer.set_pick_now()  # from a command running on the writer itself
             return
         reply = Reply()
-        self._writer.queue.put(SetPick(reply))
-        self._await(reply)
-
-    def _get_slow(self, timeout: float | None, key: Hashable = None) -> PooledChannel:
-        if timeout is not None:
-            check_seconds("timeout", timeout)
-        if key is not None:
-            try:
-                hash(key)
-            except TypeError:
-                raise InvalidConfig(
-                    f"key={key!r} is not allowed: expected a hashable value (or None)", self
-                ) from None
-        if self._forked:
-            self._revive()
-        state = self._state if self._state.channels else self._wait_for(1, timeout or 0.0)
-        if state is None:
-            error = self._not_available(timeout)
-            if timeout:
-                logger.warning("%s", error)
-            raise error
-        if key is None:
-            return _pick(state)
-        # Rendezvous: the highest hash of (key, slot) among the ready channels.
-        return max(state.channels, key=lambda channel: hash((key, channel.slot)))
-
-    def _wait_for(
-        self, count: int, timeout: float | None, while_starting: bool = False
-    ) -> PoolState | None:
-        """The state once it holds ``count`` channels, waiting up to ``timeout``
-        seconds (None: until then or until the pool closes); None when the wait ran
-        out, or (with ``while_starting``) as soon as a connection attempt has failed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._ready:  # the writer notifies after every publish: no polling
-            while True:
-                state = self._state
-                if len(state.channels) >= count:
-                    return state
-                if self._closed:
-                    raise PoolClosed("pool is closed", self)
-                if while_starting and self._failed():
-                    return None
-                wait = _WAIT_TICK if deadline is None else deadline - time.monotonic()
-                if wait <= 0:
-                    return None
-                self._ready.wait(min(wait, _WAIT_TICK))
-
-    def _wait_channel(
-        self, timeout: float | None, while_starting: bool = False
-    ) -> PooledChannel | None:
-        """A picked channel, waiting as ``_wait_for`` does for one; None when none came."""
-        if self._forked:
-            self._revive()
-        state = self._wait_for(1, timeout, while_starting)
-        return None if state is None else _pick(state)
-
-    def _failed(self) -> bool:
-        """Whether a slot has failed to connect or lost its connection (not starting)."""
-        return any(
-            view.connect_failures or view.last_error or view.state is SlotStatus.UNHEALTHY
-            for view in self._state.views
-        )
-
-    def _not_available(self, timeout: float | None) -> NoChannelAvailable:
-        views = self._state.views
-        errors = sorted({v.last_error for v in views if v.last_error})
-        detail = f"; last errors: {'; '.join(errors)}" if errors else ""
-        waited = f" after waiting {timeout:g}s" if timeout else ""
-        return NoChannelAvailable(f"no ready channel{waited}{detail}", self)
-
-    def wait_ready(self, timeout: float = 10.0, min_ready: int = 1) -> PoolStatus:
-        """Block until ``min_ready`` channels are ready; return the status then.
-
-        timeout: seconds to wait. Default 10.0. Raises ``PoolTimeout`` when it runs out.
-        min_ready: channels to wait for, 1..expected size. Default 1.
-        """
-        check_seconds("timeout", timeout)
-        check_count("min_ready", min_ready, MAX_SIZE)
-        if self._forked:
-            self._revive()
-        expected = self._state.expected
-        if min_ready > expected and not self._closed:
-            raise InvalidConfig(
-                f"min_ready={min_ready!r} is not allowed: expected 1..{expected} "
-                "(the pool's expected size)",
-                self,
-            )
-        if self._wait_for(min_ready, timeout or 0.0) is None:
-            error = PoolTimeout(
-                f"{len(self._snapshot)} of {min_ready} channels ready after {timeout:g}s", self
-            )
-            logger.warning("%s", error)
-            raise error
-        return self.status()
-
-    def status(self) -> PoolStatus:
-        """Expected size, ready channels and "healthy" | "degraded" | "down"."""
-        return pool_status(self._state)
-
-    def stats(self) -> PoolStats:
-        """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
-        return pool_stats(self.name, self._config, self._state, self._events.dropped)
-
-    @property
-    def config(self) -> PoolConfig:
-        return self._config
+        self._post(SetPick(reply))
+        self._control.wait(reply)
 
     # -- close ---------------------------------------------------------------------
     def close(self, grace: float = 5.0) -> None:
@@ -337,12 +299,10 @@ class Pool(ForkAware, Scaling):
             thread the pool started before returning.
         """
         check_seconds("grace", grace)
-        with self._ready:
-            already = self._closed
-            self._closed = True
-            self._ready.notify_all()
-        _fork.untrack(self)
-        if self._forked:  # a child that never used the pool: nothing of its own runs
+        already = self._reader.closed
+        self._reader.close()
+        self._fork.untrack()
+        if self._fork.forked:  # a child that never used the pool: nothing of its own runs
             return
         writer = self._writer
         if not already:
@@ -358,7 +318,7 @@ class Pool(ForkAware, Scaling):
     @property
     def closed(self) -> bool:
         """True once ``close()`` was called."""
-        return self._closed
+        return self._reader.closed
 
     def __enter__(self) -> Self:
         return self
@@ -368,18 +328,11 @@ class Pool(ForkAware, Scaling):
 
     def __repr__(self) -> str:
         status = self.status()
-        state = "closed" if self._closed else status.state
+        state = "closed" if self._reader.closed else status.state
         return (
             f"<Pool {self.name!r} target={self._config.target_label!r} "
             f"ready={status.current_size}/{status.expected_size} state={state}>"
         )
-
-
-def _pick(state: PoolState) -> PooledChannel:
-    """A channel of ``state`` (which has some) through its bound picker."""
-    pick = state.pick
-    assert pick is not None  # bound whenever there are channels
-    return pick()
 
 
 def _abandon(commands: Any, events: Dispatcher) -> None:

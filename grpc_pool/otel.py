@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from ._events import (
+from ._contract.events import (
     ChannelConnectedEvent,
     PoolEvent,
     ReconnectScheduledEvent,

@@ -15,7 +15,7 @@ import pytest
 from grpc import _channel as grpc_channel
 
 import grpc_pool
-from grpc_pool._echo import EchoServer
+from grpc_pool.testing.echo import EchoServer
 
 # Fast reconnects for tests; the defaults follow the gRPC spec (1 s .. 120 s).
 FAST = dict(
@@ -138,7 +138,7 @@ def dead_target() -> str:
 
 ECHO_SERVER_SCRIPT = (
     "import sys\n"
-    "from grpc_pool._echo import EchoServer\n"
+    "from grpc_pool.testing.echo import EchoServer\n"
     "s = EchoServer().start()\n"
     "print(s.port, flush=True)\n"
     "sys.stdin.read()\n"

@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import grpc_pool
-from grpc_pool._config import MAX_COUNT, MAX_SECONDS, MAX_SIZE, STRATEGY_NAMES, PoolConfig
-from grpc_pool._echo import EchoServer
+from grpc_pool import PoolConfig
+from grpc_pool._config.validate import MAX_COUNT, MAX_SECONDS, MAX_SIZE, STRATEGY_NAMES
+from grpc_pool.testing.echo import EchoServer
 
 from .conftest import pool_threads
 

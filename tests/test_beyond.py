@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool._echo import ECHO, SLOW, EchoServer
+from grpc_pool.testing.echo import ECHO, SLOW, EchoServer
 
 from .conftest import Recorder, wait_until
 

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 
 import grpc_pool
-from grpc_pool._echo import ECHO, ECHO_STREAM, EchoServer
+from grpc_pool.testing.echo import ECHO, ECHO_STREAM, EchoServer
 
 from .faults import FaultProxy
 

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 import grpc_pool
-from grpc_pool._echo import ECHO, EchoServer
+from grpc_pool.testing.echo import ECHO, EchoServer
 
 
 def test_sixteen_threads_under_churn(make_pool: Any, server: EchoServer) -> None:

@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool._echo import SERVICE, EchoServer
+from grpc_pool.testing.echo import SERVICE, EchoServer
 from grpc_pool.cli import COMMANDS
 
 RUN_TIMEOUT = 60

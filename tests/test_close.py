@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool._echo import ECHO, SLOW, EchoServer
+from grpc_pool.testing.echo import ECHO, SLOW, EchoServer
 
 from .conftest import FAST, pool_threads, wait_until
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 from packaging.version import Version
 
-from grpc_pool._channel import _connectivity_state
+from grpc_pool._channel.pooled import _connectivity_state
 from grpc_pool.testing import EchoServer
 
 from .conftest import wait_until

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool._config import STRATEGY_NAMES
+from grpc_pool._config.validate import STRATEGY_NAMES
 
 from .conftest import pool_threads
 

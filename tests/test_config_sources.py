@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import grpc_pool
 from grpc_pool import InvalidConfig, PoolConfig
-from grpc_pool._config import MAX_SECONDS, MAX_SIZE
+from grpc_pool._config.validate import MAX_SECONDS, MAX_SIZE
 
 TARGET = {"GRPC_POOL_TARGET": "127.0.0.1:50051"}
 # Fields with a text form, as from_env derives them (fields added later included).

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool._echo import ECHO, EchoServer
+from grpc_pool.testing.echo import ECHO, EchoServer
 
 from .conftest import wait_until
 

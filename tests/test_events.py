@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import grpc_pool
-from grpc_pool import _events
-from grpc_pool._echo import ECHO, EchoServer
+from grpc_pool._contract import events as _events
+from grpc_pool.testing.echo import ECHO, EchoServer
 
 from .conftest import Recorder, wait_until
 from .test_hot_path import BUDGET, profile_calls

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from examples.flask_metrics import create_app
-from grpc_pool._echo import ECHO, EchoServer
+from grpc_pool.testing.echo import ECHO, EchoServer
 
 
 def test_flask_metrics_endpoint_serves_pool_metrics(server: EchoServer) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 
-from grpc_pool._echo import ECHO, ECHO_STREAM, EchoServer
+from grpc_pool.testing.echo import ECHO, ECHO_STREAM, EchoServer
 
 from .conftest import wait_until
 from .faults import FaultProxy

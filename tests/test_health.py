@@ -20,7 +20,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 import grpc_pool
-from grpc_pool import _health
+from grpc_pool._workers import health as _health
 
 from .conftest import Recorder, wait_until
 
@@ -98,11 +98,11 @@ def test_response_parsing_matches_grpcio_health_checking(status: int) -> None:
     assert _health.HealthCheckResponse.FromString(data).status == status
 
 
-@pytest.mark.parametrize("first", ["grpc_pool._health", "grpc_health.v1.health_pb2"])
+@pytest.mark.parametrize("first", ["grpc_pool._workers.health", "grpc_health.v1.health_pb2"])
 def test_both_health_modules_import_in_either_order(first: str) -> None:
     """Our descriptor lives in a private pool: importing grpcio-health-checking's
     generated module before or after ours raises no duplicate-registration error."""
-    second = "grpc_health.v1.health_pb2" if first == "grpc_pool._health" else "grpc_pool._health"
+    second = "grpc_health.v1.health_pb2" if first == "grpc_pool._workers.health" else "grpc_pool._workers.health"
     code = f"import {first}, {second}; print('ok')"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60

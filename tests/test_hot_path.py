@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from grpc_pool._echo import EchoServer
+from grpc_pool.testing.echo import EchoServer
 
 # round_robin: get_channel alone, which calls a cycle's __next__ (a slot wrapper,
 # not reported as a C call by the profiler); others: get_channel -> strategy.pick,

@@ -17,7 +17,7 @@ from django.test import Client, override_settings
 import grpc_pool
 from examples.django_app import settings as example_settings
 from examples.django_app.backend.apps import BackendConfig
-from grpc_pool._echo import EchoServer
+from grpc_pool.testing.echo import EchoServer
 
 from .conftest import FAST
 

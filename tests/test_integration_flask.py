@@ -16,7 +16,7 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from examples import flask_app
-from grpc_pool._echo import EchoServer
+from grpc_pool.testing.echo import EchoServer
 
 from .conftest import FAST, wait_until
 

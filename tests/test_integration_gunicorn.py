@@ -50,7 +50,7 @@ from examples.gunicorn_conf import *  # noqa: F403
 
 def when_ready(server):
     from examples.gunicorn_app import pool
-    from grpc_pool._echo import PEER
+    from grpc_pool.testing.echo import PEER
 
     pool.wait_ready(timeout=10, min_ready=pool.status().expected_size)
     call = lambda: pool.get_channel().unary_unary(PEER)(b"", timeout=5).decode()

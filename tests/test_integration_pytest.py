@@ -15,7 +15,7 @@ USER_TESTS = """
 import pytest
 
 import grpc_pool
-from grpc_pool._echo import ECHO
+from grpc_pool.testing.echo import ECHO
 
 seen = []
 
@@ -35,7 +35,7 @@ def test_each_test_gets_a_fresh_pool_and_the_last_one_was_closed(channel_pool):
 USER_TESTS_SIZED = """
 import pytest
 
-from grpc_pool._echo import ECHO
+from grpc_pool.testing.echo import ECHO
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc_pool
-from grpc_pool import _events
-from grpc_pool._echo import EchoServer
+from grpc_pool._contract import events as _events
+from grpc_pool.testing.echo import EchoServer
 
 from .conftest import Recorder, wait_until
 

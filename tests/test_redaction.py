@@ -12,7 +12,7 @@ import pytest
 
 import grpc_pool
 from grpc_pool import InvalidConfig, PoolConfig
-from grpc_pool._redact import redact_target, redact_text, secrets_of
+from grpc_pool._base.redact import redact_target, redact_text, secrets_of
 
 from .conftest import FAST, Recorder, wait_until
 

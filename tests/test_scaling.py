@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool._commands import Call, Reply
-from grpc_pool._echo import ECHO, SLOW, EchoServer
+from grpc_pool._contract.commands import Call, Reply
+from grpc_pool.testing.echo import ECHO, SLOW, EchoServer
 
 from .conftest import wait_until
 

@@ -12,9 +12,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from grpc_pool._channel import build_channel
-from grpc_pool._commands import Call, Lost, Register, Reply
-from grpc_pool._slots import SlotTable
+from grpc_pool._channel.build import build_channel
+from grpc_pool._contract.commands import Call, Lost, Register, Reply
+from grpc_pool._writer.slots import SlotTable
 
 
 class SlotTableMachine(RuleBasedStateMachine):

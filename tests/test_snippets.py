@@ -173,8 +173,10 @@ def run_page(page: Path, target: str) -> None:
     finally:
         grpc_pool_logger.setLevel(level)
         # Every pool the page started, also one rebound or made inside a call.
-        for pool in set(_fork._live) - before:
-            pool.close(grace=0)
+        for support in set(_fork._live) - before:
+            pool = support._reader.owner
+            if pool is not None:
+                pool.close(grace=0)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import grpc_pool
-from grpc_pool._echo import ECHO, SLOW, EchoServer
-from grpc_pool._strategy import PowerOfTwo, Random, RoundRobin
+from grpc_pool.testing.echo import ECHO, SLOW, EchoServer
+from grpc_pool._readers.strategy import PowerOfTwo, Random, RoundRobin
 
 from .conftest import Recorder, wait_until
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import grpc
 
-from grpc_pool._echo import ECHO, EchoServer
+from grpc_pool.testing.echo import ECHO, EchoServer
 
 
 class EchoStub:

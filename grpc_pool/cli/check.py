@@ -22,11 +22,11 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
+from .._base.errors import GrpcPoolError
 from .._cli_env import program_name
-from .._errors import GrpcPoolError
-from .._health import HealthCheck
 from .._pool import Pool
-from .._stats import SlotStats
+from .._readers.stats import SlotStats
+from .._workers.health import HealthCheck
 
 __all__ = ["check_arguments", "check_command", "run_check"]
 

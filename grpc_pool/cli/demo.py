@@ -10,9 +10,9 @@ from typing import TextIO
 
 import grpc
 
-from .._echo import ECHO, EchoServer
-from .._errors import NoChannelAvailable
+from .._base.errors import NoChannelAvailable
 from .._pool import Pool
+from ..testing.echo import ECHO, EchoServer
 
 
 def run_demo(

@@ -18,7 +18,7 @@ import time
 import grpc
 
 import grpc_pool
-from grpc_pool._echo import ECHO, SLOW
+from grpc_pool.testing.echo import ECHO, SLOW
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ import time
 
 import grpc_pool
 from grpc_pool import _fork
-from grpc_pool._echo import PEER
+from grpc_pool.testing.echo import PEER
 
 CHILDREN = 4
 RPCS = 5

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 
-from grpc_pool._echo import EchoServer
+from grpc_pool.testing.echo import EchoServer
 
 
 def main() -> None:

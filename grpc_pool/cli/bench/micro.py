@@ -6,8 +6,8 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from ..._echo import EchoServer
 from ..._pool import Pool
+from ...testing.echo import EchoServer
 from .core import (
     B_ECHO,
     POOL_SIZE,

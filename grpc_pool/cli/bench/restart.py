@@ -7,8 +7,8 @@ import time
 
 import grpc
 
-from ..._echo import EchoServer
 from ..._pool import Pool
+from ...testing.echo import EchoServer
 from .core import POOL_SIZE, Row, Settings
 
 DOWN_FOR = 0.5  # seconds the server stays away in the restart scenario

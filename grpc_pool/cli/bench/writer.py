@@ -8,7 +8,7 @@ import threading
 import time
 from functools import partial
 
-from ..._commands import Register
+from ..._contract.commands import Register
 from ..._pool import Pool
 from .core import Row, Settings, join_all, us
 

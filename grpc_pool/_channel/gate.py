@@ -1,0 +1,375 @@
+"""RPC accounting on a pooled channel: in flight, drain, ejection, and the gate
+that refuses RPCs once the pool has closed the channel."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from .._base.errors import ChannelRetired, GrpcPoolError
+from .._base.parking import HOLD_LIMIT
+
+__all__ = [
+    "FORK_HOLD",
+    "STREAM_STREAM",
+    "STREAM_UNARY",
+    "UNARY_STREAM",
+    "UNARY_UNARY",
+    "WRAPPERS",
+    "ForkHold",
+    "Gate",
+    "RpcCounter",
+    "StreamStreamBase",
+    "StreamUnaryBase",
+    "UnaryStreamBase",
+    "UnaryUnaryBase",
+]
+
+UNARY_UNARY, UNARY_STREAM, STREAM_UNARY, STREAM_STREAM = (
+    "unary_unary",
+    "unary_stream",
+    "stream_unary",
+    "stream_stream",
+)
+
+
+class ForkHold:
+    """Around ``os.fork()``: RPCs started through the pool wait here, outside gRPC,
+    so that those in flight can end and none starts while the process forks (a
+    thread inside gRPC at fork time can crash the child)."""
+
+    __slots__ = ("_condition", "active")
+
+    def __init__(self) -> None:
+        self.active = False
+        self._condition = threading.Condition()
+
+    def wait(self) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: not self.active, HOLD_LIMIT)
+
+    def set(self, active: bool) -> None:
+        with self._condition:
+            self.active = active
+            self._condition.notify_all()
+
+
+# Replaced in a forked child (its lock may have been held by a parent thread).
+FORK_HOLD = ForkHold()
+
+
+class Gate:
+    """Refuses RPCs and stub builds on a channel once the pool has closed it, with a
+    pool error instead of grpcio's ValueError (or worse: grpcio 1.85 crashes when a
+    registered method is built on a closed channel). Untracked channels use it as is."""
+
+    __slots__ = ("_build_lock", "_error", "closed")
+    counts = False
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._error: GrpcPoolError | None = None
+        self._build_lock = threading.Lock()  # a build never overlaps the close
+
+    def refused(self) -> GrpcPoolError:
+        error = self._error
+        return error if error is not None else ChannelRetired("channel closed by the pool")
+
+    def _start(self) -> None:
+        if FORK_HOLD.active:
+            FORK_HOLD.wait()
+        if self.closed:
+            raise self.refused()
+
+    def _end(self, code: grpc.StatusCode | None) -> None:
+        pass
+
+    def shut(self, error: GrpcPoolError) -> None:
+        self._error = error
+        self.closed = True
+
+
+class RpcCounter(Gate):
+    """Counts RPCs in flight on one channel: +1 at start, -1 when the call is done."""
+
+    __slots__ = (
+        "_eject_after",
+        "_lock",
+        "_streak",
+        "in_flight",
+        "on_idle",
+        "on_unavailable",
+        "peak",
+        "total",
+    )
+    counts = True
+
+    def __init__(self, eject_after: int = 0) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.total = 0
+        self.peak = 0
+        # Set by the writer while the channel drains; called when in_flight drops to 0.
+        self.on_idle: Callable[[], None] | None = None
+        # Passive ejection: called after eject_after UNAVAILABLE in a row.
+        self._eject_after = eject_after
+        self._streak = 0
+        self.on_unavailable: Callable[[], None] | None = None
+
+    def _start(self) -> None:
+        if FORK_HOLD.active:
+            FORK_HOLD.wait()
+        with self._lock:  # one lock with shut: no RPC starts on a closed channel
+            if self.closed:
+                raise self.refused()
+            self.in_flight += 1
+            self.total += 1
+            if self.in_flight > self.peak:
+                self.peak = self.in_flight
+
+    def shut(self, error: GrpcPoolError) -> None:
+        with self._lock:
+            super().shut(error)
+
+    def take_peak(self) -> int:
+        """The most RPCs in flight at once since the last call (for autoscale)."""
+        with self._lock:
+            peak, self.peak = self.peak, self.in_flight
+        return peak
+
+    def _end(self, code: grpc.StatusCode | None) -> None:
+        """An RPC ended with ``code`` (None: unknown, e.g. it never started)."""
+        with self._lock:
+            self.in_flight -= 1
+            idle = self.in_flight == 0
+        callback = self.on_idle
+        if idle and callback is not None:
+            callback()
+        if self._eject_after and code is not None:
+            self._count_unavailable(code is grpc.StatusCode.UNAVAILABLE)
+
+    def _count_unavailable(self, unavailable: bool) -> None:
+        with self._lock:
+            self._streak = self._streak + 1 if unavailable else 0
+            eject = self._streak >= self._eject_after
+            if eject:
+                self._streak = 0
+        callback = self.on_unavailable
+        if eject and callback is not None:
+            callback()
+
+
+class _Ending:
+    """Ends one RPC's count exactly once: from the call's termination callback, at
+    the end of iteration, or when the caller drops the call. Holds the call weakly,
+    so the accounting never keeps a dropped call alive (grpcio cancels a call when
+    it is collected, and a stream then frees its HTTP/2 stream)."""
+
+    __slots__ = ("_call", "_once")
+
+    def __init__(self, counter: Gate, call: object) -> None:
+        self._once = [counter]  # list.pop() is atomic: a second end finds it empty
+        try:
+            self._call: weakref.ref[Any] | None = weakref.ref(call)
+        except TypeError:
+            self._call = None
+
+    def __call__(self, code: grpc.StatusCode | bool | None = True) -> None:
+        try:
+            counter = self._once.pop()
+        except IndexError:
+            return
+        if code is True:  # from the call's own callback: read its status
+            call = self._call() if self._call is not None else None
+            code = _code_of(call)
+        counter._end(code)  # type: ignore[arg-type]
+
+
+def _code_of(call: Any) -> grpc.StatusCode | None:
+    if call is None:  # collected: the caller dropped it; not evidence either way
+        return None
+    try:
+        code = call.code()
+    except Exception:
+        return None
+    return code if isinstance(code, grpc.StatusCode) else None
+
+
+class _CountedIterator:
+    """A response iterator that is not a grpc call (an interceptor's generator):
+    the count ends when iteration ends or fails, on ``close()``/``cancel()``, or
+    when the iterator is collected. Anything else is the inner iterator's."""
+
+    __slots__ = ("__weakref__", "_ending", "_finalizer", "_inner")
+
+    def __init__(self, inner: Any, ending: _Ending) -> None:
+        self._inner = inner
+        self._ending = ending
+        self._finalizer = weakref.finalize(self, ending, None)
+
+    def __iter__(self) -> _CountedIterator:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._inner)
+        except StopIteration:
+            self._finish(grpc.StatusCode.OK)
+            raise
+        except grpc.RpcError as exc:
+            self._finish(exc.code() if isinstance(exc, grpc.Call) else None)
+            raise
+        except BaseException:
+            self._finish(None)
+            raise
+
+    def _finish(self, code: grpc.StatusCode | None) -> None:
+        self._finalizer.detach()
+        self._ending(code)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._finish(None)
+
+    def cancel(self) -> bool:
+        try:
+            cancel = getattr(self._inner, "cancel", None)
+            return bool(cancel()) if cancel is not None else False
+        finally:
+            self._finish(None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _track(gate: Gate, result: Any) -> Any:
+    """Count ``result`` until its RPC ends, whatever an interceptor returned."""
+    ending = _Ending(gate, result)
+    add_callback = getattr(result, "add_callback", None)
+    if add_callback is not None:  # a grpc call or future: told when it terminates
+        try:
+            added = add_callback(ending)
+        except Exception:
+            added = False
+        if not added:  # already over
+            ending()
+        return result
+    if hasattr(result, "__next__"):
+        return _CountedIterator(result, ending)
+    ending(None)  # nothing says when it ends: never hold a count for it
+    return result
+
+
+# Counting wraps the multi-callables directly (not a grpc interceptor): a blocking
+# unary call costs one extra frame instead of grpcio's interceptor machinery.
+
+
+if TYPE_CHECKING:  # generic in the stubs, plain classes at run time
+    UnaryUnaryBase = grpc.UnaryUnaryMultiCallable[Any, Any]
+    StreamUnaryBase = grpc.StreamUnaryMultiCallable[Any, Any]
+    UnaryStreamBase = grpc.UnaryStreamMultiCallable[Any, Any]
+    StreamStreamBase = grpc.StreamStreamMultiCallable[Any, Any]
+else:
+    UnaryUnaryBase = grpc.UnaryUnaryMultiCallable
+    StreamUnaryBase = grpc.StreamUnaryMultiCallable
+    UnaryStreamBase = grpc.UnaryStreamMultiCallable
+    StreamStreamBase = grpc.StreamStreamMultiCallable
+
+
+class _Counted:
+    __slots__ = ("_gate", "_inner")
+
+    def __init__(self, inner: Any, gate: Gate) -> None:
+        self._inner = inner
+        self._gate = gate
+
+    def _blocking(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
+        gate = self._gate
+        gate._start()
+        try:
+            result = call(request, *args, **kwargs)
+        except grpc.RpcError as exc:
+            gate._end(exc.code() if isinstance(exc, grpc.Call) else None)
+            raise
+        except ValueError as exc:  # grpcio's "closed channel": closed after _start
+            gate._end(None)
+            if gate.closed:
+                raise gate.refused() from exc
+            raise
+        except BaseException:
+            gate._end(None)
+            raise
+        gate._end(grpc.StatusCode.OK)
+        return result
+
+    def _async(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
+        gate = self._gate
+        gate._start()
+        try:
+            result = call(request, *args, **kwargs)
+        except ValueError as exc:
+            gate._end(None)
+            if gate.closed:
+                raise gate.refused() from exc
+            raise
+        except BaseException:
+            gate._end(None)
+            raise
+        return _track(gate, result) if gate.counts else result
+
+
+class _CountedUnaryUnary(_Counted, UnaryUnaryBase):
+    __slots__ = ()
+
+    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._blocking(self._inner, request, args, kwargs)
+
+    def with_call(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._blocking(self._inner.with_call, request, args, kwargs)
+
+    def future(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._async(self._inner.future, request, args, kwargs)
+
+
+class _CountedStreamUnary(_Counted, StreamUnaryBase):
+    __slots__ = ()
+
+    def __call__(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._blocking(self._inner, request_iterator, args, kwargs)
+
+    def with_call(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._blocking(self._inner.with_call, request_iterator, args, kwargs)
+
+    def future(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._async(self._inner.future, request_iterator, args, kwargs)
+
+
+class _CountedUnaryStream(_Counted, UnaryStreamBase):
+    __slots__ = ()
+
+    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._async(self._inner, request, args, kwargs)
+
+
+class _CountedStreamStream(_Counted, StreamStreamBase):
+    __slots__ = ()
+
+    def __call__(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._async(self._inner, request_iterator, args, kwargs)
+
+
+WRAPPERS: dict[str, type[_Counted]] = {
+    UNARY_UNARY: _CountedUnaryUnary,
+    UNARY_STREAM: _CountedUnaryStream,
+    STREAM_UNARY: _CountedStreamUnary,
+    STREAM_STREAM: _CountedStreamStream,
+}

@@ -1,0 +1,168 @@
+"""Targets: how a target string names its backends, and how a config's target spreads.
+
+Pure functions of the configuration (no I/O): the resolver thread, the writer's
+spreader and the CLI use them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from .config import PoolConfig
+
+__all__ = [
+    "AUTHORITY",
+    "Plan",
+    "channel_config",
+    "dial_target",
+    "join_host_port",
+    "literal_list",
+    "name_of",
+    "plan",
+    "split_host_port",
+]
+
+AUTHORITY = "grpc.default_authority"
+# gRPC's default port for a target without one.
+_DEFAULT_PORT = "443"
+# Schemes grpcio resolves by itself and the pool cannot (or must not) spread.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How one target spreads: the name channels to an address keep as authority
+    (None: each address is its own authority), and the addresses when known
+    without I/O (``ipv4:``/``ipv6:`` lists, an IP literal) else None."""
+
+    target: str
+    authority: str | None
+    static: tuple[str, ...] | None
+
+
+def split_host_port(address: str, default_port: str = _DEFAULT_PORT) -> tuple[str, str]:
+    """``"host:port"``, ``"[v6]:port"``, ``"host"`` or a bare IPv6 literal -> (host, port)."""
+    if address.startswith("["):
+        end = address.find("]")
+        if end < 0:
+            raise ValueError(f"unclosed '[' in {address!r}")
+        rest = address[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"bad address {address!r}")
+        return address[1:end], rest[1:] or default_port
+    if address.count(":") == 1:
+        host, port = address.split(":")
+        return host, port or default_port
+    return address, default_port  # no port, or a bare IPv6 literal
+
+
+def join_host_port(host: str, port: str) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def dial_target(address: str) -> str:
+    """The grpcio target of one address: ``ipv4:a.b.c.d:p`` / ``ipv6:[..]:p`` for an IP
+    (no DNS, one subchannel), else the address as given (a name grpcio resolves)."""
+    try:
+        host, port = split_host_port(address)
+    except ValueError:
+        return address
+    ip = _ip(host)
+    if ip is None:
+        return address
+    return f"ipv{ip.version}:{join_host_port(str(ip), port)}"
+
+
+def literal_list(scheme: str, rest: str) -> tuple[str, ...]:
+    """The addresses of an ``ipv4:`` / ``ipv6:`` target, as ``host:port``."""
+    found: list[str] = []
+    for item in rest.split(","):
+        host, port = split_host_port(item.strip())
+        ip = _ip(host)
+        if ip is None or ip.version != int(scheme[-1]):
+            raise ValueError(f"{item!r} is not an {scheme} address")
+        found.append(join_host_port(str(ip), port))
+    return tuple(dict.fromkeys(found))
+
+
+def name_of(target: str) -> tuple[str, bool] | None:
+    """(the ``host[:port]`` a target names, whether it is an ip list) or None when
+    the pool cannot resolve it (unix:, xds:, custom schemes)."""
+    match = _SCHEME.match(target)
+    if target.startswith("[") or match is None or match.group(2).isdigit():
+        return target, False  # host:port, [v6]:port, host
+    scheme, rest = match.group(1).lower(), match.group(2)
+    if scheme in ("ipv4", "ipv6"):
+        return rest, True
+    if scheme == "dns":
+        # dns:///host:port or dns://dns-server/host:port or dns:host:port
+        return (rest[2:].partition("/")[2] if rest.startswith("//") else rest), False
+    return None
+
+
+def _grpc_balances(options: Sequence[tuple[str, object]]) -> bool:
+    """The user chose grpcio's load balancing (a policy name, or one in a service config)."""
+    for key, value in options:
+        if key == "grpc.lb_policy_name":
+            return True
+        if key == "grpc.service_config" and "loadBalancing" in str(value):
+            return True
+    return False
+
+
+def plan(config: PoolConfig) -> Plan | None:
+    """How ``config``'s target spreads, or None: spreading off (``spread="off"``, a list
+    of targets, an lb policy chosen in ``options``, a target the pool cannot resolve,
+    or a single IP: nothing to spread)."""
+    if config.spread == "off" or not isinstance(config.target, str):
+        return None
+    if _grpc_balances(config.options):
+        return None
+    target = config.target
+    named = name_of(target)
+    if config.resolver is not None:  # the user's discovery: spread whatever the scheme
+        authority = named[0] if named is not None and not named[1] else None
+        return Plan(target, authority, None)
+    if named is None:
+        return None
+    name, is_list = named
+    try:
+        if is_list:
+            scheme = target.split(":", 1)[0].lower()
+            return Plan(target, None, literal_list(scheme, name))
+        host, _ = split_host_port(name)
+    except ValueError:  # malformed: grpcio gets it as given and reports why it fails
+        return None
+    if _ip(host) is not None:
+        return None  # one IP: nothing to spread, grpcio gets the target as given
+    if _is_localhost(host):
+        # One machine: its 127.0.0.1 and ::1 are one server, often listening on one
+        # family only; grpcio's pick_first falls back between them, spreading would not.
+        return None
+    return Plan(target, name, None)
+
+
+def _is_localhost(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == "localhost" or host.endswith(".localhost") or host == "localhost.localdomain"
+
+
+def channel_config(config: PoolConfig, address: str | None, authority: str | None) -> PoolConfig:
+    """The config a slot's channel is built from: ``address`` as the single target, the
+    original name as the authority (also what TLS verifies). None: the target as given."""
+    if address is None:
+        return config
+    options = tuple(config.options)
+    if authority is not None and AUTHORITY not in dict(options):
+        options += ((AUTHORITY, authority),)
+    return replace(config, target=dial_target(address), options=options)

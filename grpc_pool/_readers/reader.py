@@ -1,0 +1,174 @@
+"""The one reader API: every reader (``get_channel``, ``pool.channel``'s RPCs,
+``status()``/``stats()``, the exporters, the CLI) reads the published state here,
+once per call, and waits on the generation it read.
+
+The writer publishes by ``publish``: one reference swap, then the superseded
+state's event is set, which wakes whoever waited on it (grpc-go's picker
+wrapper closes the old generation's channel the same way). No shared condition:
+nothing to hand around or rebuild after a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Callable, Hashable
+
+import grpc
+
+from .._base.errors import InvalidConfig, NoChannelAvailable, PoolClosed
+from .._channel.pooled import PooledChannel
+from .._config.config import PoolConfig
+from .._config.validate import check_seconds
+from .._contract.state import PoolState, SlotStatus
+
+__all__ = ["Reader", "State", "failed", "pick"]
+
+logger = logging.getLogger(__name__)
+
+State = PoolState[PooledChannel]
+# Longest single wait for a newer state: a lost wake-up costs at most this.
+_WAIT_TICK = 5.0
+_Connectivity = grpc.ChannelConnectivity
+
+
+def _nothing() -> None:
+    pass
+
+
+class Reader:
+    """The published state and the reads of it.
+
+    state: the last published ``PoolState`` (read it once per call). closed: set by
+    the pool's ``close()``. revive: the one revive point after a fork, set by the
+    pool (a forked child's state says ``forked``; the first use calls it).
+    on_publish: called on the writer's thread after each publish (never blocks).
+    """
+
+    __slots__ = ("_owner", "closed", "config", "on_publish", "revive", "state")
+
+    def __init__(self, config: PoolConfig, owner: object) -> None:
+        self.state: State = PoolState()
+        self.config = config
+        self.closed = False
+        self.revive: Callable[[], None] = _nothing
+        self.on_publish: Callable[[], None] | None = None
+        self._owner = weakref.ref(owner)  # errors name the pool; never keep it alive
+
+    @property
+    def owner(self) -> object | None:
+        return self._owner()
+
+    # -- the writer's side -------------------------------------------------------------
+    def publish(self, state: State) -> None:
+        last, self.state = self.state, state
+        last.superseded.set()
+        wake = self.on_publish
+        if wake is not None:
+            wake()
+
+    def close(self) -> None:
+        """No more channels for anyone; waiters on this generation wake and see it."""
+        self.closed = True
+        self.state.superseded.set()
+        wake = self.on_publish
+        if wake is not None:
+            wake()
+
+    # -- readers -----------------------------------------------------------------------
+    def get(self, timeout: float | None, key: Hashable) -> PooledChannel:
+        """``get_channel``'s slow path: wait (``timeout``), raise, rebuild after fork,
+        or pick by ``key``. Reads the state once per look."""
+        if timeout is not None:
+            check_seconds("timeout", timeout)
+        if key is not None:
+            try:
+                hash(key)
+            except TypeError:
+                raise InvalidConfig(
+                    f"key={key!r} is not allowed: expected a hashable value (or None)", self.owner
+                ) from None
+        state = self.state
+        if not state.channels:
+            found = self.wait_for(1, timeout or 0.0)
+            if found is None:
+                error = self.not_available(timeout)
+                if timeout:
+                    logger.warning("%s", error)
+                raise error
+            state = found
+        if key is None:
+            return pick(state)
+        # Rendezvous: the highest hash of (key, slot) among the ready channels.
+        return max(state.channels, key=lambda channel: hash((key, channel.slot)))
+
+    def wait_for(
+        self, count: int, timeout: float | None, while_starting: bool = False
+    ) -> State | None:
+        """The state once it holds ``count`` channels, waiting up to ``timeout``
+        seconds (None: until then or until the pool closes); None when the wait ran
+        out, or (with ``while_starting``) as soon as a connection attempt has failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.closed:
+                raise PoolClosed("pool is closed", self.owner)
+            state = self.state
+            if state.forked:
+                self.revive()
+                continue
+            if len(state.channels) >= count:
+                return state
+            if while_starting and failed(state):
+                return None
+            wait = _WAIT_TICK if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
+                return None
+            state.superseded.wait(min(wait, _WAIT_TICK))
+
+    def wait_channel(
+        self, timeout: float | None, while_starting: bool = False
+    ) -> PooledChannel | None:
+        """A picked channel, waiting as ``wait_for`` does for one; None when none came."""
+        state = self.wait_for(1, timeout, while_starting)
+        return None if state is None else pick(state)
+
+    def not_available(
+        self, timeout: float | None, state: State | None = None
+    ) -> NoChannelAvailable:
+        views = (state or self.state).views
+        errors = sorted({v.last_error for v in views if v.last_error})
+        detail = f"; last errors: {'; '.join(errors)}" if errors else ""
+        waited = f" after waiting {timeout:g}s" if timeout else ""
+        return NoChannelAvailable(f"no ready channel{waited}{detail}", self.owner)
+
+    def connectivity(self) -> grpc.ChannelConnectivity:
+        """The pool's state as one channel's: READY while any channel is ready."""
+        if self.closed:
+            return _Connectivity.SHUTDOWN
+        state = self.state
+        if state.channels:
+            return _Connectivity.READY
+        if failed(state):
+            return _Connectivity.TRANSIENT_FAILURE
+        return _Connectivity.CONNECTING
+
+    def in_flight(self) -> int:
+        """RPCs in flight on the published and retiring channels (counted ones)."""
+        state = self.state
+        return sum(c.in_flight or 0 for c in (*state.channels, *state.retired))
+
+
+def pick(state: State) -> PooledChannel:
+    """A channel of ``state`` (which has some) through its bound picker."""
+    chosen = state.pick
+    assert chosen is not None  # bound whenever there are channels
+    return chosen()
+
+
+def failed(state: State) -> bool:
+    """Whether a slot has failed to connect or lost its connection (not starting)."""
+    return any(
+        view.connect_failures or view.last_error or view.state is SlotStatus.UNHEALTHY
+        for view in state.views
+    )

@@ -1,0 +1,92 @@
+"""Readers' figures from one published PoolState: ``Pool.status()`` and ``Pool.stats()``."""
+
+from __future__ import annotations
+
+import time
+
+from .._base.redact import redact_target
+from .._channel.pooled import PooledChannel
+from .._config.config import PoolConfig
+from .._config.targets import dial_target
+from .._contract.state import PoolState, SlotStatus, SlotView, health_of
+from .stats import BackendStats, PoolStats, PoolStatus, SlotStats, backend_stats
+
+__all__ = ["pool_stats", "pool_status"]
+
+
+def pool_status(state: PoolState[PooledChannel]) -> PoolStatus:
+    expected, current = state.expected, len(state.channels)
+    return PoolStatus(expected, current, health_of(expected, current))
+
+
+def pool_stats(
+    name: str, config: PoolConfig, state: PoolState[PooledChannel], events_dropped: int
+) -> PoolStats:
+    """Every figure from the one ``state``: none is torn from another."""
+    index = {id(c): i for i, c in enumerate(state.channels)}
+    views = state.views
+    slots = tuple(_slot_stats(v, redact_target(config.target_of(v.slot)), index) for v in views)
+    totals, retired = state.totals, state.retired
+    tracked = config.track_in_flight
+    open_channels = (*(s.channel for s in views if s.channel is not None), *retired)
+    return PoolStats(
+        name=name,
+        target=config.target_label,
+        status=pool_status(state),
+        slots=slots,
+        connects=totals.connects,
+        reconnects=sum(s.reconnects for s in slots),
+        disconnects=totals.disconnects,
+        connect_failures=totals.connect_failures,
+        retiring=len(retired),
+        in_flight=sum(c.in_flight or 0 for c in open_channels) if tracked else None,
+        rpcs_total=totals.rpcs_closed + sum(c.rpcs_total or 0 for c in open_channels)
+        if tracked
+        else None,
+        events_dropped=events_dropped,
+        backends=_backends(state.addresses, views),
+    )
+
+
+def _slot_stats(view: SlotView[PooledChannel], target: str, index: dict[int, int]) -> SlotStats:
+    channel = view.channel
+    since = view.connected_since
+    age = max(0.0, time.monotonic() - since) if since is not None else None
+    return SlotStats(
+        slot=view.slot,
+        target=target,
+        index=index.get(id(channel)) if channel is not None else None,
+        state=view.state.value,
+        channel_id=channel.channel_id if channel is not None else None,
+        connected_since=view.connected_since,
+        connects=view.connects,
+        reconnects=max(0, view.connects - 1),
+        failures=view.failures,
+        disconnects=view.disconnects,
+        connect_failures=view.connect_failures,
+        retry_delay=view.retry_delay,
+        health=view.health,
+        last_error=view.last_error,
+        in_flight=channel.in_flight if channel is not None else None,
+        rpcs_total=channel.rpcs_total if channel is not None else None,
+        connected_for=age,
+        connected_at=time.time() - age if age is not None else None,  # for people to read
+        address=view.address,
+    )
+
+
+def _backends(
+    addresses: tuple[str, ...], views: tuple[SlotView[PooledChannel], ...]
+) -> tuple[BackendStats, ...]:
+    """``PoolStats.backends``: a ready slot counts at the address its channel dials."""
+    if not addresses:
+        return ()
+    dials = {dial_target(a): a for a in addresses}
+
+    def ready_at(view: SlotView[PooledChannel]) -> str | None:
+        channel = view.channel
+        if view.state is not SlotStatus.READY or channel is None:
+            return None
+        return dials.get(channel.target)
+
+    return backend_stats(addresses, ((v.address, ready_at(v)) for v in views))

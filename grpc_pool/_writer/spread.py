@@ -1,0 +1,195 @@
+"""Who places slots on backends: the balanced assignment (a pure function), and the
+writer-side state that applies it, one warm move at a time. It returns moves as
+data (``Effects.moves``, ``next_move``); the writer sends them. Writer thread only."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from typing import Any
+
+from .._config.config import PoolConfig
+from .._config.targets import Plan, channel_config, plan
+from .._contract.commands import Resolved
+from .._contract.events import ResolvedEvent
+from .._workers.resolver import ResolverThread, default_resolve
+from .layout import NOTHING, Effects
+
+__all__ = ["Spreader", "assign"]
+
+logger = logging.getLogger(__name__)
+
+
+def assign(
+    slots: Mapping[int, str | None],
+    addresses: Sequence[str],
+    rank: Callable[[str], Hashable] | None = None,
+) -> dict[int, str]:
+    """Each slot's address, balanced, moving as few slots as possible.
+
+    slots: each slot's current address (None, or one not in ``addresses``: to place).
+    Every address gets floor(N/K) or ceil(N/K) slots (N slots, K addresses), so
+    with N < K the slots are on N distinct addresses. The ceil quotas go to the
+    addresses serving the most slots now, which makes the moves a minimum: only
+    the slots above their address's quota, and those whose address is gone, move.
+    rank orders addresses among equals (default: as given); a pool passes its own
+    random rank so that many pools with fewer slots than addresses cover them all.
+    """
+    if not addresses:
+        raise ValueError("no address to assign slots to")
+    order_of = {a: i for i, a in enumerate(dict.fromkeys(addresses))}
+    key = rank or order_of.__getitem__
+    held: dict[str, list[int]] = {a: [] for a in order_of}
+    free: list[int] = []
+    for slot in sorted(slots):
+        address = slots[slot]
+        if address is not None and address in held:
+            held[address].append(slot)
+        else:  # a new slot, or its address is gone
+            free.append(slot)
+    base, extra = divmod(len(slots), len(held))
+    order = sorted(held, key=lambda a: (-len(held[a]), key(a)))
+    quota = {a: base + (i < extra) for i, a in enumerate(order)}
+    result: dict[int, str] = {}
+    for address in order:
+        keep = quota[address]
+        result.update((slot, address) for slot in held[address][:keep])
+        free += held[address][keep:]
+    wanting = [a for a in order for _ in range(quota[a] - min(quota[a], len(held[a])))]
+    result.update(zip(sorted(free), wanting, strict=True))
+    return result
+
+
+class Spreader:
+    """The writer's spreading state: addresses, each slot's address, pending moves.
+
+    Off (``enabled`` False) for ``spread="off"``, a list of targets or a target
+    the pool cannot resolve: then every method does nothing and ``dial`` is None.
+    A slot's first address is sent at once (``Effects.moves``); a later change is
+    a move, handed out by ``next_move`` through the writer's refresh arbitration
+    (one slot at a time, interleaved with max-age refreshes), and the worker
+    swaps warm.
+    """
+
+    def __init__(self, config: PoolConfig, name: str, post: Callable[[object], None]) -> None:
+        self._config = config
+        self._name = name
+        self._plan: Plan | None = plan(config)
+        self.enabled = self._plan is not None
+        self.addresses: tuple[str, ...] = ()
+        self._resolved = False  # an answer (or a first failure) arrived: slots may connect
+        self._assigned: dict[int, str | None] = {}  # each slot's address, moves included
+        self._pending: dict[int, str | None] = {}  # moves not handed out yet
+        self._sent: dict[int, str | None] = {}  # what each worker was told last
+        salt = random.random()
+        self._rank: Callable[[str], Hashable] = lambda a: hash((salt, a))
+        self.thread: ResolverThread | None = None  # Parkable, when it resolves
+        p = self._plan
+        if p is not None and p.static is None:
+            resolve = config.resolver or default_resolve
+            self.thread = ResolverThread(p.target, resolve, config.resolve_interval, post, name)
+
+    @property
+    def dial(self) -> Callable[[str | None], PoolConfig] | None:
+        """For workers: the channel config of an address; None when spreading is off."""
+        p = self._plan
+        if p is None:
+            return None
+        config, authority = self._config, p.authority
+        return lambda address: channel_config(config, address, authority)
+
+    def start(self, slots: Collection[int]) -> Effects:
+        """Before the first slot starts: static addresses now, else the resolver thread."""
+        p = self._plan
+        if p is not None and p.static is not None:
+            return self.resolved(Resolved(p.static), slots)
+        if self.thread is not None:
+            self.thread.start()
+        return NOTHING
+
+    def poke(self) -> None:
+        """A connection failed: maybe the backends changed."""
+        if self.thread is not None:
+            self.thread.poke()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+
+    def join(self, deadline: float) -> None:
+        if self.thread is not None:
+            self.thread.join(deadline)
+
+    def resolved(self, command: Resolved, slots: Collection[int]) -> Effects:
+        old = self.addresses
+        if command.error is not None:
+            kept = ", ".join(old) or f"the target {self._config.target_label!r} as given"
+            logger.warning(
+                "pool %s: resolving %r failed (%s); keeping %s",
+                self._name,
+                self._config.target_label,
+                command.error,
+                kept,
+            )
+            event = (
+                ResolvedEvent,
+                {"addresses": old, "added": (), "removed": (), "error": command.error},
+            )
+            effects = Effects(events=(event,))
+            if not self._resolved:  # never resolved: connect to the target as given
+                self._resolved = True
+                effects += self.layout(slots)
+            return effects
+        new = command.addresses
+        first = not self._resolved
+        self._resolved = True
+        if new == old and not first:
+            return NOTHING
+        added = tuple(a for a in new if a not in old)
+        removed = tuple(a for a in old if a not in new)
+        self.addresses = new
+        logger.info(
+            "pool %s: %r resolved to %s (added %s, removed %s)",
+            self._name,
+            self._config.target_label,
+            ", ".join(new),
+            ", ".join(added) or "none",
+            ", ".join(removed) or "none",
+        )
+        fields: dict[str, Any] = {"addresses": new, "added": added, "removed": removed}
+        fields["error"] = None
+        event = (ResolvedEvent, fields)
+        return Effects(changed=True, events=(event,)) + self.layout(slots)
+
+    def layout(self, slots: Collection[int]) -> Effects:
+        """Place the slots on the addresses: new slots at once (moves), others pending."""
+        if not self.enabled or not self._resolved:
+            return NOTHING
+        self._sent = {s: a for s, a in self._sent.items() if s in slots}
+        current = {slot: self._assigned.get(slot) for slot in slots}
+        target: Mapping[int, str | None]
+        target = assign(current, self.addresses, self._rank) if self.addresses else current
+        self._assigned = dict(target)
+        self._pending = {}
+        now: list[tuple[int, str | None]] = []
+        for slot, address in sorted(target.items()):
+            if slot not in self._sent:
+                self._sent[slot] = address  # its first address: nothing to swap
+                now.append((slot, address))
+            elif self._sent[slot] != address:
+                self._pending[slot] = address
+        return Effects(changed=bool(now), moves=tuple(now))
+
+    def next_move(self, slots: Collection[int]) -> tuple[int, str | None] | None:
+        """The next pending move (slot, address), to hand to its worker now; the
+        worker holds the grant until its replacement is in (or failed)."""
+        while self._pending:
+            slot, address = self._pending.popitem()
+            if slot in slots and self._sent.get(slot, address) != address:
+                logger.info(
+                    "pool %s slot %d: moving %s -> %s", self._name, slot, self._sent[slot], address
+                )
+                self._sent[slot] = address
+                return slot, address
+        return None
