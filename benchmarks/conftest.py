@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from grpc_pool.testing.echo import EchoServer
 from grpc_pool.cli.bench import core, server
+from grpc_pool.testing.echo import EchoServer
 from tests.conftest import no_leaked_threads  # noqa: F401  (the suite's autouse leak check)
 
 SETTINGS = core.QUICK if os.environ.get("GRPC_POOL_BENCH_QUICK") else core.FULL

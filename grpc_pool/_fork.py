@@ -64,12 +64,19 @@ class ForkSupport:
     ) -> None:
         self._reader = reader
         self.drain_timeout = drain_timeout
-        self.post = post
-        self._relaunch = relaunch
-        self._reset = reset
+        # The pool's own methods, held weakly: the pool's threads reach this object
+        # (through the reader), and must not keep an abandoned pool alive.
+        self._post = weakref.WeakMethod(post)
+        self._relaunch = weakref.WeakMethod(relaunch)
+        self._reset = weakref.WeakMethod(reset)
         self._revive_lock = threading.Lock()
         self._orphans: tuple[object, ...] = ()
         self.forked = False
+
+    def post(self, command: object) -> None:
+        post = self._post()
+        if post is not None:
+            post(command)
 
     def track(self) -> None:
         global _registered
@@ -123,7 +130,9 @@ class ForkSupport:
         self._orphans = (inherited,)
         self.forked = True
         self._revive_lock = threading.Lock()
-        self._reset()
+        reset = self._reset()
+        if reset is not None:
+            reset()
         # No channel, same size; the first reader (or command) calls revive().
         self._reader.state = PoolState(expected=inherited.expected, forked=True)
 
@@ -133,9 +142,12 @@ class ForkSupport:
         with self._revive_lock:
             if not self.forked or self._reader.closed:
                 return
+            relaunch = self._relaunch()
+            if relaunch is None:  # the pool is gone
+                return
             self.forked = False
             inherited: PoolState[object] = self._orphans[0]  # type: ignore[assignment]
-            self._relaunch(max(1, inherited.expected))
+            relaunch(max(1, inherited.expected))
 
 
 def _before() -> None:

@@ -151,10 +151,11 @@ class Pool:
             key's slot is not ready, another ready channel is used meanwhile.
         Raises ``PoolClosed`` after ``close()``.
         """
-        pick = self._reader.state.pick  # bound to the published channels; None: none
+        state = self._reader.state  # read once: the picker is bound to its channels
+        pick = state.pick
         if pick is not None and timeout is None and key is None:
             return pick()
-        return self._reader.get(timeout, key)
+        return self._reader.get(timeout, key, state)
 
     @property
     def _state(self) -> State:

@@ -13,9 +13,9 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool._contract.commands import Wake
 from grpc_pool import PoolConfig
 from grpc_pool._config.validate import MAX_SECONDS, MAX_SIZE
+from grpc_pool._contract.commands import Wake
 from grpc_pool.testing.echo import ECHO, EchoServer
 
 from .conftest import FAST, Recorder, pool_threads, wait_until
@@ -142,9 +142,9 @@ def test_writer_survives_its_own_wait(make_pool: Any, server: EchoServer) -> Non
         return original()  # type: ignore[no-any-return]
 
     writer._next_timeout = next_timeout
-    for _ in range(3):  # each wakes the writer for one more turn of its loop
-        writer.queue.put(Wake())
-    wait_until(lambda: len(calls) >= 4, what="the writer to go round its loop")
+    for turns in (1, 3, 4):  # each wakes the writer for one more turn of its loop
+        writer.queue.put(Wake())  # one at a time: the writer takes what is queued as one batch
+        wait_until(lambda n=turns: len(calls) >= n, what="the writer to go round its loop")
     assert writer.thread.is_alive()
     assert pool.resize(2) == 2
     pool.wait_ready(timeout=10, min_ready=2)

@@ -22,8 +22,8 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool.testing.echo import SERVICE, EchoServer
 from grpc_pool.cli import COMMANDS
+from grpc_pool.testing.echo import SERVICE, EchoServer
 
 RUN_TIMEOUT = 60
 # A slot line of the table: slot number, state, channel id, connected, health, rtt.

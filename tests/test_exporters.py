@@ -10,9 +10,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from grpc_pool.testing.echo import ECHO, EchoServer
 from grpc_pool.otel import instrument
 from grpc_pool.prometheus import PoolCollector
+from grpc_pool.testing.echo import ECHO, EchoServer
 
 from .conftest import wait_until
 

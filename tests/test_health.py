@@ -102,7 +102,11 @@ def test_response_parsing_matches_grpcio_health_checking(status: int) -> None:
 def test_both_health_modules_import_in_either_order(first: str) -> None:
     """Our descriptor lives in a private pool: importing grpcio-health-checking's
     generated module before or after ours raises no duplicate-registration error."""
-    second = "grpc_health.v1.health_pb2" if first == "grpc_pool._workers.health" else "grpc_pool._workers.health"
+    second = (
+        "grpc_health.v1.health_pb2"
+        if first == "grpc_pool._workers.health"
+        else "grpc_pool._workers.health"
+    )
     code = f"import {first}, {second}; print('ok')"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60

@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool._workers import worker as _worker
 from grpc_pool._channel.build import keepalive_options as _keepalive_options
+from grpc_pool._workers import worker as _worker
 from grpc_pool.testing.echo import ECHO, ECHO_STREAM, FAIL, SLOW, EchoServer
 
 from .conftest import Recorder, wait_until

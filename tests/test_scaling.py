@@ -82,7 +82,7 @@ def test_concurrent_scaling_gets_scaling_in_progress(make_pool: Any, dead_target
     results: list[Any] = []
     first = threading.Thread(target=lambda: results.append(pool.scale_up(1)))
     first.start()
-    wait_until(pool._scaling.locked, 5, "first scaling call to start")
+    wait_until(pool._control.scaling.locked, 5, "first scaling call to start")
     for call in (lambda: pool.scale_down(1), lambda: pool.resize(4), lambda: pool.scale_up(2)):
         with pytest.raises(grpc_pool.ScalingInProgress):
             call()

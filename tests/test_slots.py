@@ -70,7 +70,7 @@ def test_concurrent_register_unregister_through_the_writer(
         dead_target, size=slots, retire_grace=0.0, backoff_initial=5.0, backoff_max=5.0
     )
     writer = pool._writer
-    workers = pool._call(lambda: dict(writer._workers))
+    workers = pool._call(lambda: dict(writer._crew.by_slot))
     channels = {s: [build_channel(pool.config, None, s, "test") for _ in range(3)] for s in workers}
     final: dict[int, Any] = {}
     start = threading.Barrier(slots)
@@ -97,8 +97,8 @@ def test_concurrent_register_unregister_through_the_writer(
     assert not any(t.is_alive() for t in threads)
 
     def check() -> tuple[Any, ...]:
-        writer._table.check()
-        return writer._table.snapshot()
+        writer._layout._table.check()
+        return writer._layout._table.snapshot()
 
     snapshot = pool._call(check)
     expected = {id(c) for c in final.values() if c is not None}

@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import grpc_pool
-from grpc_pool.testing.echo import ECHO, PEER, SLOW, EchoServer
 from grpc_pool._config.targets import dial_target, plan, split_host_port
 from grpc_pool._workers.resolver import default_resolve
 from grpc_pool._writer.spread import assign
+from grpc_pool.testing.echo import ECHO, PEER, SLOW, EchoServer
 
 from .conftest import Recorder, wait_until
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 import grpc_pool
 from grpc_pool._channel.pooled import PooledChannel
-from grpc_pool._writer.policy import autoscale, victims
 from grpc_pool._contract.state import PoolState, SlotStatus
+from grpc_pool._writer.policy import autoscale, victims
 from grpc_pool.testing import ECHO, EchoServer
 
 from .conftest import FAST, wait_until

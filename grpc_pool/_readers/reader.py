@@ -77,9 +77,9 @@ class Reader:
             wake()
 
     # -- readers -----------------------------------------------------------------------
-    def get(self, timeout: float | None, key: Hashable) -> PooledChannel:
-        """``get_channel``'s slow path: wait (``timeout``), raise, rebuild after fork,
-        or pick by ``key``. Reads the state once per look."""
+    def get(self, timeout: float | None, key: Hashable, state: State) -> PooledChannel:
+        """``get_channel``'s slow path over the ``state`` it read: wait (``timeout``)
+        for a newer one, raise, rebuild after fork, or pick by ``key``."""
         if timeout is not None:
             check_seconds("timeout", timeout)
         if key is not None:
@@ -89,7 +89,6 @@ class Reader:
                 raise InvalidConfig(
                     f"key={key!r} is not allowed: expected a hashable value (or None)", self.owner
                 ) from None
-        state = self.state
         if not state.channels:
             found = self.wait_for(1, timeout or 0.0)
             if found is None:

@@ -43,26 +43,28 @@ class Random:
 
 
 class PowerOfTwo:
-    """Two random channels; the one with fewer RPCs in flight wins (uncounted
-    channels, ``track_in_flight=False``: the first of the two, i.e. random). Reads
-    only: a pick writes nothing a reader on another thread could race."""
+    """Two random channels; the one with fewer RPCs in flight wins. Uncounted
+    channels (``track_in_flight=False``) have no load to compare: then each call
+    takes the next channel in turn, which evens out the picks. A pick reads the
+    channels and writes nothing on them (readers on other threads share them)."""
 
-    __slots__ = ("_random",)
+    __slots__ = ("_random", "_turns")
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._random = (rng or random.Random()).random
+        self._turns = itertools.count()  # next() is atomic under the GIL
 
     def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
         n = len(channels)
         if n == 1:
-            chosen = channels[0]
-        else:
-            i = int(self._random() * n)
-            j = (i + 1 + int(self._random() * (n - 1))) % n
-            a, b = channels[i], channels[j]
-            ca, cb = a._counter, b._counter  # attribute reads, no property calls
-            chosen = a if ca is None or cb is None or ca.in_flight <= cb.in_flight else b
-        return chosen
+            return channels[0]
+        i = int(self._random() * n)
+        j = (i + 1 + int(self._random() * (n - 1))) % n
+        a, b = channels[i], channels[j]
+        ca, cb = a._counter, b._counter  # attribute reads, no property calls
+        if ca is None or cb is None:
+            return channels[next(self._turns) % n]
+        return a if ca.in_flight <= cb.in_flight else b
 
 
 class _Guarded:

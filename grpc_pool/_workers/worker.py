@@ -16,14 +16,7 @@ from .._base.parking import Parking
 from .._channel.build import build_channel
 from .._channel.pooled import PooledChannel
 from .._config.config import PoolConfig
-from .._contract.commands import (
-    HealthResult,
-    Lost,
-    Progress,
-    RefreshDone,
-    RefreshRequest,
-    Register,
-)
+from .._contract import commands as cmd
 from .._contract.state import SlotStatus
 from . import health
 from .health import HealthStatus
@@ -34,9 +27,8 @@ __all__ = ["Worker"]
 
 logger = logging.getLogger(__name__)
 
-_READY = grpc.ChannelConnectivity.READY
-_IDLE = grpc.ChannelConnectivity.IDLE
-_LOST = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
+_C = grpc.ChannelConnectivity
+_READY, _IDLE, _LOST = _C.READY, _C.IDLE, (_C.TRANSIENT_FAILURE, _C.SHUTDOWN)
 # Longest single wait, so a stop flag is seen even if a wake-up were lost.
 _TICK = 5.0
 
@@ -47,7 +39,7 @@ class Worker:
     reports a loss and reconnects with backoff.
 
     Health: a server that answers but not SERVING keeps its connection; the slot
-    is out of rotation (``Register(serving=False)``, then ``HealthResult``) and is
+    is out of rotation (``cmd.Register(serving=False)``, then ``HealthResult``) and is
     checked again at the interval. Only a check without an answer (timeout,
     UNAVAILABLE) counts as a lost connection.
 
@@ -68,11 +60,9 @@ class Worker:
         dial: Callable[[str | None], PoolConfig] | None = None,
     ) -> None:
         self.slot = slot
-        # Closes a channel this worker never published: the pool's reaper (no wait
-        # on grpcio's poller here).
-        self._close = close
-        # Spreading (see _spread.py): the config of the assigned address; the slot
-        # waits for its first address before connecting. None: the pool's target.
+        self._close = close  # a channel never published: to the pool's reaper
+        # Spreading: the config of the assigned address; the slot waits for its
+        # first address before connecting. None: the pool's target.
         self._dial = dial
         self._placed = dial is None
         self._address: str | None = None
@@ -85,13 +75,11 @@ class Worker:
         self._inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self._stopped = False
         self._failures = 0
+        c = config
         self._backoff = Backoff(
-            config.backoff_initial,
-            config.backoff_multiplier,
-            config.backoff_jitter,
-            config.backoff_max,
+            c.backoff_initial, c.backoff_multiplier, c.backoff_jitter, c.backoff_max
         )
-        # What the thread is subscribed to now, for pause(); set and read on its thread.
+        # What the thread is subscribed to now, for park(); set and read on its thread.
         self._subscriptions: list[tuple[PooledChannel, Callable[[Any], None]]] = []
         self._upkeep = Upkeep(config)
         self._refresh_wanted = False
@@ -141,7 +129,7 @@ class Worker:
         logger.debug("pool %s slot %d: worker stopped", self._pool_name, self.slot)
 
     def _one_connection(self) -> None:
-        self._post(Progress(self, self.slot, SlotStatus.CONNECTING))
+        self._post(cmd.Progress(self, self.slot, SlotStatus.CONNECTING))
         while not self._placed and not self._stopped:
             self._next_state("", None)  # until the writer sends the first address
         connected = self._connect()
@@ -151,7 +139,7 @@ class Worker:
             return
         channel, callback, took, serving = connected
         self._failures = 0
-        self._post(Register(self, self.slot, channel, took, serving))
+        self._post(cmd.Register(self, self.slot, channel, took, serving))
         up_since = time.monotonic()
         refresh_at = self._upkeep.age_deadline(up_since)
         try:
@@ -179,7 +167,7 @@ class Worker:
             delay = 0.0
         else:
             delay = self._backoff.next_delay()  # flapping or unhealthy: keep backing off
-        self._post(Lost(self, self.slot, channel, reason, delay))
+        self._post(cmd.Lost(self, self.slot, channel, reason, delay))
         self._log(logging.INFO, "connection lost (%s)", reason)
         if delay:
             self._sleep(delay)
@@ -214,7 +202,7 @@ class Worker:
         self, old: PooledChannel, old_callback: Callable[[Any], None]
     ) -> tuple[PooledChannel, Callable[[Any], None], bool] | None:
         """Max-age refresh or move (the writer granted it): connect a new channel while
-        the old one serves, then swap them in one Register (the writer retires the old)."""
+        the old one serves, then swap them in one cmd.Register (the writer retires the old)."""
         try:
             connected = None if self._stopped else self._connect()
             if connected is None or isinstance(connected, str):
@@ -226,18 +214,18 @@ class Worker:
                 self._subscribe(old, old_callback)
                 return None
             channel, callback, took, serving = connected
-            self._post(Register(self, self.slot, channel, took, serving))
+            self._post(cmd.Register(self, self.slot, channel, took, serving))
             self._unsubscribe(old, old_callback)
             self._backoff.reset()
             return channel, callback, serving
         finally:
-            self._post(RefreshDone(self, self.slot))
+            self._post(cmd.RefreshDone(self, self.slot))
 
     def _check_health(self, channel: PooledChannel) -> tuple[HealthStatus, float] | None:
         """A health check of a new channel, posted to the writer when it ran."""
         result = self._upkeep.check_health(channel)
         if result is not None:
-            self._post(HealthResult(self, self.slot, channel, *health.verdict(result)))
+            self._post(cmd.HealthResult(self, self.slot, channel, *health.verdict(result)))
         return result
 
     def _discard(self, channel: PooledChannel) -> None:
@@ -287,12 +275,12 @@ class Worker:
                 if self._refresh_wanted:
                     self._refresh_wanted = False
                     return GRANT
-                self._post(RefreshDone(self, self.slot))  # moved on meanwhile: hand it back
+                self._post(cmd.RefreshDone(self, self.slot))  # moved on meanwhile: hand it back
                 continue
             if isinstance(item, Move):
                 self._address, self._placed = item.address, True
                 if not self._watching:  # nothing to swap: the next attempt uses it
-                    self._post(RefreshDone(self, self.slot))
+                    self._post(cmd.RefreshDone(self, self.slot))
                 return MOVED
             if isinstance(item, tuple) and item[0] == channel_id:
                 return item[1]
@@ -362,11 +350,13 @@ class Worker:
                     if error is not None:
                         return error, False
                     if result is not None:  # the writer takes it out or puts it back
-                        self._post(HealthResult(self, self.slot, channel, *health.verdict(result)))
+                        self._post(
+                            cmd.HealthResult(self, self.slot, channel, *health.verdict(result))
+                        )
                     next_health = time.monotonic() + interval
                 if refresh_at is not None and now >= refresh_at:
                     self._refresh_wanted = True
-                    self._post(RefreshRequest(self, self.slot))  # one slot at a time
+                    self._post(cmd.RefreshRequest(self, self.slot))  # one slot at a time
                     refresh_at = None
                 continue
             if state is GRANT or state is MOVED:
@@ -377,7 +367,7 @@ class Worker:
             if state is _READY:
                 if reconnect_deadline is not None:  # reconnected after IDLE: a new connection
                     took = time.monotonic() - (reconnect_deadline - timeout)
-                    self._post(Register(self, self.slot, channel, took, serving))
+                    self._post(cmd.Register(self, self.slot, channel, took, serving))
                 reconnect_deadline = None
             elif state in _LOST:
                 return state.name, True
@@ -386,14 +376,14 @@ class Worker:
                 why = "connection closed (GOAWAY, reset or idle timeout)"
                 if state is not _IDLE:
                     why = f"connection went {state}"
-                self._post(Progress(self, self.slot, SlotStatus.RECONNECTING, error=why))
+                self._post(cmd.Progress(self, self.slot, SlotStatus.RECONNECTING, error=why))
             if state is _IDLE:
                 channel._kick()  # judge by what follows: READY keeps it, a failure loses it
 
     def _fail(self, error: str) -> None:
         delay = self._backoff.next_delay()
         self._failures += 1
-        self._post(Progress(self, self.slot, SlotStatus.BACKOFF, error=error, delay=delay))
+        self._post(cmd.Progress(self, self.slot, SlotStatus.BACKOFF, error=error, delay=delay))
         # The first failure in a row is news; the repeats of an outage are noise.
         level = logging.WARNING if self._failures == 1 else logging.DEBUG
         self._log(level, "cannot connect (%s); retrying in %.2fs", error, delay)

@@ -13,6 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import grpc
@@ -21,23 +22,7 @@ from .._base.parking import Parkable
 from .._base.redact import secrets_of
 from .._channel.pooled import PooledChannel
 from .._config.config import PoolConfig
-from .._contract.commands import (
-    Call,
-    Close,
-    HealthResult,
-    Lost,
-    Pause,
-    Progress,
-    RefreshDone,
-    RefreshRequest,
-    Register,
-    Reply,
-    Resize,
-    Resolved,
-    Resume,
-    SetPick,
-    Wake,
-)
+from .._contract import commands as cmd
 from .._contract.events import SCALE_EVENTS, Dispatcher, PoolClosedEvent, PoolStartedEvent
 from .._contract.state import Pick, PoolState, bind_picker
 from .._workers.worker import Worker
@@ -60,7 +45,8 @@ _JOIN_TIMEOUT = 5.0
 _MAX_WAIT = 3600.0
 # Most commands handled before one publish.
 _BATCH = 256
-_WORKER_REPORTS = (Register, Lost, Progress, HealthResult, RefreshRequest, RefreshDone)
+_WORKER_REPORTS: tuple[type, ...] = (cmd.Register, cmd.Lost, cmd.Progress, cmd.HealthResult)
+_WORKER_REPORTS += (cmd.RefreshRequest, cmd.RefreshDone)
 
 
 class Writer:
@@ -93,25 +79,20 @@ class Writer:
         self._state: State = PoolState()  # the last one published
         self._bound = self._pick  # the pick its picker was bound with
         self._layout = Layout(config, name, secrets_of(config.targets))
-        self._retirement = Retirement(name, config.retire_grace, lambda: self.queue.put(Wake()))
+        self._retirement = Retirement(name, config.retire_grace, lambda: self.queue.put(cmd.Wake()))
         self._timers = Timers(config, name)
         self._spread = Spreader(config, name, self.queue.put)
         self._reaper = Reaper(name)
-        self._crew = Crew(self._new_worker, name)
-        self._closing: Close | None = None
+        close, dial = self._reaper.close, self._spread.dial
+        # The queue's put is looked up when a worker is made (the bench times it).
+        make = partial(Worker, config=config, credentials=credentials, pool_name=name)
+        self._crew = Crew(
+            lambda slot: make(slot, post=self.queue.put, close=close, dial=dial), name
+        )
+        self._closing: cmd.Close | None = None
+        self._answers: list[tuple[cmd.Reply, Any, BaseException | None]] = []  # after the publish
         self.thread = threading.Thread(
             target=self._run, name=f"grpc_pool-writer-{name}", daemon=True
-        )
-
-    def _new_worker(self, slot: int) -> Worker:
-        return Worker(
-            slot,
-            self._config,
-            self._credentials,
-            self._name,
-            self.queue.put,
-            self._reaper.close,
-            self._spread.dial,
         )
 
     def start(self, size: int) -> None:
@@ -131,13 +112,8 @@ class Writer:
             self._reaper.stop()
             stopped = len(self._crew.stopping)
             self._finish_close(None)  # joins them (bounded), closes channels they posted
-            logger.error(
-                "pool %s: start failed (%s: %s); stopped and joined the %d workers started",
-                self._name,
-                type(exc).__name__,
-                exc,
-                stopped,
-            )
+            why = f"{type(exc).__name__}: {exc}"
+            logger.error("pool %s: start failed (%s); stopped %d workers", self._name, why, stopped)
             raise
 
     # -- loop ----------------------------------------------------------------------
@@ -158,6 +134,9 @@ class Writer:
                 self._act(effects + self._tick())
             except Exception:
                 logger.exception("pool %s: writer failed acting on %r; going on", self._name, batch)
+            answers, self._answers = self._answers, []
+            for reply, value, error in answers:
+                reply.set(value, error)
             if self._closing is not None and not self._retirement.entries:
                 break
         self._finish_close(self._closing)
@@ -204,53 +183,54 @@ class Writer:
     def _handle(self, command: object) -> Effects:
         if isinstance(command, _WORKER_REPORTS):
             return self._report(command)
-        if isinstance(command, Resize):
+        if isinstance(command, cmd.Resize):
             return self._reply(command.reply, lambda: self._scale(command))
-        if isinstance(command, Call):
+        if isinstance(command, cmd.Call):
             return self._reply(command.reply, lambda: (command.fn(), NOTHING))
-        if isinstance(command, Close):
+        if isinstance(command, cmd.Close):
             return self._close(command)
-        if isinstance(command, Pause):
+        if isinstance(command, cmd.Pause):
             self._park(command)
-        elif isinstance(command, Resume):
+        elif isinstance(command, cmd.Resume):
             self._unpark()
-        elif isinstance(command, SetPick):
+        elif isinstance(command, cmd.SetPick):
             return self._reply(command.reply, lambda: (None, self._set_pick()))
-        elif isinstance(command, Resolved):
+        elif isinstance(command, cmd.Resolved):
             if self._closing is None:
                 return self._spread.resolved(command, self._crew.by_slot)
-        elif not isinstance(command, Wake):
+        elif not isinstance(command, cmd.Wake):
             logger.error("pool %s: writer got unknown command %r", self._name, command)
         return NOTHING
 
     def _report(self, command: Any) -> Effects:
         """A worker's report; a stopped (or replaced) worker's is void."""
         if not self._crew.current(command.slot, command.worker):
-            if isinstance(command, Register):
+            if isinstance(command, cmd.Register):
                 return Effects(discard=(command.channel,))
             return NOTHING
-        if isinstance(command, Register):
+        if isinstance(command, cmd.Register):
             return self._layout.register(command, self._closing is not None)
-        if isinstance(command, Lost):
+        if isinstance(command, cmd.Lost):
             return self._layout.lost(command)
-        if isinstance(command, HealthResult):
+        if isinstance(command, cmd.HealthResult):
             return self._layout.health(command)
-        if isinstance(command, Progress):
+        if isinstance(command, cmd.Progress):
             return self._layout.progress(command)
-        if isinstance(command, RefreshRequest):
+        if isinstance(command, cmd.RefreshRequest):
             self._crew.want_refresh(command.slot)
         else:
             self._crew.refresh_done(command.worker)
         return NOTHING
 
-    @staticmethod
-    def _reply(reply: Reply, fn: Callable[[], tuple[Any, Effects]]) -> Effects:
+    def _reply(self, reply: cmd.Reply, fn: Callable[[], tuple[Any, Effects]]) -> Effects:
+        """Run ``fn``; its answer goes out after the batch is published (a caller that
+        resized reads the new layout as soon as it has the answer)."""
         try:
             value, effects = fn()
         except Exception as exc:
-            reply.set(error=exc)
+            self._answers.append((reply, None, exc))
             return NOTHING
-        reply.set(value)
+        self._answers.append((reply, value, None))
         return effects
 
     # -- acting ----------------------------------------------------------------------
@@ -327,7 +307,7 @@ class Writer:
         """``SetPick`` on the calling thread: before this thread runs, or on it."""
         self._act(self._set_pick())
 
-    def _scale(self, command: Resize) -> tuple[int, Effects]:
+    def _scale(self, command: cmd.Resize) -> tuple[int, Effects]:
         started = time.monotonic()
         before = len(self._crew)
         effects = self._resize(command.target(before))
@@ -378,7 +358,7 @@ class Writer:
         return self._layout.remove_slot(slot)
 
     # -- fork (the writer only asks; the forking thread waits) ---------------------------
-    def _park(self, command: Pause) -> None:
+    def _park(self, command: cmd.Pause) -> None:
         """Ask every thread of the pool that calls into gRPC to park; new workers wait
         for ``Resume``. Retiring channels' pollers must have ended too."""
         command.parked.extend(self._crew.park(self._others()))
@@ -396,7 +376,7 @@ class Writer:
         return found
 
     # -- close -----------------------------------------------------------------------
-    def _close(self, command: Close) -> Effects:
+    def _close(self, command: cmd.Close) -> Effects:
         if self._closing is not None:
             return NOTHING
         self._closing = command
@@ -407,7 +387,7 @@ class Writer:
         self._retirement.closing(command.grace)
         return effects
 
-    def _finish_close(self, command: Close | None) -> None:
+    def _finish_close(self, command: cmd.Close | None) -> None:
         deadline = time.monotonic() + _JOIN_TIMEOUT
         self._spread.join(deadline)
         self._crew.join(deadline)
