@@ -13,9 +13,9 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool._contract.commands import Wake
 from grpc_pool import PoolConfig
 from grpc_pool._config.validate import MAX_SECONDS, MAX_SIZE
+from grpc_pool._contract.commands import Wake
 from grpc_pool.testing.echo import ECHO, EchoServer
 
 from .conftest import FAST, Recorder, pool_threads, wait_until

@@ -145,15 +145,43 @@ def _check_options(options: object) -> tuple[ChannelOption, ...]:
             )
         if isinstance(value, int):
             ok = _INT32[0] <= value <= _INT32[1]
+        elif isinstance(value, (str, bytes)):
+            ok = not _has_nul(value) and _encodes(value)
         else:
-            ok = isinstance(value, (str, bytes)) and not _has_nul(value)
+            ok = _is_grpc_pointer(value)
         if not ok:
             raise InvalidConfig(
                 f"options value {value!r} for key {key!r} is not allowed: expected an int "
-                f"{_INT32[0]}..{_INT32[1]}, a str or bytes (without NUL)"
+                f"{_INT32[0]}..{_INT32[1]}, a str or bytes (without NUL), or a "
+                "grpc.experimental.session_cache.SSLSessionCache (for 'grpc.ssl_session_cache')"
             )
         checked.append((key, value))
     return tuple(checked)
+
+
+def _is_grpc_pointer(value: object) -> bool:
+    """grpcio's own pointer-valued option objects: an SSL session cache.
+
+    grpcio hands any other object with ``__int__`` (a float, a Decimal, a user class)
+    to gRPC core as a raw address: ignored at best, a SIGSEGV at worst, so only
+    grpcio's wrapper is taken. It is not copied: every pooled channel gets the same
+    cache, kept alive by the pool's config."""
+    try:
+        from grpc.experimental import session_cache
+    except ImportError:  # pragma: no cover - present in every supported grpcio
+        return False
+    return isinstance(value, session_cache.SSLSessionCache)
+
+
+def _encodes(text: str | bytes) -> bool:
+    # grpcio encodes str values as UTF-8: a lone surrogate fails every connect.
+    if isinstance(text, bytes):
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _has_nul(text: str | bytes) -> bool:
