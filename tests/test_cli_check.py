@@ -22,8 +22,8 @@ import grpc
 import pytest
 
 import grpc_pool
-from grpc_pool.testing.echo import SERVICE, EchoServer
 from grpc_pool.cli import COMMANDS
+from grpc_pool.testing.echo import SERVICE, EchoServer
 
 RUN_TIMEOUT = 60
 # A slot line of the table: slot number, state, channel id, connected, health, rtt.
@@ -180,10 +180,10 @@ def test_plaintext_against_a_server_that_hangs_up_hints_at_tls(closing_server: s
     [
         ([], "TARGET is required"),
         (["127.0.0.1:1", "--tls", "--insecure"], "--tls and --insecure"),
-        (["localhost"], "not host:port"),
-        (["localhost:http"], "bad port"),
-        (["localhost:70000"], "bad port"),
-        (["local host:1"], "blanks"),
+        (["http://127.0.0.1:1"], "unknown scheme 'http'"),
+        (["localhost:http"], "port 'http' is not 1..65535"),
+        (["localhost:70000"], "port '70000' is not 1..65535"),
+        (["local host:1"], "whitespace"),
         (["127.0.0.1:1", "--size", "0"], "--size"),
         (["127.0.0.1:1", "--size", "two"], "--size"),
         (["127.0.0.1:1", "--timeout", "-1"], "--timeout"),

@@ -183,7 +183,7 @@ class PoolConfig:
     spread: str = "balanced"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "target", _check_target(self.target))
+        object.__setattr__(self, "target", _check_target(self.target, self.resolver))
         remember(secrets_of(self.targets))  # the log filter hides them from now on
         check_count("size", self.size, MAX_SIZE)
         if self.credentials is not None and not isinstance(
