@@ -87,6 +87,7 @@ TARGET_FORMS = (
 )
 _URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$", re.DOTALL)
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_USER_INFO = re.compile(r"(^|/)([^/\s]*)@")  # as in redact_target
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 # Registered in grpcio 1.85's wheel but not for users: 'fake' (a test resolver that
 # never resolves), 'google-c2p-experimental' (an old alias); 'vsock' is not
@@ -176,7 +177,11 @@ def check_target(target: object) -> str:
         raise _invalid("target", target, f"a non-empty str: {TARGET_FORMS}")
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target):
         raise _bad_target(target, "whitespace or control character")
-    match = _URI_SCHEME.match(target)
+    # User-info ('user:pw@host:1'): grpcio fails it at every connect, but it is taken so
+    # that a secret passed by mistake stays redacted everywhere (repr, errors, logs);
+    # the rest is checked as if it were not there.
+    bare = _USER_INFO.sub(r"\1", target) if "@" in target else target
+    match = _URI_SCHEME.match(bare)
     scheme = match.group(1).lower() if match else ""  # grpc core lower-cases schemes
     rest = match.group(2) if match else ""
     if scheme == "dns":
@@ -215,7 +220,7 @@ def check_target(target: object) -> str:
         # 'http://h:1', 'dsn:///x:1': grpcio prefixes dns:/// and fails to resolve them.
         raise _bad_target(target, f"unknown scheme {match.group(1)!r}")
     else:  # no scheme grpcio knows: it resolves dns:///<target>
-        _host_port(target, target)
+        _host_port(target, bare)
     return target
 
 
@@ -228,8 +233,12 @@ def _check_target(target: object, resolver: object = None) -> str | tuple[str, .
     if not isinstance(target, Sequence) or isinstance(target, bytes) or not target:
         allowed = "a non-empty str such as 'host:port', or a non-empty list of them"
         raise _invalid("target", target, allowed)
-    for item in target:
-        one(item)
+    for i, item in enumerate(target):
+        try:
+            one(item)
+        except InvalidConfig as error:
+            shown = [redact_target(t) if isinstance(t, str) else t for t in target]
+            raise InvalidConfig(f"target={shown!r} is not allowed: entry {i}: {error}") from None
     return tuple(target)
 
 
