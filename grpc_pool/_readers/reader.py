@@ -22,6 +22,7 @@ from .._channel.pooled import PooledChannel
 from .._config.config import PoolConfig
 from .._config.validate import check_seconds
 from .._contract.state import PoolState, SlotStatus
+from .hints import tls_hint
 
 __all__ = ["Reader", "State", "failed", "pick"]
 
@@ -136,11 +137,20 @@ class Reader:
     def not_available(
         self, timeout: float | None, state: State | None = None
     ) -> NoChannelAvailable:
+        waited = f" after waiting {timeout:g}s" if timeout else ""
+        return NoChannelAvailable(f"no ready channel{waited}{self.why(state)}", self.owner)
+
+    def why(self, state: State | None = None) -> str:
+        """ "; last errors: ..." of the slots (and "; hint: ..." when they look like TLS
+        against plaintext or back), or "": what no-channel errors carry."""
         views = (state or self.state).views
         errors = sorted({v.last_error for v in views if v.last_error})
-        detail = f"; last errors: {'; '.join(errors)}" if errors else ""
-        waited = f" after waiting {timeout:g}s" if timeout else ""
-        return NoChannelAvailable(f"no ready channel{waited}{detail}", self.owner)
+        if not errors:
+            return ""
+        hint = tls_hint(
+            errors, self.config.insecure, to_plaintext="insecure=True", to_tls="insecure=False"
+        )
+        return f"; last errors: {'; '.join(errors)}" + (f"; hint: {hint}" if hint else "")
 
     def connectivity(self) -> grpc.ChannelConnectivity:
         """The pool's state as one channel's: READY while any channel is ready."""

@@ -26,6 +26,7 @@ from .._base.errors import GrpcPoolError, InvalidConfig
 from .._cli_env import program_name
 from .._config.validate import check_target
 from .._pool import Pool
+from .._readers.hints import tls_hint
 from .._readers.stats import SlotStats
 from .._workers.health import HealthCheck
 
@@ -325,12 +326,4 @@ def _cause(error: str) -> str:
 
 def _tls_hint(errors: list[str], insecure: bool) -> str:
     """One hint when the errors look like TLS on one side and plaintext on the other."""
-    text = " ".join(errors)
-    if not insecure and ("Tls handshake failed" in text or "WRONG_VERSION_NUMBER" in text):
-        return "the TLS handshake failed; if the server is plaintext, try --insecure"
-    if insecure and ("Socket closed" in text or "Connection reset" in text):
-        return (
-            "the server closed each plaintext connection at once; if it expects TLS, "
-            "try without --insecure"
-        )
-    return ""
+    return tls_hint(errors, insecure, to_plaintext="--insecure", to_tls="without --insecure")
