@@ -3,6 +3,7 @@ a pool behind the channel they return (which owns it)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
@@ -23,6 +24,19 @@ def _owning(
             raise InvalidConfig(
                 f"{name}={pool_options[name]!r} is not allowed: {constructor}() sets it; {instead}"
             )
+    options = given["options"]
+    if isinstance(options, int) and not isinstance(options, bool):
+        # insecure_channel(target, 4): grpcio's second positional argument is options.
+        raise InvalidConfig(
+            f"options={options!r} is not allowed: {constructor}()'s "
+            f"{'second' if constructor == 'insecure_channel' else 'third'} positional "
+            "argument is grpcio's options, a sequence of (key, value) pairs; for the "
+            f"number of channels pass size={options!r}"
+        )
+    if options is None:
+        given["options"] = ()
+    elif isinstance(options, Iterable) and not isinstance(options, (str, bytes)):
+        given["options"] = tuple(options)  # PoolConfig checks each pair
     pool = Pool(target, **given, **pool_options)
     return PoolChannel(pool._reader, pool, owns_pool=True)
 
@@ -41,11 +55,11 @@ def insecure_channel(
     """
     return _owning(
         "insecure_channel",
-        "use secure_channel() for TLS",
+        "it is always True there: use secure_channel() for TLS",
         target,
         pool_options,
         insecure=True,
-        options=tuple(options or ()),
+        options=options,
         compression=compression,
     )
 
@@ -65,10 +79,11 @@ def secure_channel(
     """
     return _owning(
         "secure_channel",
-        "pass the credentials as its second argument",
+        "secure_channel() always uses TLS (insecure is always False there) with the "
+        "credentials given as its second argument; use insecure_channel() for plaintext",
         target,
         pool_options,
         credentials=credentials,
-        options=tuple(options or ()),
+        options=options,
         compression=compression,
     )

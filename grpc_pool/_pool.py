@@ -217,10 +217,18 @@ class Pool:
                 self,
             )
         if self._reader.wait_for(min_ready, timeout or 0.0) is None:
-            ready = len(self._reader.state.channels)
-            error = PoolTimeout(f"{ready} of {min_ready} channels ready after {timeout:g}s", self)
+            state = self._reader.state
+            ready = len(state.channels)
+            error = PoolTimeout(
+                f"{ready} of {min_ready} channels ready after {timeout:g}s"
+                f"{self._reader.why(state)}",
+                self,
+            )
             logger.warning("%s", error)
-            raise error
+            if ready:
+                raise error
+            # The same cause a get_channel() would report now (a NoChannelAvailable).
+            raise error from self._reader.not_available(timeout, state)
         return self.status()
 
     def status(self) -> PoolStatus:

@@ -101,6 +101,7 @@ BAD: dict[str, st.SearchStrategy[Any]] = {
         st.binary(),
         st.just([]),
         st.lists(st.one_of(BLANK, st.none(), st.integers()), min_size=1, max_size=3),
+        st.sampled_from(["dsn:///x:1", " 127.0.0.1:1", "a b:1", "http://h:1", "h:99999", "h:x"]),
     ),
     "size": counts(1, MAX_SIZE),
     "credentials": st.one_of(TEXT, st.binary(), st.integers(), OBJECTS, BOOLS),

@@ -157,16 +157,26 @@ def test_targets_the_pool_spreads(target: str, authority: str | None, static: An
 @pytest.mark.parametrize(
     "target",
     [
-        *("unix:/tmp/sock", "xds:///svc", "custom:thing", "127.0.0.1:1", "[::1]:1"),
-        *("ipv4:127.0.0.1:1,nonsense:1", "ipv6:127.0.0.1:1", "[::1:1"),
+        *("unix:/tmp/sock", "xds:///svc", "127.0.0.1:1", "[::1]:1"),
         *("localhost:50051", "dns:///localhost:1", "api.localhost:1", "LOCALHOST."),
     ],
 )
 def test_targets_that_go_to_grpcio_unchanged(target: str) -> None:
-    """unix:, xds:, unknown schemes, a single IP, malformed lists and localhost (one
-    machine: 127.0.0.1 and ::1 are one server) are not spread (grpcio gets them as
-    given); with a resolver, any target is."""
+    """unix:, xds:, a single IP and localhost (one machine: 127.0.0.1 and ::1 are one
+    server) are not spread (grpcio gets them as given); with a resolver, any target is."""
     assert plan(grpc_pool.PoolConfig(target)) is None
+    assert plan(grpc_pool.PoolConfig(target, resolver=lambda t: ["127.0.0.1:1"])) is not None
+
+
+@pytest.mark.parametrize(
+    "target", ["custom:thing", "ipv4:127.0.0.1:1,nonsense:1", "ipv6:127.0.0.1:1", "[::1:1"]
+)
+def test_malformed_targets_are_refused_unless_a_resolver_reads_them(target: str) -> None:
+    """Unknown schemes and malformed lists are refused when the config is made (they
+    went to grpcio unchanged before, and failed at every connect); with a resolver the
+    target is the resolver's, and it spreads."""
+    with pytest.raises(grpc_pool.InvalidConfig, match=r"^target="):
+        grpc_pool.PoolConfig(target)
     assert plan(grpc_pool.PoolConfig(target, resolver=lambda t: ["127.0.0.1:1"])) is not None
 
 

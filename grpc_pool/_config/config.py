@@ -136,7 +136,8 @@ class PoolConfig:
       most 1,024; backoff_multiplier 1.0..100.0;
     - options: each a (key, value) pair, key a non-empty str or bytes, value an
       int within int32 (bools count as 0/1), a str or bytes, without NUL
-      characters (what grpcio passes to gRPC core unchanged).
+      characters (what grpcio passes to gRPC core unchanged), or a
+      ``grpc.experimental.session_cache.SSLSessionCache`` (shared by every channel).
     """
 
     target: str | Sequence[str]
@@ -182,7 +183,7 @@ class PoolConfig:
     spread: str = "balanced"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "target", _check_target(self.target))
+        object.__setattr__(self, "target", _check_target(self.target, self.resolver))
         remember(secrets_of(self.targets))  # the log filter hides them from now on
         check_count("size", self.size, MAX_SIZE)
         if self.credentials is not None and not isinstance(

@@ -5,14 +5,17 @@ Each failure is an ``InvalidConfig`` naming the field, the value and what is all
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import math
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol, Union, runtime_checkable
 
 import grpc
 
 from .._base.errors import InvalidConfig
-from .._base.redact import redact_target
+from .._base.redact import redact_target, redact_text, secrets_of
 
 __all__ = [
     "MAX_BACKOFF_MULTIPLIER",
@@ -21,11 +24,13 @@ __all__ = [
     "MAX_SIZE",
     "SPREAD_NAMES",
     "STRATEGY_NAMES",
+    "TARGET_FORMS",
     "ChannelOption",
     "Interceptor",
     "Strategy",
     "check_count",
     "check_seconds",
+    "check_target",
 ]
 
 STRATEGY_NAMES = ("round_robin", "random", "power_of_two")
@@ -72,19 +77,175 @@ def _invalid(field_name: str, value: object, allowed: str) -> InvalidConfig:
     return InvalidConfig(f"{field_name}={value!r} is not allowed: expected {allowed}")
 
 
-def _check_target(target: object) -> str | tuple[str, ...]:
-    allowed = "a non-empty str such as 'host:port', or a non-empty list of them"
+# -- targets ------------------------------------------------------------------------------
+
+TARGET_FORMS = (
+    "'host[:port]' or '[ipv6]:port' (port 1..65535; no port means 443), "
+    "'dns:[//dns-server/]host[:port]', 'ipv4:addr:port[,addr:port...]', "
+    "'ipv6:[addr]:port[,[addr]:port...]', 'unix:path', 'unix:///absolute/path', "
+    "'unix-abstract:name', 'xds:[//authority]/name', 'google-c2p:///name'"
+)
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$", re.DOTALL)
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_USER_INFO = re.compile(r"(^|/)([^/\s]*)@")  # as in redact_target
+_SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+# Registered in grpcio 1.85's wheel but not for users: 'fake' (a test resolver that
+# never resolves), 'google-c2p-experimental' (an old alias); 'vsock' is not
+# registered in the wheel (grpcio sends 'vsock:1:2' to DNS).
+_NOT_FOR_USERS = ("fake", "vsock", "google-c2p-experimental")
+
+
+def _bad_target(target: str, why: str) -> InvalidConfig:
+    message = f"target={redact_target(target)!r} is not allowed ({why}): expected {TARGET_FORMS}"
+    return InvalidConfig(redact_text(message, secrets_of([target])))
+
+
+def _port(target: str, port: str) -> None:
+    # grpcio takes '' as 443 and wraps ports mod 65536 (99999 -> 34463, -1 -> 65535).
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise _bad_target(target, f"port {port!r} is not 1..65535")
+
+
+def _hostname(target: str, host: str) -> None:
+    with contextlib.suppress(ValueError):
+        ipaddress.IPv4Address(host)
+        return
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise _bad_target(target, f"host {host!r} is not a DNS name or IP address")
+    if all(label.isdigit() for label in labels):  # '1.2.3.4.5' looks numeric, is no IPv4
+        raise _bad_target(target, f"host {host!r} is not an IPv4 address")
+
+
+def _host_port(target: str, text: str, *, need_port: bool = False, family: str = "") -> None:
+    """'host', 'host:port', '[v6]', '[v6]:port' or a bare IPv6 literal (no port);
+    ``family`` 'ipv4'/'ipv6': an IP literal of that family only."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise _bad_target(target, "unclosed '['")
+        host, rest = text[1:end], text[end + 1 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _bad_target(target, f"{host!r} in brackets is not an IPv6 address") from None
+        if family == "ipv4":
+            raise _bad_target(target, "ipv4: takes IPv4 addresses")
+        if not rest:
+            if need_port:
+                raise _bad_target(target, "no port")
+            return
+        if not rest.startswith(":"):
+            raise _bad_target(target, f"unexpected {rest!r} after ']'")
+        _port(target, rest[1:])
+        return
+    if text.count(":") > 1:  # a bare IPv6 literal: grpcio takes it as a host, port 443
+        try:
+            ipaddress.IPv6Address(text)
+        except ValueError:
+            raise _bad_target(target, "more than one ':' outside [ ]") from None
+        if need_port or family == "ipv4":
+            raise _bad_target(target, "an IPv6 address with a port goes in [ ]")
+        return
+    host, colon, port = text.partition(":")
+    if family == "ipv4":
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise _bad_target(target, f"{host!r} is not an IPv4 address") from None
+    elif family == "ipv6":
+        raise _bad_target(target, "ipv6: takes [addr]:port")
+    else:
+        _hostname(target, host)
+    if colon:
+        _port(target, port)
+    elif need_port:
+        raise _bad_target(target, "no port")
+
+
+def check_target(target: object) -> str:
+    """One channel target as grpcio 1.85 resolves it, else InvalidConfig naming
+    ``target``, the value (user-info redacted) and the allowed forms.
+
+    Stricter than grpcio where grpcio silently does something else: a port out of
+    1..65535 (grpcio wraps it mod 65536), an empty port (443), whitespace, a
+    query, fragment, percent-encoding or trailing comma, an unknown scheme
+    (grpcio hands ``http://h:1`` to DNS, which fails at every connect).
+    """
+    if not isinstance(target, str) or not target:
+        raise _invalid("target", target, f"a non-empty str: {TARGET_FORMS}")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target):
+        raise _bad_target(target, "whitespace or control character")
+    # User-info ('user:pw@host:1'): grpcio fails it at every connect, but it is taken so
+    # that a secret passed by mistake stays redacted everywhere (repr, errors, logs);
+    # the rest is checked as if it were not there.
+    bare = _USER_INFO.sub(r"\1", target) if "@" in target else target
+    match = _URI_SCHEME.match(bare)
+    scheme = match.group(1).lower() if match else ""  # grpc core lower-cases schemes
+    rest = match.group(2) if match else ""
+    if scheme == "dns":
+        name = rest
+        if rest.startswith("//"):
+            authority, slash, name = rest[2:].partition("/")
+            if not slash:
+                raise _bad_target(target, "'dns://' needs '/name' after the DNS server")
+            if authority:  # the DNS server grpcio asks, e.g. 'dns://8.8.8.8:53/name'
+                _host_port(target, authority)
+        if not name:
+            raise _bad_target(target, "no name after 'dns:'")
+        _host_port(target, name)
+    elif scheme in ("ipv4", "ipv6"):
+        body = rest[3:] if rest.startswith("///") else rest
+        if not body:
+            raise _bad_target(target, f"no address after '{scheme}:'")
+        for part in body.split(","):
+            if not part:
+                raise _bad_target(target, "empty address in the list")
+            _host_port(target, part, need_port=True, family=scheme)
+    elif scheme == "unix":
+        if rest.startswith("//") and not rest.startswith("///"):
+            raise _bad_target(target, "unix:// takes no authority: use unix:///absolute/path")
+        path = rest[2:] if rest.startswith("///") else rest
+        if not path or len(path.encode()) > _SUN_PATH_MAX:
+            raise _bad_target(target, f"unix socket path must be 1..{_SUN_PATH_MAX} bytes")
+    elif scheme == "unix-abstract":
+        if not rest or len(rest.encode()) > _SUN_PATH_MAX:
+            raise _bad_target(target, f"abstract socket name must be 1..{_SUN_PATH_MAX} bytes")
+    elif scheme in ("xds", "google-c2p"):
+        name = rest[2:].partition("/")[2] if rest.startswith("//") else rest
+        if not name.strip("/"):
+            raise _bad_target(target, f"no service name after '{scheme}:'")
+    elif match and (rest.startswith("//") or scheme in _NOT_FOR_USERS):
+        # 'http://h:1', 'dsn:///x:1': grpcio prefixes dns:/// and fails to resolve them.
+        raise _bad_target(target, f"unknown scheme {match.group(1)!r}")
+    else:  # no scheme grpcio knows: it resolves dns:///<target>
+        _host_port(target, bare)
+    return target
+
+
+def _check_target(target: object, resolver: object = None) -> str | tuple[str, ...]:
+    """A target or a non-empty list of them, each checked by ``check_target``; with a
+    ``resolver`` the scheme is the user's, so only a non-blank str is asked for."""
+    one = check_target if resolver is None else _check_resolved_name
     if isinstance(target, str):
-        if not target.strip():
-            raise _invalid("target", target, allowed)
-        return target
+        return one(target)
     if not isinstance(target, Sequence) or isinstance(target, bytes) or not target:
+        allowed = "a non-empty str such as 'host:port', or a non-empty list of them"
         raise _invalid("target", target, allowed)
-    for item in target:
-        if not isinstance(item, str) or not item.strip():
+    for i, item in enumerate(target):
+        try:
+            one(item)
+        except InvalidConfig as error:
             shown = [redact_target(t) if isinstance(t, str) else t for t in target]
-            raise _invalid("target", shown, allowed)
+            raise InvalidConfig(f"target={shown!r} is not allowed: entry {i}: {error}") from None
     return tuple(target)
+
+
+def _check_resolved_name(target: object) -> str:
+    if not isinstance(target, str) or not target.strip():
+        raise _invalid("target", target, "a non-empty str the resolver takes")
+    return target
 
 
 def _check_bool(field_name: str, value: object) -> None:
@@ -145,15 +306,43 @@ def _check_options(options: object) -> tuple[ChannelOption, ...]:
             )
         if isinstance(value, int):
             ok = _INT32[0] <= value <= _INT32[1]
+        elif isinstance(value, (str, bytes)):
+            ok = not _has_nul(value) and _encodes(value)
         else:
-            ok = isinstance(value, (str, bytes)) and not _has_nul(value)
+            ok = _is_grpc_pointer(value)
         if not ok:
             raise InvalidConfig(
                 f"options value {value!r} for key {key!r} is not allowed: expected an int "
-                f"{_INT32[0]}..{_INT32[1]}, a str or bytes (without NUL)"
+                f"{_INT32[0]}..{_INT32[1]}, a str or bytes (without NUL), or a "
+                "grpc.experimental.session_cache.SSLSessionCache (for 'grpc.ssl_session_cache')"
             )
         checked.append((key, value))
     return tuple(checked)
+
+
+def _is_grpc_pointer(value: object) -> bool:
+    """grpcio's own pointer-valued option objects: an SSL session cache.
+
+    grpcio hands any other object with ``__int__`` (a float, a Decimal, a user class)
+    to gRPC core as a raw address: ignored at best, a SIGSEGV at worst, so only
+    grpcio's wrapper is taken. It is not copied: every pooled channel gets the same
+    cache, kept alive by the pool's config."""
+    try:
+        from grpc.experimental import session_cache
+    except ImportError:  # pragma: no cover - present in every supported grpcio
+        return False
+    return isinstance(value, session_cache.SSLSessionCache)
+
+
+def _encodes(text: str | bytes) -> bool:
+    # grpcio encodes str values as UTF-8: a lone surrogate fails every connect.
+    if isinstance(text, bytes):
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _has_nul(text: str | bytes) -> bool:

@@ -10,6 +10,7 @@ nothing to hand around or rebuild after a fork.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import weakref
@@ -22,6 +23,7 @@ from .._channel.pooled import PooledChannel
 from .._config.config import PoolConfig
 from .._config.validate import check_seconds
 from .._contract.state import PoolState, SlotStatus
+from .hints import tls_hint
 
 __all__ = ["Reader", "State", "failed", "pick"]
 
@@ -46,7 +48,16 @@ class Reader:
     on_publish: called on the writer's thread after each publish (never blocks).
     """
 
-    __slots__ = ("_owner", "closed", "config", "on_publish", "revive", "state")
+    __slots__ = (
+        "_outage",
+        "_owner",
+        "_timeouts",
+        "closed",
+        "config",
+        "on_publish",
+        "revive",
+        "state",
+    )
 
     def __init__(self, config: PoolConfig, owner: object) -> None:
         self.state: State = PoolState()
@@ -55,6 +66,11 @@ class Reader:
         self.revive: Callable[[], None] = _nothing
         self.on_publish: Callable[[], None] | None = None
         self._owner = weakref.ref(owner)  # errors name the pool; never keep it alive
+        # Timed-out get_channel(timeout=...) calls of the current outage: next() is
+        # atomic, so exactly one caller draws 1 and logs the WARNING; no lock to
+        # rebuild after a fork. The writer's publish of a ready channel ends it.
+        self._timeouts = itertools.count(1)
+        self._outage = False
 
     @property
     def owner(self) -> object | None:
@@ -64,9 +80,32 @@ class Reader:
     def publish(self, state: State) -> None:
         last, self.state = self.state, state
         last.superseded.set()
+        if self._outage and state.channels:
+            self._end_outage()
         wake = self.on_publish
         if wake is not None:
             wake()
+
+    def _end_outage(self) -> None:
+        self._outage = False
+        ended, self._timeouts = self._timeouts, itertools.count(1)
+        count = next(ended) - 1
+        if count:
+            logger.info(
+                "%s: a channel is ready again; %d get_channel(timeout=...) call(s) timed "
+                "out while none was",
+                self.owner,
+                count,
+            )
+
+    def _timed_out(self, error: NoChannelAvailable) -> None:
+        """One WARNING per outage, the later timeouts at DEBUG (and counted)."""
+        first = next(self._timeouts) == 1
+        self._outage = True
+        if first:
+            logger.warning("%s (later timeouts while no channel is ready: DEBUG)", error)
+        else:
+            logger.debug("%s", error)
 
     def close(self) -> None:
         """No more channels for anyone; waiters on this generation wake and see it."""
@@ -94,7 +133,7 @@ class Reader:
             if found is None:
                 error = self.not_available(timeout)
                 if timeout:
-                    logger.warning("%s", error)
+                    self._timed_out(error)
                 raise error
             state = found
         if key is None:
@@ -135,11 +174,20 @@ class Reader:
     def not_available(
         self, timeout: float | None, state: State | None = None
     ) -> NoChannelAvailable:
+        waited = f" after waiting {timeout:g}s" if timeout else ""
+        return NoChannelAvailable(f"no ready channel{waited}{self.why(state)}", self.owner)
+
+    def why(self, state: State | None = None) -> str:
+        """ "; last errors: ..." of the slots (and "; hint: ..." when they look like TLS
+        against plaintext or back), or "": what no-channel errors carry."""
         views = (state or self.state).views
         errors = sorted({v.last_error for v in views if v.last_error})
-        detail = f"; last errors: {'; '.join(errors)}" if errors else ""
-        waited = f" after waiting {timeout:g}s" if timeout else ""
-        return NoChannelAvailable(f"no ready channel{waited}{detail}", self.owner)
+        if not errors:
+            return ""
+        hint = tls_hint(
+            errors, self.config.insecure, to_plaintext="insecure=True", to_tls="insecure=False"
+        )
+        return f"; last errors: {'; '.join(errors)}" + (f"; hint: {hint}" if hint else "")
 
     def connectivity(self) -> grpc.ChannelConnectivity:
         """The pool's state as one channel's: READY while any channel is ready."""

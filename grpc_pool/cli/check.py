@@ -20,19 +20,19 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import NoReturn, TextIO
 
-from .._base.errors import GrpcPoolError
+from .._base.errors import GrpcPoolError, InvalidConfig
 from .._cli_env import program_name
+from .._config.validate import check_target
 from .._pool import Pool
+from .._readers.hints import tls_hint
 from .._readers.stats import SlotStats
 from .._workers.health import HealthCheck
 
 __all__ = ["check_arguments", "check_command", "run_check"]
 
 PROG = f"{program_name()} check"
-# gRPC URI schemes a target may start with; anything else must be host:port.
-_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:", "xds:")
 DEFAULT_SIZE = 2
 DEFAULT_TIMEOUT = 10.0
 MAX_SIZE = 64
@@ -103,26 +103,17 @@ def check_command(args: argparse.Namespace) -> int:
         return 130
 
 
-def _usage(message: str) -> None:
+def _usage(message: str) -> NoReturn:
     raise SystemExit(f"{PROG}: error: {message}")  # main(): one line on stderr, exit 2
 
 
 def _parse_target(value: str | None) -> str:
     if value is None or not value.strip():
         _usage("TARGET is required, e.g. 127.0.0.1:50051 (see --help)")
-    assert value is not None
-    if any(c.isspace() for c in value):
-        _usage(f"TARGET {value!r} contains blanks: expected host:port")
-    if value.startswith(_SCHEMES):
-        return value
-    host, colon, port = value.rpartition(":")
-    if not colon or not host or host in ("[", "[]"):
-        _usage(f"TARGET {value!r} is not host:port, e.g. 127.0.0.1:50051 or dns:///host:443")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        _usage(f"TARGET {value!r} has a bad port {port!r}: expected 1..65535")
-    if host.startswith("[") != host.endswith("]"):
-        _usage(f"TARGET {value!r}: unbalanced brackets (IPv6 is [::1]:50051)")
-    return value
+    try:
+        return check_target(value)  # the check PoolConfig makes: one rule for targets
+    except InvalidConfig as error:
+        _usage(str(error).replace("target=", "TARGET ", 1))
 
 
 def _parse_int(option: str, text: str, low: int, high: int) -> int:
@@ -335,12 +326,4 @@ def _cause(error: str) -> str:
 
 def _tls_hint(errors: list[str], insecure: bool) -> str:
     """One hint when the errors look like TLS on one side and plaintext on the other."""
-    text = " ".join(errors)
-    if not insecure and ("Tls handshake failed" in text or "WRONG_VERSION_NUMBER" in text):
-        return "the TLS handshake failed; if the server is plaintext, try --insecure"
-    if insecure and ("Socket closed" in text or "Connection reset" in text):
-        return (
-            "the server closed each plaintext connection at once; if it expects TLS, "
-            "try without --insecure"
-        )
-    return ""
+    return tls_hint(errors, insecure, to_plaintext="--insecure", to_tls="without --insecure")

@@ -1,0 +1,57 @@
+"""wait_ready's PoolTimeout carries the cause a NoChannelAvailable would: the slots'
+last errors, and a hint when TLS meets plaintext."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+import grpc_pool
+from grpc_pool.testing.echo import EchoServer
+
+from .conftest import wait_until
+
+
+def _failed(pool: grpc_pool.Pool) -> bool:
+    return any(s.last_error for s in pool.stats().slots)
+
+
+def test_tls_pool_against_plaintext_server_names_the_likely_cause(
+    make_pool: Callable[..., grpc_pool.Pool], server: EchoServer
+) -> None:
+    """A default TLS pool (insecure=False) against a plaintext EchoServer: PoolTimeout
+    names the slots' last errors and hints that the server may be plaintext (try
+    insecure=True); its __cause__ is the NoChannelAvailable get_channel() raises, with
+    the same last errors and hint."""
+    pool = make_pool(server.target, size=2, insecure=False)
+    wait_until(lambda: _failed(pool), what="a failed TLS handshake")
+    with pytest.raises(grpc_pool.PoolTimeout) as raised:
+        pool.wait_ready(timeout=0.2)
+    message = str(raised.value)
+    assert "; last errors: " in message, message
+    assert "hint: the TLS handshake failed; if the server is plaintext, try insecure=True" in (
+        message
+    ), message
+    cause = raised.value.__cause__
+    assert isinstance(cause, grpc_pool.NoChannelAvailable), cause
+    assert "last errors: " in str(cause) and "try insecure=True" in str(cause), cause
+    with pytest.raises(grpc_pool.NoChannelAvailable, match="try insecure=True"):
+        pool.get_channel()
+
+
+def test_plaintext_pool_against_a_dead_port_has_errors_but_no_tls_hint(
+    make_pool: Callable[..., grpc_pool.Pool], make_server: Callable[..., EchoServer]
+) -> None:
+    """A refused connection is named as the last error; no TLS hint (it is not a
+    TLS/plaintext mismatch)."""
+    dead = make_server()
+    target = dead.target
+    dead.stop()
+    pool = make_pool(target, size=1)
+    wait_until(lambda: _failed(pool), what="a failed connect")
+    with pytest.raises(grpc_pool.PoolTimeout) as raised:
+        pool.wait_ready(timeout=0.2)
+    assert "; last errors: " in str(raised.value)
+    assert "hint:" not in str(raised.value)
+    assert isinstance(raised.value.__cause__, grpc_pool.NoChannelAvailable)
