@@ -152,3 +152,37 @@ def test_waiters_wake_on_the_generation_they_read(make_pool: Any, dead_target: s
     assert not thread.is_alive()
     assert state.superseded.is_set()
     assert [type(e) for e in errors] == [grpc_pool.PoolClosed]
+
+
+def test_the_writer_publishes_once_per_batch(dead_target: str) -> None:
+    """A resize to 6 slots spread over 3 backends is one batch: its handler returns
+    the new layout (6 views, first addresses as moves) and the loop publishes once,
+    where the writer used to publish once per new slot and once more at the end."""
+    from grpc_pool._contract.commands import Close, Reply, Resize
+    from grpc_pool._contract.events import Dispatcher
+    from grpc_pool._writer.loop import Writer
+
+    host, port = dead_target.rsplit(":", 1)
+    config = grpc_pool.PoolConfig(
+        target=f"ipv4:{host}:{port},127.0.0.2:{port},127.0.0.3:{port}", **FAST
+    )
+    published: list[PoolState[Any]] = []
+    events = Dispatcher("batch")
+    writer = Writer(config, None, "batch", events, lambda emit: None, published.append)
+    try:
+        writer._act(writer._spread.start(()))  # static addresses: known at once
+        published.clear()
+        reply = Reply()
+        effects = writer._handle(Resize(lambda size: 6, reply))
+        assert not published  # the handler decided; nothing acted yet
+        writer._act(effects)
+        assert len(published) == 1
+        state = published[0]
+        assert state.expected == 6
+        assert sorted(v.address or "" for v in state.views) == sorted(
+            [f"{host}:{port}"] * 2 + [f"127.0.0.2:{port}"] * 2 + [f"127.0.0.3:{port}"] * 2
+        )
+    finally:
+        writer._act(writer._handle(Close(0.0, Reply())))
+        writer._finish_close(None)
+        events.close()
