@@ -62,15 +62,14 @@ def assign(
 
 
 def _say_why_off(config: PoolConfig, name: str) -> None:
-    """Once per pool: WARNING when the pool cannot resolve a target it would spread
-    (no dnspython for ``dns://server/``, a scheme it does not know), else
-    (spreading off by choice, nothing to spread, ``unix:`` sockets): DEBUG."""
+    """Once per pool: WARNING when the pool cannot resolve a target it would spread (a
+    ``dns://server/`` target without dnspython), DEBUG otherwise: spreading off by
+    choice, nothing to spread, or a scheme grpcio resolves itself (``unix:``, ``xds:``;
+    unknown schemes are refused at construction)."""
     reason = spread_off_reason(config)
     if reason is None:
         return
-    cannot = reason == NEEDS_DNS_EXTRA or (
-        reason.startswith("scheme ") and not reason.startswith(_LOCAL_SCHEMES)
-    )
+    cannot = reason == NEEDS_DNS_EXTRA
     logger.log(
         logging.WARNING if cannot else logging.DEBUG,
         "pool %s: not spreading %r over its backends: %s%s",
@@ -79,10 +78,6 @@ def _say_why_off(config: PoolConfig, name: str) -> None:
         reason,
         "; grpcio resolves it as given" if cannot else "",
     )
-
-
-# One local endpoint each: nothing to spread, said at DEBUG.
-_LOCAL_SCHEMES = ("scheme 'unix'", "scheme 'unix-abstract'", "scheme 'vsock'")
 
 
 class Spreader:
