@@ -86,7 +86,20 @@ class DnsServer:
         os.replace(tmp, self._hosts)
         if self.running:
             assert self._proc is not None
+            reads = self._reads()
             self._proc.send_signal(signal.SIGHUP)  # re-reads addn-hosts, clears its cache
+            self._wait_reads(reads + 1)  # answers come from the new file from now on
+
+    def _reads(self) -> int:
+        """Times dnsmasq logged reading the hosts file ("read FILE - N names")."""
+        return self.log().count(f"read {self._hosts} ")
+
+    def _wait_reads(self, count: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while self._reads() < count:
+            if time.monotonic() > deadline or not self.running:
+                raise RuntimeError(f"dnsmasq did not read {self._hosts}: {self.log()}")
+            time.sleep(0.01)
 
     @property
     def running(self) -> bool:
@@ -113,7 +126,7 @@ class DnsServer:
             "--log-facility=-",
             "--local=/test/",  # *.test answered here: NXDOMAIN / no data, not REFUSED
         ]
-        with open(self._log_path, "ab") as log:
+        with open(self._log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
             )
@@ -121,7 +134,7 @@ class DnsServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"dnsmasq exited: {self.log()}")
-            if not _udp_port_free(self.host, self.port):
+            if not _udp_port_free(self.host, self.port) and self._reads():
                 return self
             time.sleep(0.02)
         self.stop()

@@ -52,9 +52,11 @@ def ready_layout(pool: grpc_pool.Pool) -> dict[str, int]:
 
 
 def spread_over(pool: grpc_pool.Pool, addresses: list[str]) -> bool:
-    """The pool's backends are exactly ``addresses``, each with a ready channel."""
+    """The pool's backends are exactly ``addresses``, each with a ready channel, and
+    every slot ready on one of them (no slot left on a removed address)."""
     found = ready_layout(pool)
-    return sorted(found) == sorted(addresses) and all(found.values())
+    every = sum(found.values()) == pool.status().expected_size
+    return sorted(found) == sorted(addresses) and all(found.values()) and every
 
 
 def served_by(pool: grpc_pool.Pool, servers: list[EchoServer]) -> list[int]:
@@ -135,8 +137,11 @@ def test_an_aaaa_record_reaches_a_server_on_ipv6_loopback(
     try:
         dns_server.set_records({"v6.test": ["::1"]})
         pool = make_pool(dns_server.target("v6.test", server.port), size=2)
-        wait_until(lambda: spread_over(pool, [f"[::1]:{server.port}"]), what="[::1]")
-        assert pool.get_channel().unary_unary(ECHO)(b"x", timeout=5) == b"x"
+        try:
+            wait_until(lambda: spread_over(pool, [f"[::1]:{server.port}"]), what="[::1]")
+            assert pool.get_channel().unary_unary(ECHO)(b"x", timeout=5) == b"x"
+        finally:
+            pool.close(grace=0)  # before the server stops (no GOAWAY logged)
     finally:
         server.stop()
 
