@@ -18,6 +18,7 @@ from typing_extensions import Self
 from ._base.errors import InvalidConfig, PoolClosed, PoolTimeout
 from ._channel.pooled import PooledChannel, bounded_put
 from ._config.config import PoolConfig
+from ._config.targets import spread_off_reason
 from ._config.validate import MAX_SIZE, check_count, check_seconds
 from ._contract.commands import Close, Reply, SetPick
 from ._contract.events import Dispatcher, Listener
@@ -59,6 +60,7 @@ class Pool:
         "_fork",
         "_pool_channel",
         "_reader",
+        "_spread_off",
         "_writer",
         "name",
     )
@@ -81,6 +83,7 @@ class Pool:
 
     def _start(self, config: PoolConfig) -> None:
         self._config = config
+        self._spread_off = spread_off_reason(config)  # once: it may try an import
         self.name = config.name or f"pool-{next(_pool_numbers)}"
         if config.insecure:
             self._credentials = None
@@ -237,7 +240,8 @@ class Pool:
 
     def stats(self) -> PoolStats:
         """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
-        return pool_stats(self.name, self._config, self._reader.state, self._events.dropped)
+        state, dropped = self._reader.state, self._events.dropped
+        return pool_stats(self.name, self._config, state, dropped, self._spread_off)
 
     @property
     def config(self) -> PoolConfig:

@@ -111,9 +111,11 @@ class PoolConfig:
         pool held, for RPCs in flight to end (a thread inside gRPC at fork time
         can crash the child). Default 0.5; 0 holds new RPCs but does not wait.
     resolver: ``resolver(target) -> Sequence[str]`` of ``host:port`` addresses (service
-        discovery), called on the pool's resolver thread. Default None: ``dns:``
-        targets and bare ``host:port`` by ``socket.getaddrinfo``, ``ipv4:``/``ipv6:``
-        lists parsed; other schemes (``unix:``, ``xds:``) are not spread.
+        discovery), called on the pool's resolver thread. Default None: ``dns:///``
+        targets and bare ``host:port`` by ``socket.getaddrinfo``,
+        ``dns://server[:port]/name`` asked of that DNS server (the ``dns`` extra, TTL
+        honoured), ``ipv4:``/``ipv6:`` lists parsed; other schemes (``unix:``,
+        ``xds:``) are not spread (``PoolStats.spread_off_reason``).
     resolve_interval: seconds between resolutions; 0 resolves once, at start.
         Also resolved again soon after a connection fails. Default 30.0.
     spread: "balanced" (default): each slot connects to one address of the target,

@@ -15,14 +15,18 @@ from .config import PoolConfig
 
 __all__ = [
     "AUTHORITY",
+    "NEEDS_DNS_EXTRA",
     "Plan",
     "channel_config",
     "dial_target",
+    "dns_server_of",
+    "has_dnspython",
     "join_host_port",
     "literal_list",
     "name_of",
     "plan",
     "split_host_port",
+    "spread_off_reason",
 ]
 
 AUTHORITY = "grpc.default_authority"
@@ -30,6 +34,8 @@ AUTHORITY = "grpc.default_authority"
 _DEFAULT_PORT = "443"
 # Schemes grpcio resolves by itself and the pool cannot (or must not) spread.
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$", re.DOTALL)
+_DNS_PORT = "53"
+NEEDS_DNS_EXTRA = "dns server in target needs the [dns] extra (pip install grpc-pool[dns])"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,35 +126,79 @@ def _grpc_balances(options: Sequence[tuple[str, object]]) -> bool:
     return False
 
 
+def dns_server_of(target: str) -> tuple[str, int] | None:
+    """(host, port) of the DNS server a ``dns://HOST[:PORT]/name`` target names (port 53
+    by default), None for any other target (``dns:///name`` included)."""
+    match = _SCHEME.match(target)
+    if match is None or match.group(1).lower() != "dns" or not match.group(2).startswith("//"):
+        return None
+    authority = match.group(2)[2:].partition("/")[0]
+    if not authority:
+        return None
+    host, port = split_host_port(authority, _DNS_PORT)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad DNS server port in {target!r}")
+    return host, int(port)
+
+
+def has_dnspython() -> bool:
+    """dnspython (the ``[dns]`` extra) is importable: ``dns://server/`` targets resolve."""
+    try:
+        import dns.resolver  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def plan(config: PoolConfig) -> Plan | None:
-    """How ``config``'s target spreads, or None: spreading off (``spread="off"``, a list
-    of targets, an lb policy chosen in ``options``, a target the pool cannot resolve,
-    or a single IP: nothing to spread)."""
-    if config.spread == "off" or not isinstance(config.target, str):
-        return None
+    """How ``config``'s target spreads, or None when spreading is off
+    (``spread_off_reason`` says why)."""
+    decided = _decide(config)
+    return decided if isinstance(decided, Plan) else None
+
+
+def spread_off_reason(config: PoolConfig) -> str | None:
+    """Why the pool does not spread ``config``'s target (``PoolStats.spread_off_reason``),
+    None when it does."""
+    decided = _decide(config)
+    return decided if isinstance(decided, str) else None
+
+
+def _decide(config: PoolConfig) -> Plan | str:
+    """The plan, or why there is none: ``spread="off"``, a list of targets, an lb policy
+    chosen in ``options``, a target the pool cannot resolve, or a single IP or
+    localhost (nothing to spread)."""
+    if config.spread == "off":
+        return "spread='off'"
+    if not isinstance(config.target, str):
+        return "a list of targets"
     if _grpc_balances(config.options):
-        return None
+        return "grpcio's load balancing chosen in options"
     target = config.target
     named = name_of(target)
     if config.resolver is not None:  # the user's discovery: spread whatever the scheme
         authority = named[0] if named is not None and not named[1] else None
         return Plan(target, authority, None)
     if named is None:
-        return None
+        scheme = target.split(":", 1)[0].lower()
+        return f"scheme {scheme!r} is not resolved by the pool"
     name, is_list = named
     try:
         if is_list:
             scheme = target.split(":", 1)[0].lower()
             return Plan(target, None, literal_list(scheme, name))
         host, _ = split_host_port(name)
-    except ValueError:  # malformed: grpcio gets it as given and reports why it fails
-        return None
+        server = dns_server_of(target)
+    except ValueError as exc:  # malformed: grpcio gets it as given and reports why it fails
+        return f"malformed target ({exc})"
     if _ip(host) is not None:
-        return None  # one IP: nothing to spread, grpcio gets the target as given
+        return "one IP address"  # nothing to spread, grpcio gets the target as given
     if _is_localhost(host):
         # One machine: its 127.0.0.1 and ::1 are one server, often listening on one
         # family only; grpcio's pick_first falls back between them, spreading would not.
-        return None
+        return "localhost"
+    if server is not None and not has_dnspython():
+        return NEEDS_DNS_EXTRA
     return Plan(target, name, None)
 
 

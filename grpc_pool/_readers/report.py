@@ -20,7 +20,11 @@ def pool_status(state: PoolState[PooledChannel]) -> PoolStatus:
 
 
 def pool_stats(
-    name: str, config: PoolConfig, state: PoolState[PooledChannel], events_dropped: int
+    name: str,
+    config: PoolConfig,
+    state: PoolState[PooledChannel],
+    events_dropped: int,
+    spread_off_reason: str | None = None,
 ) -> PoolStats:
     """Every figure from the one ``state``: none is torn from another."""
     index = {id(c): i for i, c in enumerate(state.channels)}
@@ -45,6 +49,7 @@ def pool_stats(
         else None,
         events_dropped=events_dropped,
         backends=_backends(state.addresses, views),
+        spread_off_reason=spread_off_reason,
     )
 
 

@@ -100,6 +100,12 @@ class PoolStats:
     events_dropped: events not delivered to a listener that did not keep up.
     backends: one ``BackendStats`` per resolved address when the pool spreads
         (addresses with no slot included), else ().
+    spread_off_reason: why the pool does not spread its target over the backends
+        (then the target goes to grpcio as given), None when it spreads: "spread='off'",
+        "a list of targets", "grpcio's load balancing chosen in options", "one IP
+        address", "localhost", "scheme 'unix' is not resolved by the pool" (any scheme
+        the pool does not know), "dns server in target needs the [dns] extra (pip
+        install grpc-pool[dns])", or "malformed target (...)".
     """
 
     name: str
@@ -115,6 +121,7 @@ class PoolStats:
     rpcs_total: int | None
     events_dropped: int
     backends: tuple[BackendStats, ...] = ()
+    spread_off_reason: str | None = None
 
 
 def backend_stats(

@@ -11,10 +11,20 @@ import time
 from collections.abc import Callable, Sequence
 
 from .._base.parking import Parking
-from .._config.targets import join_host_port, literal_list, name_of, split_host_port
+from .._config.targets import (
+    dns_server_of,
+    join_host_port,
+    literal_list,
+    name_of,
+    split_host_port,
+)
 from .._contract.commands import Resolved
+from .dnsquery import query
 
-__all__ = ["ResolverThread", "default_resolve"]
+__all__ = ["ResolverThread", "default_resolve", "default_resolve_ttl"]
+
+# What a resolution found: addresses, and the seconds they stay valid when known (TTL).
+Found = tuple[Sequence[str], float | None]
 
 logger = logging.getLogger(__name__)
 
@@ -27,29 +37,44 @@ _RETRY_MAX = 30.0
 
 
 def default_resolve(target: str) -> list[str]:
-    """Addresses of ``target`` by ``socket.getaddrinfo`` (IPv4 and IPv6), deduplicated,
+    """Addresses of ``target``: by ``socket.getaddrinfo`` (IPv4 and IPv6), or for
+    ``dns://HOST[:PORT]/name`` asked of that DNS server (dnspython); deduplicated,
     sorted (IPv4 first) so that every pool sees the same order."""
+    return list(default_resolve_ttl(target)[0])
+
+
+def default_resolve_ttl(target: str) -> tuple[list[str], float | None]:
+    """``default_resolve`` and the answer's TTL in seconds (None: unknown, getaddrinfo)."""
     named = name_of(target)
     if named is None:
         raise ValueError(f"cannot resolve {target!r}")
     name, is_list = named
     if is_list:
-        return list(literal_list(target.split(":", 1)[0].lower(), name))
+        return list(literal_list(target.split(":", 1)[0].lower(), name)), None
     host, port = split_host_port(name)
+    server = dns_server_of(target)
+    if server is not None:
+        return query(server, host, port)
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     ips = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
-    return [join_host_port(str(ip), port) for ip in sorted(ips, key=lambda ip: (ip.version, ip))]
+    ordered = sorted(ips, key=lambda ip: (ip.version, ip))
+    return [join_host_port(str(ip), port) for ip in ordered], None
 
 
 class ResolverThread:
     """Resolves every ``interval`` seconds (0: until the first success), and soon
     after ``poke()``; posts a ``Resolved`` each time. A resolution that fails or
-    finds nothing posts the error; the writer keeps the last good addresses."""
+    finds nothing posts the error; the writer keeps the last good addresses.
+
+    ``resolve(target) -> (addresses, ttl)``: with a TTL (seconds), the next
+    resolution comes no later than it, and no sooner than ``_MIN_GAP`` after this
+    one (a TTL of 0 or 1 s must not hammer DNS). With ``interval`` 0 it resolves
+    once whatever the TTL."""
 
     def __init__(
         self,
         target: str,
-        resolve: Callable[[str], Sequence[str]],
+        resolve: Callable[[str], Found],
         interval: float,
         post: Callable[[object], None],
         pool_name: str,
@@ -115,7 +140,7 @@ class ResolverThread:
                 continue
             self._poked = False
             last = time.monotonic()
-            addresses, error = self._once()
+            addresses, ttl, error = self._once()
             if self._stopped:
                 break
             self._post(Resolved(addresses, error))
@@ -123,20 +148,28 @@ class ResolverThread:
                 retry = _RETRY_FIRST
                 if not self._interval:
                     break  # resolve_interval=0: once, at start
-                due = last + self._interval
+                due = last + _next_in(self._interval, ttl)
             else:
                 due = last + min(retry, self._interval or retry)
                 retry = min(retry * 2, _RETRY_MAX)
         self._parking.ended()
 
-    def _once(self) -> tuple[tuple[str, ...], str | None]:
+    def _once(self) -> tuple[tuple[str, ...], float | None, str | None]:
         try:
-            found = self._resolve(self._target)
+            found, ttl = self._resolve(self._target)
             if isinstance(found, str) or not isinstance(found, Sequence):
-                return (), f"resolver returned {type(found).__name__}, not a sequence of str"
+                return (), None, f"resolver returned {type(found).__name__}, not a sequence of str"
             addresses = tuple(dict.fromkeys(str(a).strip() for a in found if str(a).strip()))
         except Exception as exc:  # any failure keeps the last good addresses
-            return (), f"{type(exc).__name__}: {exc}"
+            return (), None, f"{type(exc).__name__}: {exc}"
         if not addresses:
-            return (), "resolved to no address"
-        return addresses, None
+            return (), None, "resolved to no address"
+        return addresses, ttl, None
+
+
+def _next_in(interval: float, ttl: float | None) -> float:
+    """Seconds to the next resolution after a success: ``interval``, or sooner when the
+    answer's TTL ends sooner, but never under ``_MIN_GAP``."""
+    if ttl is None:
+        return interval
+    return min(interval, max(ttl, _MIN_GAP))

@@ -10,10 +10,10 @@ from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from typing import Any
 
 from .._config.config import PoolConfig
-from .._config.targets import Plan, channel_config, plan
+from .._config.targets import NEEDS_DNS_EXTRA, Plan, channel_config, plan, spread_off_reason
 from .._contract.commands import Resolved
 from .._contract.events import ResolvedEvent
-from .._workers.resolver import ResolverThread, default_resolve
+from .._workers.resolver import Found, ResolverThread, default_resolve_ttl
 from .layout import NOTHING, Effects
 
 __all__ = ["Spreader", "assign"]
@@ -61,6 +61,25 @@ def assign(
     return result
 
 
+def _say_why_off(config: PoolConfig, name: str) -> None:
+    """Once per pool: WARNING when the pool cannot resolve a target it would spread (a
+    ``dns://server/`` target without dnspython), DEBUG otherwise: spreading off by
+    choice, nothing to spread, or a scheme grpcio resolves itself (``unix:``, ``xds:``;
+    unknown schemes are refused at construction)."""
+    reason = spread_off_reason(config)
+    if reason is None:
+        return
+    cannot = reason == NEEDS_DNS_EXTRA
+    logger.log(
+        logging.WARNING if cannot else logging.DEBUG,
+        "pool %s: not spreading %r over its backends: %s%s",
+        name,
+        config.target_label,
+        reason,
+        "; grpcio resolves it as given" if cannot else "",
+    )
+
+
 class Spreader:
     """The writer's spreading state: addresses, each slot's address, pending moves.
 
@@ -86,8 +105,13 @@ class Spreader:
         self._rank: Callable[[str], Hashable] = lambda a: hash((salt, a))
         self.thread: ResolverThread | None = None  # Parkable, when it resolves
         p = self._plan
-        if p is not None and p.static is None:
-            resolve = config.resolver or default_resolve
+        if p is None:
+            _say_why_off(config, name)
+        elif p.static is None:
+            user = config.resolver
+            resolve: Callable[[str], Found] = default_resolve_ttl
+            if user is not None:
+                resolve = lambda target: (user(target), None)  # noqa: E731
             self.thread = ResolverThread(p.target, resolve, config.resolve_interval, post, name)
 
     @property
