@@ -276,6 +276,11 @@ def spread(ratios: Sequence[float]) -> float:
     return (q3 - q1) / 2
 
 
+def paired_spread(results: dict[str, list[float]], subject: str, baseline: str) -> float:
+    """``spread`` of the per-round ratios subject / baseline (measured back to back)."""
+    return spread([a / b for a, b in zip(results[subject], results[baseline], strict=True)])
+
+
 def median_row(
     key: str,
     subject: Sequence[float],
