@@ -13,6 +13,7 @@ import os
 # Before grpc is imported: the restart scenario makes gRPC core log every GOAWAY.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -45,6 +46,7 @@ def report(benchmark: Any) -> Callable[[list[core.Row]], None]:
     """Record rows: printed in the final table and saved in the benchmark's extra_info."""
 
     def record(rows: list[core.Row]) -> None:
+        rows = [dataclasses.replace(r, quick=SETTINGS is core.QUICK) for r in rows]
         _rows.extend(rows)
         for row in rows:
             benchmark.extra_info[row.key] = {

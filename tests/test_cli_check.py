@@ -105,6 +105,12 @@ def test_server_without_health_service(bare_server: str) -> None:
     result = run("check", bare_server, "--insecure", "--timeout", "30")
     assert result.returncode == 0, result.stdout + result.stderr
     assert {row[4] for row in slot_lines(result.stdout)} == {"UNIMPLEMENTED"}
+    # The answer's detail is shown as the health detail, not as a last error.
+    header = next(line for line in result.stdout.splitlines() if line.startswith("slot "))
+    assert "health detail" in header and header.endswith("last error"), result.stdout
+    lines = [line for line in result.stdout.splitlines() if SLOT_LINE.match(line)]
+    assert lines and all("Method not found!" in line for line in lines), result.stdout
+    assert all(line.endswith(" -") for line in lines), result.stdout  # no last error
     strict = run("check", bare_server, "--insecure", "--health", "", "--timeout", "30")
     assert strict.returncode == 1, strict.stdout + strict.stderr
     assert "UNIMPLEMENTED" in strict.stderr
@@ -135,6 +141,20 @@ def test_tls_against_a_plaintext_server_is_not_healthy(server: EchoServer) -> No
     hints = [line for line in result.stderr.splitlines() if line.startswith("hint: ")]
     assert len(hints) == 1 and "try --insecure" in hints[0], result.stderr
     assert not GRPC_CORE_LINE.search(result.stderr), result.stderr
+
+
+def test_tls_to_plaintext_stops_at_the_first_failed_handshakes(server: EchoServer) -> None:
+    """TLS to a plaintext server with a --timeout longer than the subprocess's own
+    bound (RUN_TIMEOUT): once every slot has failed its handshake the command stops
+    waiting and exits 1 with the TLS verdict and the --insecure hint (a command that
+    waited for --timeout would be killed by the bound and fail the test)."""
+    result = run("check", server.target, "--size", "2", "--timeout", str(RUN_TIMEOUT * 2))
+    assert result.returncode == 1, result.stdout + result.stderr
+    verdict = result.stderr.splitlines()[0]
+    assert "down: every channel failed its TLS handshake" in verdict, result.stderr
+    hints = [line for line in result.stderr.splitlines() if line.startswith("hint: ")]
+    assert len(hints) == 1 and "try --insecure" in hints[0], result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.fixture

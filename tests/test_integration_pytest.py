@@ -1,9 +1,17 @@
-"""pytest integration (examples/pytest_plugin.py): a user's test suite that enables
-the plugin runs under pytester and passes; its pools and servers are gone after."""
+"""pytest integration (grpc_pool.testing.pytest_plugin, shipped with the package as
+a ``pytest11`` entry point; examples/pytest_plugin.py loads it): a user's test suite
+that enables the plugin runs under pytester and passes; its pools and servers are
+gone after; run outside this repository it uses the installed package."""
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import pytest
+
+import grpc_pool.testing.pytest_plugin as plugin
+
+PLUGIN = "grpc_pool.testing.pytest_plugin"
 
 pytest_plugins = ["pytester"]
 
@@ -60,3 +68,68 @@ def test_user_suite_with_the_plugin_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=USER_TESTS, test_user_sized=USER_TESTS_SIZED)
     result = pytester.runpytest("-p", "no:cacheprovider", "-W", "error", "-q")
     result.assert_outcomes(passed=3)
+
+
+OUTSIDE_TESTS = """
+import sys
+
+import grpc_pool
+from grpc_pool.testing.echo import ECHO
+
+
+def test_fixtures_come_from_the_installed_package(channel_pool, grpc_server):
+    assert channel_pool.get_channel().unary_unary(ECHO)(b"hi", timeout=5) == b"hi"
+    assert grpc_server.peers
+    assert "grpc_pool.testing.pytest_plugin" in sys.modules
+    assert "examples.pytest_plugin" not in sys.modules and "examples" not in sys.modules
+"""
+
+
+def test_entry_point_names_the_packaged_plugin() -> None:
+    """The installed distribution declares the plugin under pytest11, named after the
+    module, so that ``-p`` / ``pytest_plugins`` with the module name and the autoload
+    are one registration, not two."""
+    dist = importlib.metadata.distribution("grpc_pool")
+    found = [(e.name, e.value) for e in dist.entry_points if e.group == "pytest11"]
+    assert found == [(PLUGIN, PLUGIN)]
+
+
+def test_plugin_defines_fixtures_only() -> None:
+    """Autoloading the plugin is harmless: the module has no pytest hooks, only the
+    three fixtures, which run only in a test that asks for them."""
+    assert [name for name in vars(plugin) if name.startswith("pytest_")] == []
+    assert {"channel_pool", "grpc_server", "grpc_pool_options"} <= set(plugin.__all__)
+
+
+def test_enabled_with_dash_p_outside_the_repository(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With autoload off, ``-p grpc_pool.testing.pytest_plugin`` enables the fixtures in
+    a suite outside this repository (pytester's temp dir, its own subprocess): they
+    come from the installed grpc_pool, not from examples/. Without ``-p`` the
+    fixtures are not there: the plugin is opt-in."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(test_outside=OUTSIDE_TESTS)
+    enabled = pytester.runpytest_subprocess("-p", PLUGIN, "-p", "no:cacheprovider", "-W", "error")
+    enabled.assert_outcomes(passed=1)
+    absent = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    absent.assert_outcomes(errors=1)
+    absent.stdout.fnmatch_lines(["*fixture 'channel_pool' not found*"])
+
+
+def test_autoloaded_and_listed_in_pytest_plugins_outside_the_repository(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With autoload on (pytest's default) the entry point provides the fixtures, and a
+    conftest's ``pytest_plugins = ["grpc_pool.testing.pytest_plugin"]`` on top of it
+    registers nothing twice; ``-p no:<its name>`` turns it off."""
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    pytester.makepyfile(test_outside=OUTSIDE_TESTS)
+    auto = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    auto.assert_outcomes(passed=1)
+    pytester.makeconftest(f"pytest_plugins = [{PLUGIN!r}]")
+    both = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    both.assert_outcomes(passed=1)
+    pytester.makeconftest("")
+    off = pytester.runpytest_subprocess("-p", f"no:{PLUGIN}", "-p", "no:cacheprovider")
+    off.assert_outcomes(errors=1)

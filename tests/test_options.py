@@ -1,5 +1,7 @@
 """Channel option values over pooled channels: grpcio's pointer-valued option (an SSL
-session cache) shared by every slot, and the checks of grpcio's own channel-args test."""
+session cache) shared by every slot, and the checks of grpcio's own tests redone over
+pools: _channel_args_test::test_client, _auth_context_test::testSessionResumption,
+_session_cache_test::testSSLSessionCacheLRU (LRU of size 1, eviction, restart)."""
 
 from __future__ import annotations
 
@@ -44,22 +46,31 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]
     return (folder / "key.pem").read_bytes(), (folder / "cert.pem").read_bytes()
 
 
-@pytest.fixture
-def tls_server(certificate: tuple[bytes, bytes]) -> Iterator[int]:
-    """A TLS server on localhost (127.0.0.1 and ::1) whose Reused method answers the
-    caller's peer and auth_context()["ssl_session_reused"], as JSON."""
+def start_tls_server(certificate: tuple[bytes, bytes], port: int = 0) -> tuple[grpc.Server, int]:
+    """A TLS server on localhost (127.0.0.1 and ::1; ``port`` 0: a free one) whose
+    Reused method answers the caller's peer, auth_context()["ssl_session_reused"] and
+    user-agent, as JSON."""
 
     def reused(request: bytes, context: grpc.ServicerContext) -> bytes:
         values = context.auth_context().get("ssl_session_reused", [])
-        return json.dumps({"peer": context.peer(), "reused": [v.decode() for v in values]}).encode()
+        agent = dict(context.invocation_metadata()).get("user-agent", "")
+        answer = {"peer": context.peer(), "reused": [v.decode() for v in values], "ua": agent}
+        return json.dumps(answer).encode()
 
     handler = grpc.method_handlers_generic_handler(
         SERVICE, {"Reused": grpc.unary_unary_rpc_method_handler(reused)}
     )
     server = grpc.server(futures.ThreadPoolExecutor(4))
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_secure_port("localhost:0", grpc.ssl_server_credentials([certificate]))
+    bound = server.add_secure_port(f"localhost:{port}", grpc.ssl_server_credentials([certificate]))
     server.start()
+    return server, bound
+
+
+@pytest.fixture
+def tls_server(certificate: tuple[bytes, bytes]) -> Iterator[int]:
+    """A TLS server from ``start_tls_server``, stopped at teardown."""
+    server, port = start_tls_server(certificate)
     yield port
     server.stop(None).wait(10)
 
@@ -157,3 +168,76 @@ def test_session_cache_is_kept_as_the_same_object() -> None:
     cache = session_cache.ssl_session_cache_lru(4)
     config = PoolConfig(target="127.0.0.1:1", options=[("grpc.ssl_session_cache", cache)])
     assert config.options[0][1] is cache
+
+
+def _one_pool_reused(port: int, certificate: tuple[bytes, bytes], cache: Any) -> list[str]:
+    """A NEW pool of 1 (its own connection) with ``cache`` in options, one RPC, closed:
+    what the server said about session reuse on that connection."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=certificate[1])
+    options = [("grpc.ssl_session_cache", cache)]
+    settings = {**FAST, "insecure": False, "credentials": credentials}
+    with grpc_pool.Pool(f"localhost:{port}", size=1, options=options, **settings) as pool:
+        pool.wait_ready(timeout=10)
+        answer = json.loads(pool.get_channel().unary_unary(REUSED)(b"", timeout=5))
+    reused: list[str] = answer["reused"]
+    return reused
+
+
+def test_grpcio_auth_context_test_session_resumption_over_pools(
+    certificate: tuple[bytes, bytes], tls_server: int
+) -> None:
+    """grpcio's _auth_context_test::testSessionResumption over pooled channels: with
+    one ssl_session_cache_lru(1) shared by two pools in turn, the first pool's
+    connection is a full handshake (ssl_session_reused false) and the second pool's
+    resumes that session (true)."""
+    cache = session_cache.ssl_session_cache_lru(1)
+    assert _one_pool_reused(tls_server, certificate, cache) == ["false"]
+    assert _one_pool_reused(tls_server, certificate, cache) == ["true"]
+
+
+def test_grpcio_session_cache_test_lru_over_pools(certificate: tuple[bytes, bytes]) -> None:
+    """grpcio's _session_cache_test::testSSLSessionCacheLRU over pooled channels, each
+    step a new pool of 1 sharing one ssl_session_cache_lru(1): server 1 false then
+    true; server 2 (same name, the capacity-1 cache now holds its session) false then
+    true; server 1 again false (its session was evicted); server 1 restarted on its
+    port false (its old ticket is no good), then true."""
+    cache = session_cache.ssl_session_cache_lru(1)
+    server1, port1 = start_tls_server(certificate)
+    server2, port2 = start_tls_server(certificate)
+    try:
+        seen = [_one_pool_reused(port1, certificate, cache) for _ in range(2)]
+        seen += [_one_pool_reused(port2, certificate, cache) for _ in range(2)]
+        seen.append(_one_pool_reused(port1, certificate, cache))
+        server1.stop(None).wait(10)
+        server1, _ = start_tls_server(certificate, port1)
+        seen += [_one_pool_reused(port1, certificate, cache) for _ in range(2)]
+    finally:
+        server1.stop(None).wait(10)
+        server2.stop(None).wait(10)
+    expected = [["false"], ["true"], ["false"], ["true"], ["false"], ["false"], ["true"]]
+    assert seen == expected
+
+
+def test_channel_options_reach_every_pooled_channel(
+    make_pool: Callable[..., grpc_pool.Pool],
+    certificate: tuple[bytes, bytes],
+    tls_server: int,
+) -> None:
+    """Beyond grpcio's _channel_args_test (construction only): a str option,
+    grpc.primary_user_agent, is in effect on every pooled connection: the server sees
+    it in the user-agent of RPCs from each of 3 distinct peers."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=certificate[1])
+    pool = make_pool(
+        f"localhost:{tls_server}",
+        size=3,
+        strategy="round_robin",
+        options=[("grpc.primary_user_agent", "grpc-pool-test/1.0")],
+        **{**FAST, "insecure": False, "credentials": credentials},
+    )
+    pool.wait_ready(timeout=10, min_ready=3)
+    agents: dict[str, str] = {}
+    for _ in range(12):
+        answer = json.loads(pool.get_channel().unary_unary(REUSED)(b"", timeout=5))
+        agents[answer["peer"]] = answer["ua"]
+    assert len(agents) == 3, agents
+    assert all(ua.startswith("grpc-pool-test/1.0 ") for ua in agents.values()), agents

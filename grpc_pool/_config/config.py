@@ -101,7 +101,8 @@ class PoolConfig:
         [min_size (default 1), max_size (default: size)], moving at most
         max_resize_delta (default 2) per interval. Default False.
     stream_limit: the server's concurrent-stream limit per connection, for the
-        warning when the pool is at max_size and channels carry 80% of it. Default 100.
+        warning when the pool is at max_size and channels carry 80% of it (of K x it
+        with gRFC A105 connectionScaling K in ``options``, grpcio >= 1.84). Default 100.
     eject_after_unavailable: reconnect a channel after this many RPCs in a row
         failed with UNAVAILABLE, without waiting for the connectivity watcher.
         0 (default) is off; needs ``track_in_flight``.

@@ -210,7 +210,10 @@ class AutoscaleEvent(PoolEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamLimitEvent(PoolEvent):
-    """At max_size, channels carry at least 80% of the server's stream limit."""
+    """At max_size, channels carry at least 80% of the server's stream limit.
+
+    ``stream_limit`` is per channel: the ``stream_limit`` option, times K when the
+    pool's options carry gRFC A105 connectionScaling K (grpcio >= 1.84)."""
 
     name: ClassVar[str] = "stream_limit_near"
     per_channel: float

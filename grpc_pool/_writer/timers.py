@@ -10,14 +10,26 @@ from typing import Any
 
 from .._channel.pooled import PooledChannel
 from .._config.config import PoolConfig
+from .._config.scaling import connections_per_channel
 from .._contract.events import AutoscaleEvent, StatusEvent, StreamLimitEvent
 from .._contract.state import health_of
 from .layout import NOTHING, Effects
 from .policy import autoscale
 
-__all__ = ["Timers"]
+__all__ = ["Timers", "channel_stream_limit", "near_stream_limit"]
 
 logger = logging.getLogger(__name__)
+
+
+def channel_stream_limit(stream_limit: int, connections: int) -> int:
+    """Streams one channel carries before RPCs queue: the server's per-connection
+    limit times the connections it may open (gRFC A105 connectionScaling, else 1)."""
+    return stream_limit * max(1, connections)
+
+
+def near_stream_limit(per_channel: float, limit: int) -> bool:
+    """The warning's rule: channels carry 80% of what one channel can hold."""
+    return per_channel >= 0.8 * limit
 
 
 class Timers:
@@ -26,6 +38,11 @@ class Timers:
     def __init__(self, config: PoolConfig, name: str) -> None:
         self._config = config
         self._name = name
+        # With connectionScaling K a channel holds K x stream_limit streams before
+        # RPCs queue: warn near that, not near one connection's limit.
+        self._limit = channel_stream_limit(
+            config.stream_limit, connections_per_channel(config.options)
+        )
         now = time.monotonic()
         self._next_status = now + config.status_interval
         self._next_autoscale = now + config.autoscale_interval
@@ -92,18 +109,18 @@ class Timers:
             )
         ]
         per_channel = peak / max(1, ready)
-        if target >= high and per_channel >= 0.8 * config.stream_limit:
+        if target >= high and near_stream_limit(per_channel, self._limit):
             logger.warning(
                 "pool %s: at max_size %d with %.0f RPCs per channel, near the server's "
-                "stream limit (%d): RPCs will queue",
+                "stream limit (%d per channel): RPCs will queue",
                 self._name,
                 high,
                 per_channel,
-                config.stream_limit,
+                self._limit,
             )
             fields = {
                 "per_channel": per_channel,
-                "stream_limit": config.stream_limit,
+                "stream_limit": self._limit,
                 "size": target,
             }
             events.append((StreamLimitEvent, fields))

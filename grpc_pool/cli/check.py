@@ -3,8 +3,13 @@
 Connects a pool of ``--size`` channels (each its own TCP connection), waits for
 them to be ready with a progress display, then sends one
 ``grpc.health.v1.Health/Check`` over each ready channel and prints, per slot: its
-state, channel id, how long it has been connected, the last error, the health
-answer and the round-trip time of the check.
+state, channel id, how long it has been connected, the health answer, the
+round-trip time of the check, the answer's detail (e.g. UNIMPLEMENTED's "Method not
+found!") and the slot's last connection error.
+
+Without ``--insecure`` against a plaintext server every connection fails its TLS
+handshake: once every slot has, the wait ends there (not at ``--timeout``) with a
+hint to try ``--insecure``.
 
 Exit status: 0 healthy (every slot ready, every check SERVING), 1 not healthy
 (degraded, down, NOT_SERVING, timeout), 2 a usage error. Usable as a container
@@ -182,7 +187,7 @@ def run_check(
         print(f"{PROG}: error: {error}", file=err)
         return 1
     try:
-        _wait_ready(pool, deadline, started, out)
+        handshakes_failed = _wait_ready(pool, deadline, started, out, insecure)
         checks = _health_checks(pool, service, deadline)
         stats = pool.stats()
     finally:
@@ -205,6 +210,8 @@ def run_check(
         errors = sorted({_cause(s.last_error) for s in stats.slots if s.last_error})
         why = f"; last error: {errors[0]}" if errors else ""
         reason = f"down: no channel ready after {timeout:g}s{why}"
+        if handshakes_failed:
+            reason = f"down: every channel failed its TLS handshake ({elapsed:.2f}s){why}"
         hint = _tls_hint(errors, insecure)
     elif ready < size:
         reason = f"degraded: {ready}/{size} channels ready after {timeout:g}s"
@@ -222,16 +229,18 @@ def run_check(
     return 1
 
 
-def _wait_ready(pool: Pool, deadline: float, started: float, out: TextIO) -> None:
-    """Until every slot is ready or the deadline: a live line on a tty; otherwise a
-    plain line when the ready count or the last error changes, and every 2 s."""
+def _wait_ready(pool: Pool, deadline: float, started: float, out: TextIO, insecure: bool) -> bool:
+    """Until every slot is ready, or every one failed a TLS handshake (True: waiting
+    longer cannot help), or the deadline: a live line on a tty; otherwise a plain
+    line when the ready count or the last error changes, and every 2 s."""
     live = out.isatty()
     shown, shown_at = "", 0.0
     while True:
         stats = pool.stats()
         now = time.monotonic()
         status = stats.status
-        done = status.current_size >= status.expected_size or now >= deadline
+        failed = not insecure and _all_failed_tls(stats.slots) and status.current_size == 0
+        done = status.current_size >= status.expected_size or now >= deadline or failed
         ready = f"ready {status.current_size}/{status.expected_size}"
         errors = sorted({_cause(s.last_error) for s in stats.slots if s.last_error})
         error = f", last error: {_brief(errors[0], 70)}" if errors else ""
@@ -246,8 +255,15 @@ def _wait_ready(pool: Pool, deadline: float, started: float, out: TextIO) -> Non
             print(f"{ready}  ({now - started:.2f}s){error}", file=out, flush=True)
             shown, shown_at = ready + error, now
         if done:
-            return
+            return failed
         time.sleep(min(0.1, max(0.0, deadline - now)))
+
+
+def _all_failed_tls(slots: tuple[SlotStats, ...]) -> bool:
+    """Every slot's last error is a failed TLS handshake (a plaintext server)."""
+    return bool(slots) and all(
+        s.last_error is not None and _tls_hint([_cause(s.last_error)], False) for s in slots
+    )
 
 
 def _health_checks(pool: Pool, service: str | None, deadline: float) -> dict[int, _Check]:
@@ -287,14 +303,19 @@ def _passes(check: _Check, service: str | None) -> bool:
 
 
 def _print_slots(slots: tuple[SlotStats, ...], checks: dict[int, _Check], out: TextIO) -> None:
-    rows = [("slot", "state", "channel", "connected", "health", "rtt", "last error")]
+    header = ("slot", "state", "channel", "connected", "health", "rtt", "health detail")
+    rows = [(*header, "last error")]
     for s in slots:
         check = checks.get(s.slot)
         connected = f"{s.connected_for:.2f}s" if s.connected_for is not None else "-"
         health = check.status if check is not None else (s.health or "-")
         rtt = f"{check.rtt * 1000:.2f}ms" if check is not None and check.rtt is not None else "-"
-        error = _cause(s.last_error or (check.detail if check is not None else "") or "-")
-        rows.append((str(s.slot), s.state, s.channel_id or "-", connected, health, rtt, error))
+        # The answer's detail is part of the health answer, not a connection error.
+        detail = " ".join(check.detail.split()) if check is not None and check.detail else "-"
+        error = _cause(s.last_error) if s.last_error else "-"
+        rows.append(
+            (str(s.slot), s.state, s.channel_id or "-", connected, health, rtt, detail, error)
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]

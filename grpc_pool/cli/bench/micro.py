@@ -18,6 +18,7 @@ from .core import (
     Settings,
     interleave,
     ns,
+    paired_spread,
     per_call,
     steady_per_call,
 )
@@ -54,17 +55,16 @@ def get_channel_rows(pool: Pool, strategy: str, settings: Settings) -> list[Row]
     bare = bare_tuple_read(pool._snapshot)
     locked = LockedRoundRobin(pool._snapshot)
     n = settings.calls
-    best = {
-        name: min(samples)  # min: the cost without interruptions by other processes
-        for name, samples in interleave(
-            {
-                "pool": partial(per_call, pool.get_channel, n),
-                "bare": partial(per_call, bare, n),
-                "lock": partial(per_call, locked.get_channel, n),
-            },
-            settings.rounds,
-        ).items()
-    }
+    res = interleave(
+        {
+            "pool": partial(per_call, pool.get_channel, n),
+            "bare": partial(per_call, bare, n),
+            "lock": partial(per_call, locked.get_channel, n),
+        },
+        settings.rounds,
+    )
+    # min: the cost without interruptions by other processes
+    best = {name: min(samples) for name, samples in res.items()}
     target = ("<=", 3.0) if strategy == "round_robin" else None
     rows = [
         Row(
@@ -73,6 +73,7 @@ def get_channel_rows(pool: Pool, strategy: str, settings: Settings) -> list[Row]
             ns(best["pool"]),
             f"bare {ns(best['bare'])}",
             target,
+            paired_spread(res, "pool", "bare"),
         )
     ]
     if strategy == "round_robin":
@@ -136,7 +137,8 @@ def contention_rows(pool: Pool, thread_counts: Sequence[int], settings: Settings
         samplers[str(n)] = partial(steady_per_call, pool.get_channel, n, window)
         if n == 16:
             samplers["lock16"] = partial(steady_per_call, locked.get_channel, 16, window)
-    best = {name: min(s) for name, s in interleave(samplers, settings.thread_rounds).items()}
+    res = interleave(samplers, settings.thread_rounds)
+    best = {name: min(s) for name, s in res.items()}
     rows = []
     for n in thread_counts:
         target = ("<=", 1.2) if n == 16 else None
@@ -147,6 +149,7 @@ def contention_rows(pool: Pool, thread_counts: Sequence[int], settings: Settings
                 ns(best[str(n)]),
                 f"1 thread {ns(best['1'])}",
                 target,
+                paired_spread(res, str(n), "1"),
             )
         )
     if "lock16" in best:
@@ -157,6 +160,7 @@ def contention_rows(pool: Pool, thread_counts: Sequence[int], settings: Settings
                 ns(best["16"]),
                 f"lock {ns(best['lock16'])}",
                 ("<=", 0.5),  # at least 2x faster
+                paired_spread(res, "16", "lock16"),
             )
         )
     return rows

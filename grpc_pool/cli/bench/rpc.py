@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from ..._config.scaling import grpcio_has_a105
 from .core import (
     B_BURST,
     B_ECHO,
@@ -24,7 +26,7 @@ from .core import (
     Settings,
     interleave,
     join_all,
-    paired,
+    median_row,
     per_call,
     steady_per_call,
     us,
@@ -80,18 +82,11 @@ def rpc_rows(target: str, settings: Settings) -> list[Row]:
             )
     finally:
         raw.close()
-    # Paired medians: one RPC's time varies with scheduling far more than the overhead.
-    med = {name: statistics.median(samples) for name, samples in res.items()}
+    # The ratio of the two medians shown (one statistic for the ratio and its columns).
     within_5 = ("<=", 1.05)
 
     def row(key: str, subject: str, baseline: str, target: tuple[str, float] | None) -> Row:
-        return Row(
-            key,
-            paired(res, subject, baseline),
-            us(med[subject]),
-            f"raw {us(med[baseline])}",
-            target,
-        )
+        return median_row(key, res[subject], res[baseline], us, "raw ", target)
 
     return [
         row("rpc.unary", "pool", "raw", within_5),
@@ -128,15 +123,8 @@ def channel_rows(target: str, settings: Settings) -> list[Row]:
             )
     finally:
         raw.close()
-    med = {name: statistics.median(samples) for name, samples in res.items()}
     return [
-        Row(
-            key,
-            paired(res, subject, base),
-            us(med[subject]),
-            f"raw {us(med[base])}",
-            ("<=", 1.05),
-        )
+        median_row(key, res[subject], res[base], us, "raw ", ("<=", 1.05))
         for key, subject, base in (
             ("channel.unary", "pool", "raw"),
             ("channel.stream", "pool_stream", "raw_stream"),
@@ -227,24 +215,46 @@ def open_streams(get: Callable[[], Any], n: int, hold: float) -> StreamRun:
     return StreamRun(sorted(opened), failed, sum(1 for w in waited if w > hold / 4))
 
 
-def stream_row(target: str, settings: Settings) -> Row:
-    """400 long-lived streams against a per-connection limit of 100: 1 channel vs a pool of 4."""
-    raw = grpc.insecure_channel(target)
+def a105_options(k: int) -> list[tuple[str, Any]]:
+    """One raw channel with grpcio's own connection scaling (gRFC A105, grpcio >= 1.84):
+    up to ``k`` connections to the address, its own subchannel pool."""
+    body = {"connectionScaling": {"maxConnectionsPerSubchannel": k}}
+    return [("grpc.service_config", json.dumps(body)), ("grpc.use_local_subchannel_pool", 1)]
+
+
+def _raw_streams(target: str, settings: Settings, options: list[tuple[str, Any]]) -> StreamRun:
+    raw = grpc.insecure_channel(target, options=options)
     try:
         grpc.channel_ready_future(raw).result(timeout=20)
-        single = open_streams(lambda: raw, STREAMS, settings.hold)
+        return open_streams(lambda: raw, STREAMS, settings.hold)
     finally:
         raw.close()
-    with started_pools(target, streams={"size": POOL_SIZE}) as pools:
-        pooled = open_streams(pools["streams"].get_channel, STREAMS, settings.hold)
-    # A run in which streams failed has no "time until all open": no ratio then, the
-    # failure is the result (on a slow machine the single channel's queued streams can
-    # run out of deadline).
-    baseline = single.describe(STREAMS)
-    ratio: float | None = pooled.all_open / single.all_open
-    if not single.complete(STREAMS):
+
+
+def stream_ratio(pooled: StreamRun, base: StreamRun, key: str, prefix: str = "") -> Row:
+    """pool / baseline time until all open; no ratio when either side failed streams (the
+    failure is the result: on a slow machine queued streams can run out of deadline)."""
+    ratio: float | None = pooled.all_open / base.all_open
+    baseline = prefix + base.describe(STREAMS)
+    if not base.complete(STREAMS):
         ratio, baseline = None, f"FAILED: {baseline}"
     pool_cell = pooled.describe(STREAMS)
     if not pooled.complete(STREAMS):
         ratio, pool_cell = None, f"FAILED: {pool_cell}"
-    return Row("streams.pool", ratio, pool_cell, baseline)
+    return Row(key, ratio, pool_cell, baseline)
+
+
+def stream_rows(target: str, settings: Settings) -> list[Row]:
+    """400 long-lived streams against a per-connection limit of 100: a pool of 4 against
+    1 channel, and against 1 channel with A105 connection scaling K=4 (grpcio >= 1.84)."""
+    single = _raw_streams(target, settings, [])
+    scaled = _raw_streams(target, settings, a105_options(POOL_SIZE)) if grpcio_has_a105() else None
+    with started_pools(target, streams={"size": POOL_SIZE}) as pools:
+        pooled = open_streams(pools["streams"].get_channel, STREAMS, settings.hold)
+    rows = [stream_ratio(pooled, single, "streams.pool")]
+    if scaled is None:
+        note = f"skipped: grpcio {grpc.__version__} < 1.84 has no connectionScaling"
+        rows.append(Row("streams.a105", None, pooled.describe(STREAMS), note))
+    else:
+        rows.append(stream_ratio(pooled, scaled, "streams.a105", f"K={POOL_SIZE}: "))
+    return rows

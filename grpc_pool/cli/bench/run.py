@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -14,7 +15,7 @@ from .core import FULL, QUICK, ROWS, Row, format_table
 from .fork import fork_rows
 from .micro import micro_rows
 from .restart import restart_row
-from .rpc import channel_rows, rpc_rows, rpc_threads_row, stream_row
+from .rpc import channel_rows, rpc_rows, rpc_threads_row, stream_rows
 from .server import bench_server
 from .writer import closing_row, publish_row
 
@@ -31,7 +32,7 @@ def run_bench(quick: bool = False, out: TextIO = sys.stdout) -> int:
             ("3 RPC overhead", lambda: rpc_rows(target, settings)),
             ("3e RPCs from 8 threads", lambda: [rpc_threads_row(target, settings)]),
             ("3f-g stub built once on pool.channel", lambda: channel_rows(target, settings)),
-            ("4 stream limit", lambda: [stream_row(target, settings)]),
+            ("4 stream limit", lambda: stream_rows(target, settings)),
             ("5a register -> publish", lambda: [publish_row(target, settings)]),
             ("5b writer retiring 100 channels", lambda: [closing_row(target, settings)]),
             ("5c restart -> healthy", lambda: [restart_row(settings)]),
@@ -44,6 +45,7 @@ def run_bench(quick: bool = False, out: TextIO = sys.stdout) -> int:
             except Exception as exc:  # reported; the other scenarios still run
                 failed += 1
                 print(f"bench: {title} failed: {exc!r}", file=sys.stderr)
+    rows = [dataclasses.replace(r, quick=quick) for r in rows]
     have = {r.key for r in rows}
     rows += [Row(key, None, "ERROR (see stderr)", "") for key in ROWS if key not in have]
     mode = "quick" if quick else "full"
