@@ -184,7 +184,7 @@ def rolling_update(d: Deploy, propagate: float = 1.0, gap: float = 1.0) -> None:
     old one removed from DNS; ``propagate`` s (TTL 1 s, like a preStop sleep); then
     SIGTERM of the old one."""
     for old in list(d.backends):
-        host = f"127.0.0.{4 + len(d.labels) - 3}"
+        host = f"127.0.0.{len(d.labels) + 1}"  # the first backends use 127.0.0.1..N
         new = d.new_backend(host, old.port).start()
         d.backends.append(new)
         d.publish()
