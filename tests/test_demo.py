@@ -11,7 +11,9 @@ import pytest
 
 
 def test_demo_runs_and_recovers() -> None:
-    """The demo exits 0, prints a summary with RPC counts and the time to recover."""
+    """The demo exits 0 and prints a summary: the pool's RPC counts beside two raw
+    grpcio channels' (round_robin, with and without a retryPolicy) from the same run,
+    the pool's TCP connections and the time to recover."""
     result = subprocess.run(
         [sys.executable, "-m", "grpc_pool", "demo", "--seconds", "3", "--threads", "3"],
         capture_output=True,
@@ -23,7 +25,13 @@ def test_demo_runs_and_recovers() -> None:
     out = result.stdout
     assert "summary:" in out and "RPCs ok:" in out
     assert "time to recover" in out and "did NOT recover" not in out
-    assert "TCP connections the server saw: 8 (4 slots x 2" in out  # before and after the restart
+    assert "raw grpcio round_robin, RPCs ok:" in out
+    assert "raw grpcio round_robin + retryPolicy, RPCs ok:" in out
+    # One connection per slot at the start, plus one per reconnect (3 servers restarted).
+    seen = re.search(r"TCP connections the servers saw from the pool: (\d+)", out)
+    reconnects = re.search(r"reconnects: (\d+)", out)
+    assert seen and reconnects, out
+    assert int(seen[1]) >= 4 + 1 and int(reconnects[1]) >= 1, out
     # The timeline reads the clock for each line: no time shown twice, none going back.
     times = [float(t) for t in re.findall(r"^t=\s*([\d.]+)s", out, flags=re.MULTILINE)]
     assert len(times) >= 3 and times == sorted(set(times)), out

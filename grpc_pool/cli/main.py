@@ -59,7 +59,7 @@ def _bench(args: argparse.Namespace) -> int:
 COMMANDS: list[Command] = [
     (
         "demo",
-        "a pool under load rides out a restart of its server",
+        "a pool under load through a rolling restart of 3 servers, beside raw channels",
         _demo_arguments,
         _demo,
     ),

@@ -64,6 +64,19 @@ ROWS: dict[str, str] = {
     "fork.busy": "5e os.fork() with a pool of 4, 16 threads of RPCs in flight / bare os.fork()",
 }
 
+# Rows only benchmarks/test_deploy.py measures (its harness lives in tests/deploy):
+# failed RPCs through deploys, (pool + 1) / (raw round_robin + retryPolicy + 1).
+DEPLOY_ROWS: dict[str, str] = {
+    "deploy.restart": (
+        "6a failed RPCs, graceful rolling restart of 3 backends:"
+        " pool / raw round_robin + retryPolicy ((failed + 1) / (failed + 1))"
+    ),
+    "deploy.update": (
+        "6b failed RPCs, rolling update of 3 backends behind DNS:"
+        " pool / raw round_robin + retryPolicy ((failed + 1) / (failed + 1))"
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -131,7 +144,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return ROWS[self.key]
+        return ROWS.get(self.key) or DEPLOY_ROWS[self.key]
 
     @property
     def verdict(self) -> str:
@@ -159,7 +172,7 @@ HEADER = ["benchmark", "ratio", "target", "result", "pool", "baseline"]
 
 def format_table(rows: Sequence[Row]) -> str:
     """A markdown table, rows in ``ROWS`` order."""
-    order = list(ROWS)
+    order = [*ROWS, *DEPLOY_ROWS]
     lines = [HEADER, ["---"] * len(HEADER)]
     lines += [r.cells() for r in sorted(rows, key=lambda r: order.index(r.key))]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)

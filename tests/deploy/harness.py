@@ -1,0 +1,178 @@
+"""Child processes with deadlines: echo backends (``backend.py``), and a DNS server.
+
+Every child is started in its own session, remembered, and ended: by the caller
+(``term``/``kill``/``wait``, ``stop``), by ``reap_all()`` in a ``finally``, and by
+``atexit`` as a last resort. Backends also exit by themselves after ``lifetime``.
+Loopback only (127.0.0.x); ports from ``free_port()`` (bind to port 0).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+BACKEND = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend.py")
+_CHILDREN: list[subprocess.Popen[Any]] = []
+
+
+def reap_all() -> None:
+    """Kill and wait for every child still running (bounded)."""
+    for proc in _CHILDREN:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(2)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    _CHILDREN.clear()
+
+
+atexit.register(reap_all)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Backend:
+    """One ``backend.py`` child: ``start()`` waits for its READY line; restartable."""
+
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        record: str | None = None,
+        grace: float = 1.0,
+        max_age_ms: int = 0,
+        max_age_grace_ms: int = 1000,
+        lifetime: float = 90.0,
+    ) -> None:
+        self.port, self.host, self.record, self.grace = port, host, record, grace
+        self.max_age_ms, self.max_age_grace_ms = max_age_ms, max_age_grace_ms
+        self.lifetime = lifetime
+        self.proc: subprocess.Popen[str] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> Backend:
+        cmd = [
+            sys.executable, BACKEND, "--port", str(self.port), "--host", self.host,
+            "--grace", str(self.grace), "--lifetime", str(self.lifetime),
+            "--max-age-ms", str(self.max_age_ms),
+            "--max-age-grace-ms", str(self.max_age_grace_ms),
+        ]  # fmt: skip
+        if self.record:
+            cmd += ["--record", self.record]
+        env = {**os.environ, "GRPC_VERBOSITY": "ERROR"}
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, text=True, start_new_session=True, env=env
+        )
+        _CHILDREN.append(self.proc)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = ""
+        while time.monotonic() < deadline:  # readline: READY, or EOF if it died
+            line = self.proc.stdout.readline()
+            if line.startswith("READY") or not line:
+                break
+        if not line.startswith("READY"):
+            self.kill()
+            self.wait()
+            raise RuntimeError(f"backend {self.address} did not start: {line!r}")
+        return self
+
+    def term(self) -> None:
+        """SIGTERM: a graceful stop (GOAWAY, then ``grace`` for calls in flight)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, connections reset."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+
+    def wait(self, timeout: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+# -- DNS: tests/dnsmasq.py (branch i18b) -------------------------------------------------
+class DnsUnavailable(Exception):
+    """No usable DNS server fixture here; the message says why (a skip reason)."""
+
+
+class Dns:
+    """A loopback DNS server answering A records for names under ``.test``.
+
+    Adapts ``tests/dnsmasq.py`` (imported lazily: it arrives with branch i18b). What is
+    expected of it: a class ``Dnsmasq`` (or ``DnsMasq``/``DnsServer``) taking no
+    required arguments, with ``start(records)`` or ``start()``, a ``set(records)`` (or
+    ``set_records``/``update``) taking ``{name: [ip, ...]}``, a ``port`` and ``stop()``.
+    """
+
+    def __init__(self, records: dict[str, list[str]]) -> None:
+        try:
+            module = importlib.import_module("tests.dnsmasq")
+        except ImportError as exc:
+            raise DnsUnavailable(f"tests/dnsmasq.py is missing (branch i18b): {exc}") from exc
+        cls = next(
+            (getattr(module, n) for n in ("Dnsmasq", "DnsMasq", "DnsServer") if hasattr(module, n)),
+            None,
+        )
+        if cls is None:
+            raise DnsUnavailable("tests/dnsmasq.py has no Dnsmasq/DnsMasq/DnsServer class")
+        try:
+            self._server = cls()
+        except Exception as exc:  # e.g. no dnsmasq binary: the fixture says so
+            raise DnsUnavailable(f"tests.dnsmasq: {exc}") from exc
+        self._set = next(
+            (
+                getattr(self._server, n)
+                for n in ("set", "set_records", "update")
+                if hasattr(self._server, n)
+            ),
+            None,
+        )
+        if self._set is None:
+            raise DnsUnavailable("tests.dnsmasq's server has no set/set_records/update")
+        try:
+            self._server.start(records)
+        except TypeError:
+            self._set(records)
+            self._server.start()
+        except Exception as exc:
+            raise DnsUnavailable(f"tests.dnsmasq did not start: {exc}") from exc
+        self.port = int(self._server.port)
+
+    def set(self, records: dict[str, list[str]]) -> None:
+        assert self._set is not None
+        self._set(records)
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def spread_hosts(count: int, first: int = 1) -> Sequence[str]:
+    """Loopback addresses 127.0.0.<first>.. (Linux routes all of 127/8 to lo)."""
+    return [f"127.0.0.{first + i}" for i in range(count)]
