@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib
 import os
 import signal
 import socket
@@ -117,57 +116,24 @@ class Backend:
             self.proc.stdout.close()
 
 
-# -- DNS: tests/dnsmasq.py (branch i18b) -------------------------------------------------
+# -- DNS: a real DNS server (tests/dnsmasq.py) -----------------------------------------------
 class DnsUnavailable(Exception):
-    """No usable DNS server fixture here; the message says why (a skip reason)."""
+    """No DNS server can run here (dnsmasq is not installed); the message says why."""
 
 
 class Dns:
-    """A loopback DNS server answering A records for names under ``.test``.
-
-    Adapts ``tests/dnsmasq.py`` (imported lazily: it arrives with branch i18b). What is
-    expected of it: a class ``Dnsmasq`` (or ``DnsMasq``/``DnsServer``) taking no
-    required arguments, with ``start(records)`` or ``start()``, a ``set(records)`` (or
-    ``set_records``/``update``) taking ``{name: [ip, ...]}``, a ``port`` and ``stop()``.
-    """
+    """dnsmasq on a loopback port answering A records for names under ``.test``."""
 
     def __init__(self, records: dict[str, list[str]]) -> None:
-        try:
-            module = importlib.import_module("tests.dnsmasq")
-        except ImportError as exc:
-            raise DnsUnavailable(f"tests/dnsmasq.py is missing (branch i18b): {exc}") from exc
-        cls = next(
-            (getattr(module, n) for n in ("Dnsmasq", "DnsMasq", "DnsServer") if hasattr(module, n)),
-            None,
-        )
-        if cls is None:
-            raise DnsUnavailable("tests/dnsmasq.py has no Dnsmasq/DnsMasq/DnsServer class")
-        try:
-            self._server = cls()
-        except Exception as exc:  # e.g. no dnsmasq binary: the fixture says so
-            raise DnsUnavailable(f"tests.dnsmasq: {exc}") from exc
-        self._set = next(
-            (
-                getattr(self._server, n)
-                for n in ("set", "set_records", "update")
-                if hasattr(self._server, n)
-            ),
-            None,
-        )
-        if self._set is None:
-            raise DnsUnavailable("tests.dnsmasq's server has no set/set_records/update")
-        try:
-            self._server.start(records)
-        except TypeError:
-            self._set(records)
-            self._server.start()
-        except Exception as exc:
-            raise DnsUnavailable(f"tests.dnsmasq did not start: {exc}") from exc
-        self.port = int(self._server.port)
+        from tests.dnsmasq import DNSMASQ, SKIP_REASON, DnsServer
+
+        if DNSMASQ is None:
+            raise DnsUnavailable(SKIP_REASON)
+        self._server = DnsServer(records).start()
+        self.port = self._server.port
 
     def set(self, records: dict[str, list[str]]) -> None:
-        assert self._set is not None
-        self._set(records)
+        self._server.set_records(records)
 
     def stop(self) -> None:
         self._server.stop()
