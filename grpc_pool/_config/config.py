@@ -120,6 +120,10 @@ class PoolConfig:
         every address gets floor(N/K) or ceil(N/K) of the N slots, and slots
         follow the addresses as they change. "off": the target goes to grpcio as
         given. A list of targets is never spread (slot i takes targets[i % len]).
+    transparent_retry: ``pool.channel``'s RPCs that failed on a pooled channel
+        before reaching any server (a failed pick: "failed to connect to all
+        addresses") are sent again on another ready channel, at most 3 times,
+        within the RPC's timeout. Default True (docs/reliability.md).
 
     Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
     the range; NaN, infinities, bools and non-numbers are refused everywhere):
@@ -181,6 +185,7 @@ class PoolConfig:
     resolver: Callable[[str], Sequence[str]] | None = None
     resolve_interval: float = 30.0
     spread: str = "balanced"
+    transparent_retry: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target, self.resolver))
@@ -197,6 +202,7 @@ class PoolConfig:
             )
         _check_bool("insecure", self.insecure)
         _check_bool("track_in_flight", self.track_in_flight)
+        _check_bool("transparent_retry", self.transparent_retry)
         if self.insecure and self.credentials is not None:
             raise _invalid(
                 "insecure", self.insecure, "False when credentials are given (choose one)"

@@ -20,7 +20,11 @@ def pool_status(state: PoolState[PooledChannel]) -> PoolStatus:
 
 
 def pool_stats(
-    name: str, config: PoolConfig, state: PoolState[PooledChannel], events_dropped: int
+    name: str,
+    config: PoolConfig,
+    state: PoolState[PooledChannel],
+    events_dropped: int,
+    retries: tuple[int, int] = (0, 0),
 ) -> PoolStats:
     """Every figure from the one ``state``: none is torn from another."""
     index = {id(c): i for i, c in enumerate(state.channels)}
@@ -45,6 +49,8 @@ def pool_stats(
         else None,
         events_dropped=events_dropped,
         backends=_backends(state.addresses, views),
+        retries=retries[0],
+        policy_retries=retries[1],
     )
 
 
