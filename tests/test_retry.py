@@ -15,12 +15,21 @@ import pytest
 import grpc_pool
 from grpc_pool import ChannelRetired
 from grpc_pool._readers.retry import never_reached
+from grpc_pool._writer import layout
 from grpc_pool.testing import CHAT, COLLECT, ECHO, ECHO_STREAM, EchoServer
 
 from .conftest import FAST
 
 BURST = 200  # RPCs fired right after a backend stops
 ROUNDS = 5  # stop/start cycles tried until one shows a never-reached failure
+
+
+@pytest.fixture(autouse=True)
+def _reconnecting_stays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old rotation rule (a reconnecting channel stays in rotation): a stopped
+    backend's channels then take RPCs until their reconnect fails, which is what
+    these tests need to see retried (tests/test_rotation.py covers the new rule)."""
+    monkeypatch.setattr(layout, "LEAVE_WHILE_RECONNECTING", False)
 
 
 def _pool(a: EchoServer, b: EchoServer, **overrides: Any) -> grpc_pool.Pool:
