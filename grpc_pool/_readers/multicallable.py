@@ -32,7 +32,7 @@ _monotonic = time.monotonic
 
 
 class PoolMultiCallable:
-    __slots__ = ("_key", "_reader", "_requests", "_responses", "_retries")
+    __slots__ = ("_key", "_policy", "_reader", "_requests", "_responses", "_retries")
 
     def __init__(self, reader: Reader, key: tuple[str, str, Any, Any, bool]) -> None:
         self._reader = reader
@@ -40,8 +40,12 @@ class PoolMultiCallable:
         kind = key[0]
         self._requests = kind in (STREAM_UNARY, STREAM_STREAM)  # a request iterator
         self._responses = kind in (UNARY_STREAM, STREAM_STREAM)  # a response iterator
-        # transparent retry on: the pool's counter of them; off: None
-        self._retries = reader.retries if reader.config.transparent_retry else None
+        # PoolConfig.retry, when it applies to this method
+        policy = reader.config.retry
+        self._policy = policy if policy is not None and policy.applies(key[1]) else None
+        # any retry on: the pool's counter of transparent ones; off: None
+        on = reader.config.transparent_retry or self._policy is not None
+        self._retries = reader.retries if on else None
 
     def _pick(self, timeout: float | None, wait_for_ready: bool | None) -> tuple[Any, float | None]:
         """The picked channel's multi-callable, and the timeout left to pass on
@@ -148,7 +152,18 @@ class PoolMultiCallable:
             )
 
         assert self._retries is not None
-        return Attempts(self._reader, self._retries, send, channel, deadline, pulls)
+        reader = self._reader
+        return Attempts(
+            reader,
+            self._retries,
+            send,
+            channel,
+            deadline,
+            pulls,
+            reader.config.transparent_retry,
+            None if how == "future" else self._policy,  # it would sleep on grpc's thread
+            reader.policy_retries,
+        )
 
     def _wrap(self, how: str | None, call: Any, attempts: Attempts) -> Any:
         if how == "future":

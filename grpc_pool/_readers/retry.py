@@ -17,6 +17,7 @@ import grpc
 
 from .._base.errors import ChannelRetired
 from .._channel.pooled import PooledChannel
+from .._config.retry import RetryPolicy, pushback
 from .reader import Reader
 
 __all__ = [
@@ -118,7 +119,19 @@ class Attempts:
     """One RPC's attempts: the channels tried, its deadline, and how to send it
     again (``send(channel, timeout)``)."""
 
-    __slots__ = ("_count", "_reader", "_send", "deadline", "pulls", "tried")
+    __slots__ = (
+        "_count",
+        "_policy",
+        "_policy_count",
+        "_policy_tries",
+        "_reader",
+        "_send",
+        "_transparent",
+        "_transparent_tries",
+        "deadline",
+        "pulls",
+        "tried",
+    )
 
     def __init__(
         self,
@@ -128,9 +141,17 @@ class Attempts:
         channel: PooledChannel,
         deadline: float | None,
         pulls: Pulls | None,
+        transparent: bool = True,
+        policy: RetryPolicy | None = None,
+        policy_count: itertools.count[int] | None = None,
     ) -> None:
         self._reader = reader
         self._count = count
+        self._transparent = transparent
+        self._transparent_tries = 0
+        self._policy = policy
+        self._policy_count = policy_count
+        self._policy_tries = 0
         self._send = send
         self.tried = [channel]
         self.deadline = deadline
@@ -138,20 +159,55 @@ class Attempts:
 
     def next_channel(self, error: BaseException) -> PooledChannel | None:
         """Where to send again after ``error`` on the last channel tried; None: do not."""
-        if not never_reached(error):
-            return None
-        lost(self.tried[-1])
+        reached = not never_reached(error)
+        if not reached and not isinstance(error, ChannelRetired):
+            lost(self.tried[-1])
         if self.pulls is not None and self.pulls.pulled:
-            return None
-        if len(self.tried) > MAX_TRANSPARENT:
             return None
         timeout = remaining(self.deadline)
         if timeout is not None and timeout <= 0:
             return None
-        channel = another(self._reader, self.tried)
+        if not reached and self._transparent and self._transparent_tries < MAX_TRANSPARENT:
+            channel = another(self._reader, self.tried)
+            if channel is not None:
+                self.tried.append(channel)
+                self._transparent_tries += 1
+                next(self._count)
+                return channel
+        return self._by_policy(error)
+
+    def _by_policy(self, error: BaseException) -> PooledChannel | None:
+        """PoolConfig.retry's next attempt after ``error`` (after its backoff or the
+        server's pushback, slept here), on another ready channel when there is one."""
+        policy = self._policy
+        if policy is None or self._policy_tries + 1 >= policy.max_attempts:
+            return None
+        if not isinstance(error, grpc.Call):
+            return None
+        try:
+            code, trailing = error.code(), error.trailing_metadata()
+        except Exception:
+            return None
+        if code not in policy.codes:
+            return None
+        back = pushback(trailing)
+        if back is not None and back < 0:  # the server says: do not retry
+            return None
+        self._policy_tries += 1
+        delay = back if back is not None else policy.delay(self._policy_tries)
+        left = remaining(self.deadline)
+        if left is not None and left <= delay:  # never sleep past the deadline
+            return None
+        if delay > 0:
+            time.sleep(delay)
+        channel = another(self._reader, self.tried[-1:])
+        if channel is None:  # none other ready: any ready one (the same, if it is back)
+            pick = self._reader.state.pick
+            channel = pick() if pick is not None else None
         if channel is not None:
             self.tried.append(channel)
-            next(self._count)
+            if self._policy_count is not None:
+                next(self._policy_count)
         return channel
 
     def send(self, channel: PooledChannel) -> Any:
