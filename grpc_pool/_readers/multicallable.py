@@ -167,6 +167,8 @@ class PoolMultiCallable:
 
     def _wrap(self, how: str | None, call: Any, attempts: Attempts) -> Any:
         if how == "future":
+            if not hasattr(call, "add_callback"):  # an interceptor's object: as it is
+                return call
             return RetryingFuture(attempts, call)
         return RetryingStream(attempts, call)
 
