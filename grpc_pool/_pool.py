@@ -27,6 +27,7 @@ from ._fork import ForkSupport
 from ._readers.poolchannel import PoolChannel
 from ._readers.reader import Reader, State
 from ._readers.report import pool_stats, pool_status
+from ._readers.retry import read_count
 from ._readers.stats import PoolStats, PoolStatus
 from ._readers.strategy import reader_pick, resolve_strategy
 from ._writer.loop import Writer
@@ -240,8 +241,10 @@ class Pool:
 
     def stats(self) -> PoolStats:
         """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
-        state, dropped = self._reader.state, self._events.dropped
-        return pool_stats(self.name, self._config, state, dropped, self._spread_off)
+        reader = self._reader
+        retries = (read_count(reader.retries), read_count(reader.policy_retries))
+        dropped = self._events.dropped
+        return pool_stats(self.name, self._config, reader.state, dropped, retries, self._spread_off)
 
     @property
     def config(self) -> PoolConfig:

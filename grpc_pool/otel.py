@@ -36,7 +36,8 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
     ``grpc_pool.rpcs.in_flight``, ``grpc_pool.backend.channels.ready`` (one point per
     backend address the pool spreads over, attribute ``grpc_pool.backend``);
     counters ``grpc_pool.connects``, ``grpc_pool.disconnects``,
-    ``grpc_pool.connection_failures``, ``grpc_pool.rpcs``;
+    ``grpc_pool.connection_failures``, ``grpc_pool.rpcs``, ``grpc_pool.retries``
+    (sent again transparently), ``grpc_pool.policy_retries`` (by ``PoolConfig.retry``);
     histograms ``grpc_pool.connect.duration`` (s) and ``grpc_pool.reconnect.delay`` (s).
 
     Counters are the pool's lifetime totals, observed at collection (exact even
@@ -61,6 +62,8 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
                 "disconnects": stats.disconnects,
                 "failures": stats.connect_failures,
                 "rpcs": stats.rpcs_total,
+                "retries": stats.retries,
+                "policy_retries": stats.policy_retries,
             }[field]
             return [] if value is None else [Observation(value, attributes)]
 
@@ -105,6 +108,8 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
         ("grpc_pool.disconnects", "disconnects", "{connection}"),
         ("grpc_pool.connection_failures", "failures", "{attempt}"),
         ("grpc_pool.rpcs", "rpcs", "{rpc}"),
+        ("grpc_pool.retries", "retries", "{rpc}"),
+        ("grpc_pool.policy_retries", "policy_retries", "{rpc}"),
     ):
         meter.create_observable_counter(name, [observe(field)], unit=unit)
     connect_duration = meter.create_histogram("grpc_pool.connect.duration", unit="s")

@@ -64,6 +64,16 @@ class PoolCollector(Collector):
             "grpc_pool_connection_failures", "Failed connection attempts.", labels=labels
         )
         rpcs = CounterMetricFamily("grpc_pool_rpcs", "RPCs started.", labels=labels)
+        retries = CounterMetricFamily(
+            "grpc_pool_retries",
+            "RPCs sent again on another channel, never having reached a server.",
+            labels=labels,
+        )
+        policy_retries = CounterMetricFamily(
+            "grpc_pool_policy_retries",
+            "RPCs sent again by the pool's retry policy (PoolConfig.retry).",
+            labels=labels,
+        )
         backend_ready = GaugeMetricFamily(
             "grpc_pool_backend_channels_ready",
             "Channels ready per backend address the pool spreads over.",
@@ -83,6 +93,8 @@ class PoolCollector(Collector):
             connects.add_metric(values, stats.connects)
             disconnects.add_metric(values, stats.disconnects)
             failures.add_metric(values, stats.connect_failures)
+            retries.add_metric(values, stats.retries)
+            policy_retries.add_metric(values, stats.policy_retries)
             if stats.in_flight is not None:
                 in_flight.add_metric(values, stats.in_flight)
             if stats.rpcs_total is not None:
@@ -94,4 +106,4 @@ class PoolCollector(Collector):
                 backend_ready.add_metric([*values, backend.address], backend.ready)
                 backend_slots.add_metric([*values, backend.address], backend.slots)
         yield from (ready, expected, retiring, in_flight, delay, connects, disconnects, failures)
-        yield from (rpcs, backend_ready, backend_slots)
+        yield from (rpcs, retries, policy_retries, backend_ready, backend_slots)

@@ -40,6 +40,7 @@ EXPECTED = EVENTS | {
     "PoolStats",
     "PoolStatus",
     "PoolTimeout",
+    "RetryPolicy",
     "PooledChannel",
     "ScalingInProgress",
     "SlotStats",

@@ -146,6 +146,8 @@ BAD: dict[str, st.SearchStrategy[Any]] = {
     "resolve_interval": seconds(positive=False),
     "resolver": st.one_of(TEXT, st.integers(), st.sampled_from([object(), [], {}, 1j])),
     "spread": st.one_of(TEXT.filter(lambda s: s not in ("balanced", "off")), st.integers(), BOOLS),
+    "transparent_retry": NOT_A_BOOL,
+    "retry": st.one_of(TEXT, st.integers(), OBJECTS, BOOLS, st.just({"max_attempts": 3})),
 }
 FIELDS = [f.name for f in fields(PoolConfig)]
 

@@ -30,6 +30,7 @@ TEXT_FIELDS = [
         "listeners",
         "primer",
         "compression",
+        "retry",
         "resolver",
     )
 ]

@@ -102,6 +102,7 @@ class RpcCounter(Gate):
         "_streak",
         "in_flight",
         "on_idle",
+        "on_lost",
         "on_unavailable",
         "peak",
         "total",
@@ -120,6 +121,8 @@ class RpcCounter(Gate):
         self._eject_after = eject_after
         self._streak = 0
         self.on_unavailable: Callable[[], None] | None = None
+        # Set by the worker: an RPC proved the connection gone (a failed pick).
+        self.on_lost: Callable[[], None] | None = None
 
     def _start(self) -> None:
         if FORK_HOLD.active:

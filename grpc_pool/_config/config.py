@@ -11,6 +11,7 @@ import grpc
 from .._base.errors import InvalidConfig
 from .._base.redact import redact_target, redact_value, remember, secrets_of
 from .env import config_from_env, config_from_mapping
+from .retry import RetryPolicy
 from .validate import (
     MAX_BACKOFF_MULTIPLIER,
     MAX_COUNT,
@@ -123,6 +124,11 @@ class PoolConfig:
         every address gets floor(N/K) or ceil(N/K) of the N slots, and slots
         follow the addresses as they change. "off": the target goes to grpcio as
         given. A list of targets is never spread (slot i takes targets[i % len]).
+    transparent_retry: ``pool.channel``'s RPCs that failed on a pooled channel
+        before reaching any server (a failed pick: "failed to connect to all
+        addresses") are sent again on another ready channel, at most 3 times,
+        within the RPC's timeout. Default True (docs/reliability.md).
+    retry: a ``RetryPolicy`` for idempotent methods (opt-in; default None).
 
     Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
     the range; NaN, infinities, bools and non-numbers are refused everywhere):
@@ -184,6 +190,8 @@ class PoolConfig:
     resolver: Callable[[str], Sequence[str]] | None = None
     resolve_interval: float = 30.0
     spread: str = "balanced"
+    transparent_retry: bool = True
+    retry: RetryPolicy | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target, self.resolver))
@@ -200,6 +208,9 @@ class PoolConfig:
             )
         _check_bool("insecure", self.insecure)
         _check_bool("track_in_flight", self.track_in_flight)
+        _check_bool("transparent_retry", self.transparent_retry)
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise _invalid("retry", self.retry, "a grpc_pool.RetryPolicy or None")
         if self.insecure and self.credentials is not None:
             raise _invalid(
                 "insecure", self.insecure, "False when credentials are given (choose one)"

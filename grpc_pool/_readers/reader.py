@@ -55,6 +55,8 @@ class Reader:
         "closed",
         "config",
         "on_publish",
+        "policy_retries",
+        "retries",
         "revive",
         "state",
     )
@@ -71,6 +73,10 @@ class Reader:
         # rebuild after a fork. The writer's publish of a ready channel ends it.
         self._timeouts = itertools.count(1)
         self._outage = False
+        # RPCs sent again on another channel: transparently (never reached a
+        # server) and by PoolConfig.retry; next() is atomic, read by read_count.
+        self.retries = itertools.count()
+        self.policy_retries = itertools.count()
 
     @property
     def owner(self) -> object | None:

@@ -24,6 +24,7 @@ def pool_stats(
     config: PoolConfig,
     state: PoolState[PooledChannel],
     events_dropped: int,
+    retries: tuple[int, int] = (0, 0),
     spread_off_reason: str | None = None,
 ) -> PoolStats:
     """Every figure from the one ``state``: none is torn from another."""
@@ -49,6 +50,8 @@ def pool_stats(
         else None,
         events_dropped=events_dropped,
         backends=_backends(state.addresses, views),
+        retries=retries[0],
+        policy_retries=retries[1],
         spread_off_reason=spread_off_reason,
     )
 

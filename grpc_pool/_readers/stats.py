@@ -100,6 +100,9 @@ class PoolStats:
     events_dropped: events not delivered to a listener that did not keep up.
     backends: one ``BackendStats`` per resolved address when the pool spreads
         (addresses with no slot included), else ().
+    retries: RPCs of ``pool.channel`` sent again on another channel after an
+        attempt that never reached a server (``PoolConfig.transparent_retry``).
+    policy_retries: attempts ``PoolConfig.retry`` made after a failed one.
     spread_off_reason: why the pool does not spread its target over the backends
         (then the target goes to grpcio as given), None when it spreads: "spread='off'",
         "a list of targets", "grpcio's load balancing chosen in options", "one IP
@@ -121,6 +124,8 @@ class PoolStats:
     rpcs_total: int | None
     events_dropped: int
     backends: tuple[BackendStats, ...] = ()
+    retries: int = 0
+    policy_retries: int = 0
     spread_off_reason: str | None = None
 
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import grpc
 
-__all__ = ["EJECT", "GRANT", "MOVED", "MOVED_REASON", "PAUSE", "REFRESH", "Item", "Move", "Signal"]
+__all__ = [
+    "EJECT",
+    "GRANT",
+    "LOST",
+    "MOVED",
+    "MOVED_REASON",
+    "PAUSE",
+    "REFRESH",
+    "Item",
+    "Move",
+    "Signal",
+]
 
 
 class Signal:
@@ -20,6 +31,9 @@ class Signal:
 
 PAUSE = Signal("pause")
 EJECT = Signal("eject")  # with a channel id: its RPCs keep failing UNAVAILABLE
+# With a channel id: an RPC on it failed to connect ("failed to connect to all
+# addresses"): its backend is gone; out of rotation now, not at the next tick.
+LOST = Signal("an RPC failed to connect: backend gone")
 GRANT = Signal("grant")  # the writer's go-ahead for a max-age refresh
 MOVED = Signal("moved")  # the worker's answer after the writer gave a new address
 REFRESH = "refresh"  # the watch's answer when the channel is due for replacement

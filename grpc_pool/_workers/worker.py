@@ -20,7 +20,7 @@ from .._contract import commands as cmd
 from .._contract.state import SlotStatus
 from . import health
 from .health import HealthStatus
-from .inbox import EJECT, GRANT, MOVED, MOVED_REASON, PAUSE, REFRESH, Item, Move, Signal
+from .inbox import EJECT, GRANT, LOST, MOVED, MOVED_REASON, PAUSE, REFRESH, Item, Move, Signal
 from .upkeep import Upkeep
 
 __all__ = ["Worker"]
@@ -28,9 +28,8 @@ __all__ = ["Worker"]
 logger = logging.getLogger(__name__)
 
 _C = grpc.ChannelConnectivity
-_READY, _IDLE, _LOST = _C.READY, _C.IDLE, (_C.TRANSIENT_FAILURE, _C.SHUTDOWN)
-# Longest single wait, so a stop flag is seen even if a wake-up were lost.
-_TICK = 5.0
+_READY, _IDLE, _LOST = _C.READY, _C.IDLE, (_C.TRANSIENT_FAILURE, _C.SHUTDOWN, LOST)
+_TICK = 5.0  # longest single wait: a stop flag is seen even if a wake-up were lost
 
 
 class Worker:
@@ -45,8 +44,8 @@ class Worker:
 
     Ownership: a channel is the worker's until it posts ``Register``; from then
     on the writer retires and closes it. A worker never gives up; it ends only
-    when ``stop()`` is called. ``park()`` parks it outside gRPC (before fork):
-    no subscription, so no gRPC poller thread of its channels runs.
+    when ``stop()`` is called. ``park()`` parks it outside gRPC (before fork): no
+    subscription, so no gRPC poller thread of its channels runs.
     """
 
     def __init__(
@@ -250,8 +249,10 @@ class Worker:
             put((channel_id, state))
 
         counter = channel._counter
-        if counter is not None and self._config.eject_after_unavailable:
-            counter.on_unavailable = lambda: put((channel_id, EJECT))
+        if counter is not None:  # an RPC's failed pick: lost now, not at the next tick
+            counter.on_lost = lambda: put((channel_id, LOST))
+            if self._config.eject_after_unavailable:
+                counter.on_unavailable = lambda: put((channel_id, EJECT))
         return on_state
 
     def _next_state(
@@ -320,7 +321,6 @@ class Worker:
         self, channel: PooledChannel, refresh_at: float | None, serving: bool
     ) -> tuple[str | None, bool]:
         """Block while the channel's connection is usable (serving or not).
-
         Returns (why it was lost, whether it was healthy until then); (None, True)
         on stop; (REFRESH, True) once a max-age refresh was granted.
         """

@@ -82,6 +82,11 @@ class _Out:
         return Effects(True, tuple(self.retire), (), tuple(self.events), self.poke)
 
 
+# Off only to measure the old rule (benchmarks/test_rotation.py): a reconnecting
+# channel stayed in rotation until its reconnect failed.
+LEAVE_WHILE_RECONNECTING = True
+
+
 class Layout:
     """The slot table (ready channels, contiguous), the views and the totals."""
 
@@ -189,6 +194,11 @@ class Layout:
         if self._views[slot].channel is not channel:
             return NOTHING
         self._table.unregister(slot)
+        if not len(self._table):  # none left: reconnecting ones are better than none
+            for other in self._views.values():
+                reconnecting = other.state is SlotStatus.RECONNECTING
+                if reconnecting and other.slot != slot and other.channel is not None:
+                    self._table.register(other.slot, other.channel)
         out.retire.append(channel)
         out.poke = True  # the backends may have changed
         view = self._disconnected(slot, channel, reason, out)
@@ -285,9 +295,14 @@ class Layout:
                 reason=error,
             )
         elif command.state is SlotStatus.RECONNECTING and view.channel is not None:
-            # The connection under a published channel closed; it stays in rotation
-            # while it reconnects (RPCs on it wait or fail fast as gRPC decides).
+            # The connection under a published channel closed (GOAWAY, reset, idle):
+            # it leaves the rotation while another channel is ready (the READY
+            # Register puts it back); the last one stays (RPCs wait or fail fast
+            # as gRPC decides).
             reason = redact_text(command.error or "closed", self._secrets)
+            table = self._table
+            if LEAVE_WHILE_RECONNECTING and table.get(command.slot) is not None and len(table) > 1:
+                table.unregister(command.slot)
             view = self._disconnected(command.slot, view.channel, reason, out)
             view = replace(view, state=SlotStatus.RECONNECTING)
             # gRPC reconnects by itself, at once: one attempt, as after any disconnect.

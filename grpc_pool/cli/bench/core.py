@@ -62,6 +62,10 @@ ROWS: dict[str, str] = {
     "slow.restart": "5c server restart -> pool healthy / raw channel READY",
     "fork.idle": "5d os.fork() with an idle pool of 4 / bare os.fork()",
     "fork.busy": "5e os.fork() with a pool of 4, 16 threads of RPCs in flight / bare os.fork()",
+    "rotation.stop": (
+        "5f backend graceful stop -> last RPC picked onto its channels:"
+        " pool / pool with the old rotation rule"
+    ),
 }
 
 # Rows only benchmarks/test_deploy.py measures (its harness lives in tests/deploy):

@@ -15,6 +15,7 @@ from .core import FULL, QUICK, ROWS, Row, format_table
 from .fork import fork_rows
 from .micro import micro_rows
 from .restart import restart_row
+from .rotation import rotation_row
 from .rpc import channel_rows, rpc_rows, rpc_threads_row, stream_rows
 from .server import bench_server
 from .writer import closing_row, publish_row
@@ -37,6 +38,7 @@ def run_bench(quick: bool = False, out: TextIO = sys.stdout) -> int:
             ("5b writer retiring 100 channels", lambda: [closing_row(target, settings)]),
             ("5c restart -> healthy", lambda: [restart_row(settings)]),
             ("5d-e fork with a live pool", lambda: fork_rows(target, settings)),
+            ("5f backend stop -> last pick", lambda: [rotation_row(settings)]),
         ]
         for title, scenario in scenarios:
             print(f"bench: {title} ...", file=sys.stderr, flush=True)

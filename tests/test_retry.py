@@ -1,0 +1,245 @@
+"""Transparent retry across pooled channels (PoolConfig.transparent_retry): an RPC
+that failed on a pooled channel before reaching any server is sent again on
+another ready channel; nothing that may have reached a server is sent again."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+
+import grpc_pool
+from grpc_pool import ChannelRetired
+from grpc_pool._readers.retry import never_reached
+from grpc_pool._writer import layout
+from grpc_pool.testing import CHAT, COLLECT, ECHO, ECHO_STREAM, EchoServer
+
+from .conftest import FAST
+
+BURST = 200  # RPCs fired right after a backend stops
+ROUNDS = 5  # stop/start cycles tried until one shows a never-reached failure
+
+
+@pytest.fixture(autouse=True)
+def _reconnecting_stays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old rotation rule (a reconnecting channel stays in rotation): a stopped
+    backend's channels then take RPCs until their reconnect fails, which is what
+    these tests need to see retried (tests/test_rotation.py covers the new rule)."""
+    monkeypatch.setattr(layout, "LEAVE_WHILE_RECONNECTING", False)
+
+
+def _pool(a: EchoServer, b: EchoServer, **overrides: Any) -> grpc_pool.Pool:
+    config = {**FAST, "size": 4, **overrides}
+    pool = grpc_pool.Pool(f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}", **config)
+    pool.wait_ready(timeout=10)
+    return pool
+
+
+def _burst(pool: grpc_pool.Pool, kind: str) -> list[BaseException]:
+    """BURST RPCs of ``kind`` at once through pool.channel; the errors they ended with."""
+    channel = pool.channel
+    errors: list[BaseException] = []
+    if kind == "future":
+        calls = [channel.unary_unary(ECHO).future(b"x", timeout=5) for _ in range(BURST)]
+        for call in calls:
+            try:
+                assert call.result(timeout=10) == b"x"
+            except grpc.RpcError as error:
+                errors.append(error)
+        return errors
+
+    def one(_: int) -> None:
+        if kind == "call":
+            assert channel.unary_unary(ECHO)(b"x", timeout=5) == b"x"
+        elif kind == "with_call":
+            response, call = channel.unary_unary(ECHO).with_call(b"x", timeout=5)
+            assert response == b"x" and call.code() is grpc.StatusCode.OK
+        elif kind == "unary_stream":
+            assert list(channel.unary_stream(ECHO_STREAM)(b"2", timeout=5)) == [b"2", b"2"]
+        elif kind == "stream_stream":
+            assert list(channel.stream_stream(CHAT)(iter([b"a", b"b"]), timeout=5)) == [
+                b"a",
+                b"b",
+            ]
+        elif kind == "stream_unary":
+            assert channel.stream_unary(COLLECT)(iter([b"a", b"b"]), timeout=5) == b"ab"
+
+    with futures.ThreadPoolExecutor(8) as executor:
+        for future in [executor.submit(one, i) for i in range(BURST)]:
+            try:
+                future.result(timeout=30)
+            except grpc.RpcError as error:
+                errors.append(error)
+    return errors
+
+
+def _stop_and_burst(pool: grpc_pool.Pool, a: EchoServer, kind: str) -> list[BaseException]:
+    """Cycles of: all slots ready, backend ``a`` stopped, a burst; until one cycle
+    met a never-reached failure (a retry, or with retry off an error); its errors."""
+    errors: list[BaseException] = []
+    before = pool.stats().retries
+    for _ in range(ROUNDS):
+        a.stop(None)
+        errors = _burst(pool, kind)
+        if errors or pool.stats().retries > before:
+            return errors
+        a.start()
+        pool.wait_ready(timeout=10)
+        _wait_full(pool)
+    return errors
+
+
+def _wait_full(pool: grpc_pool.Pool) -> None:
+    from .conftest import wait_until
+
+    wait_until(lambda: pool.status().current_size == pool.status().expected_size, 10)
+
+
+# Client-streaming kinds are left out: grpcio pulls the first request as soon as
+# the call starts, so a failed pick comes after a pull and is (rightly) not retried.
+KINDS = ["call", "with_call", "future", "unary_stream"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stopped_backend_loses_no_rpc(kind: str) -> None:
+    """After one of two backends stops, RPCs of every kind through pool.channel
+    that picked its channels are sent again on the other: none fails, and
+    stats() counts the retries."""
+    with EchoServer() as a, EchoServer() as b, _pool(a, b) as pool:
+        errors = _stop_and_burst(pool, a, kind)
+        assert [f"{e.code()}: {e.details()}" for e in errors] == []  # type: ignore[attr-defined]
+        assert pool.stats().retries > 0
+
+
+def test_without_transparent_retry_the_stopped_backend_fails_rpcs() -> None:
+    """The control: with transparent_retry=False the same stop fails RPCs with
+    "failed to connect" (so the test above can fail)."""
+    with EchoServer() as a, EchoServer() as b, _pool(a, b, transparent_retry=False) as pool:
+        errors = _stop_and_burst(pool, a, "call")
+        assert errors and all(never_reached(e) for e in errors)
+        assert pool.stats().retries == 0
+
+
+def test_stopped_backend_leaves_rotation() -> None:
+    """Once an RPC failed to connect on a channel, that channel leaves the rotation
+    at once: after the burst, no channel to the stopped backend is in rotation and
+    RPCs are picked only onto the other backend's channels."""
+    with EchoServer() as a, EchoServer() as b, _pool(a, b) as pool:
+        _stop_and_burst(pool, a, "call")
+        from .conftest import wait_until
+
+        dead = f"127.0.0.1:{a.port}"
+        wait_until(lambda: all(c.target != dead for c in pool._snapshot), 10)
+        peers_before = len(b.peers)
+        for _ in range(50):
+            assert pool.channel.unary_unary(ECHO)(b"x", timeout=5) == b"x"
+        assert all(c.target != dead for c in pool._snapshot)
+        assert len(b.peers) >= peers_before
+
+
+class _Counting(grpc.GenericRpcHandler):
+    """A backend that fails ``fail`` calls with UNAVAILABLE (details chosen) then echoes."""
+
+    def __init__(self, details: str, fail: int) -> None:
+        self.calls = itertools.count(1)
+        self.details = details
+        self.fail = fail
+        self.pulled = 0
+
+    def service(self, details: grpc.HandlerCallDetails) -> Any:
+        def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+            if next(self.calls) <= self.fail:
+                context.abort(grpc.StatusCode.UNAVAILABLE, self.details)
+            return request
+
+        def collect(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+            if next(self.calls) <= self.fail:
+                context.abort(grpc.StatusCode.UNAVAILABLE, self.details)
+            return b"".join(requests)
+
+        def stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+            yield request
+            if next(self.calls) <= self.fail:
+                context.abort(grpc.StatusCode.UNAVAILABLE, self.details)
+            yield request
+
+        return {
+            "/t.T/Unary": grpc.unary_unary_rpc_method_handler(unary),
+            "/t.T/Collect": grpc.stream_unary_rpc_method_handler(collect),
+            "/t.T/Stream": grpc.unary_stream_rpc_method_handler(stream),
+        }.get(details.method)
+
+
+class _Server:
+    """A grpc server on loopback with ``handler``; stopped (and its threads ended) on exit."""
+
+    def __init__(self, handler: grpc.GenericRpcHandler) -> None:
+        self._executor = futures.ThreadPoolExecutor(4)
+        self._server = grpc.server(self._executor)
+        self._server.add_generic_rpc_handlers((handler,))
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+
+    def __enter__(self) -> _Server:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(None).wait(5)
+        self._executor.shutdown(wait=True)
+
+
+def test_a_server_answer_is_never_sent_again() -> None:
+    """An UNAVAILABLE a server sent (even with never-reached-looking details? no:
+    any other details) is the caller's: not retried, the server saw one call."""
+    handler = _Counting("Socket closed", fail=1)
+    with (
+        _Server(handler) as server,
+        grpc_pool.Pool(f"127.0.0.1:{server.port}", size=2, **FAST) as pool,
+    ):
+        pool.wait_ready(timeout=10)
+        with pytest.raises(grpc.RpcError) as caught:
+            pool.channel.unary_unary("/t.T/Unary")(b"x", timeout=5)
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert next(handler.calls) == 2  # one call reached it
+        assert pool.stats().retries == 0
+
+
+def test_response_received_is_not_retried() -> None:
+    """A stream that failed after a response arrived is not sent again, even with
+    never-reached details: the caller gets the first response, then the error."""
+    handler = _Counting("failed to connect to all addresses (fake)", fail=1)
+    with (
+        _Server(handler) as server,
+        grpc_pool.Pool(f"127.0.0.1:{server.port}", size=2, **FAST) as pool,
+    ):
+        pool.wait_ready(timeout=10)
+        stream = pool.channel.unary_stream("/t.T/Stream")(b"x", timeout=5)
+        assert next(stream) == b"x"
+        with pytest.raises(grpc.RpcError):
+            next(stream)
+        assert pool.stats().retries == 0
+
+
+def test_consumed_request_iterator_is_not_retried() -> None:
+    """A client-streaming RPC whose request iterator was pulled from is not sent
+    again, even when its outcome looks never-reached."""
+    handler = _Counting("failed to connect to all addresses (fake)", fail=1)
+    with (
+        _Server(handler) as server,
+        grpc_pool.Pool(f"127.0.0.1:{server.port}", size=2, **FAST) as pool,
+    ):
+        pool.wait_ready(timeout=10)
+        with pytest.raises(grpc.RpcError):
+            pool.channel.stream_unary("/t.T/Collect")(iter([b"a", b"b"]), timeout=5)
+        assert pool.stats().retries == 0
+
+
+def test_never_reached_outcomes() -> None:
+    """Only a failed pick or the pool's own refusal count as never reached."""
+    assert never_reached(ChannelRetired("closed"))
+    assert not never_reached(ValueError("x"))
+    assert not never_reached(grpc_pool.NoChannelAvailable("none"))
