@@ -27,7 +27,6 @@ from tests.deploy import (
     DnsUnavailable,
     ScenarioResult,
     kill_one,
-    retry_policy,
     rolling_restart,
     rolling_update,
     run_scenario,
@@ -93,9 +92,9 @@ def test_max_connection_age() -> None:
 
 @pytest.fixture(scope="module")
 def abrupt() -> Iterator[ScenarioResult]:
-    """One SIGKILL of one of three backends under load, the pool and (when grpc_pool
-    has it) the pool with a RetryPolicy as two clients against the same event."""
-    clients = ("pool", "pool_retry") if retry_policy() is not None else ("pool",)
+    """One SIGKILL of one of three backends under load, the pool and the pool with a
+    RetryPolicy as two clients against the same event."""
+    clients = ("pool", "pool_retry")
     result = run_scenario(kill_one, clients, title="abrupt kill (SIGKILL) of 1 of 3 backends")
     result.print()
     yield result

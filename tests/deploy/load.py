@@ -58,17 +58,14 @@ def raw_client(target: str, service_config: str) -> Client:
 
 
 def retry_policy() -> Any:
-    """``grpc_pool.RetryPolicy`` for the echo methods (idempotent), or None when this
-    grpc_pool has none (it arrives with branch i18a)."""
+    """``grpc_pool.RetryPolicy`` for the echo methods (idempotent: an attempt that ran
+    on a dying server may run again), on what a server's stop or crash leaves."""
+    import grpc
+
     import grpc_pool
 
-    cls = getattr(grpc_pool, "RetryPolicy", None)
-    if cls is None:
-        return None
-    try:
-        return cls(methods=(SERVICE,))
-    except TypeError:  # no per-method argument: it applies to every method
-        return cls()
+    codes = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    return grpc_pool.RetryPolicy(methods=(f"/{SERVICE}/",), codes=codes, max_attempts=4)
 
 
 def pool_client(target: str, **options: Any) -> Client:
@@ -79,10 +76,7 @@ def pool_client(target: str, **options: Any) -> Client:
 
 
 def pool_retry_client(target: str) -> Client:
-    policy = retry_policy()
-    if policy is None:
-        raise RuntimeError("grpc_pool has no RetryPolicy")
-    return pool_client(target, retry=policy)
+    return pool_client(target, retry=retry_policy())
 
 
 CLIENTS: dict[str, Callable[[str], Client]] = {
