@@ -14,7 +14,7 @@ import pytest
 
 import grpc_pool
 from grpc_pool import ChannelRetired
-from grpc_pool._readers.retry import never_reached
+from grpc_pool._readers.retry import REPLAY_LIMIT, never_reached
 from grpc_pool._writer import layout
 from grpc_pool.testing import CHAT, COLLECT, ECHO, ECHO_STREAM, EchoServer
 
@@ -99,9 +99,9 @@ def _wait_full(pool: grpc_pool.Pool) -> None:
     wait_until(lambda: pool.status().current_size == pool.status().expected_size, 10)
 
 
-# Client-streaming kinds are left out: grpcio pulls the first request as soon as
-# the call starts, so a failed pick comes after a pull and is (rightly) not retried.
-KINDS = ["call", "with_call", "future", "unary_stream"]
+# Every kind: client-streaming calls are sent again with the requests they took
+# (grpcio pulls the first one as soon as the call starts).
+KINDS = ["call", "with_call", "future", "unary_stream", "stream_unary", "stream_stream"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -141,6 +141,11 @@ def test_stopped_backend_leaves_rotation() -> None:
         assert len(b.peers) >= peers_before
 
 
+# What a server could send to look like a failed pick: the pool cannot tell it from
+# one (grpcio reports both alike), so it stands in for one in these tests.
+FAKE_PICK_FAILURE = "failed to connect to all addresses; last error: (fake, from a server)"
+
+
 class _Counting(grpc.GenericRpcHandler):
     """A backend that fails ``fail`` calls with UNAVAILABLE (details chosen) then echoes."""
 
@@ -157,9 +162,10 @@ class _Counting(grpc.GenericRpcHandler):
             return request
 
         def collect(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+            data = b"".join(requests)  # every request pulled by the client first
             if next(self.calls) <= self.fail:
                 context.abort(grpc.StatusCode.UNAVAILABLE, self.details)
-            return b"".join(requests)
+            return data
 
         def stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
             yield request
@@ -211,7 +217,7 @@ def test_a_server_answer_is_never_sent_again() -> None:
 def test_response_received_is_not_retried() -> None:
     """A stream that failed after a response arrived is not sent again, even with
     never-reached details: the caller gets the first response, then the error."""
-    handler = _Counting("failed to connect to all addresses (fake)", fail=1)
+    handler = _Counting(FAKE_PICK_FAILURE, fail=1)
     with (
         _Server(handler) as server,
         grpc_pool.Pool(f"127.0.0.1:{server.port}", size=2, **FAST) as pool,
@@ -224,17 +230,43 @@ def test_response_received_is_not_retried() -> None:
         assert pool.stats().retries == 0
 
 
-def test_consumed_request_iterator_is_not_retried() -> None:
-    """A client-streaming RPC whose request iterator was pulled from is not sent
-    again, even when its outcome looks never-reached."""
-    handler = _Counting("failed to connect to all addresses (fake)", fail=1)
+def test_client_stream_is_sent_again_with_every_request_it_took() -> None:
+    """A client-streaming RPC that failed never-reached after grpcio pulled its
+    requests is sent again with all of them (kept by the pool, up to
+    REPLAY_LIMIT): the second attempt gets every request; the caller's iterator
+    is iterated once. (The server here fakes a failed pick's details.)"""
+    handler = _Counting(FAKE_PICK_FAILURE, fail=1)
+    pulled: list[bytes] = []
+
+    def requests() -> Iterator[bytes]:
+        for item in (b"a", b"b", b"c"):
+            pulled.append(item)
+            yield item
+
     with (
         _Server(handler) as server,
         grpc_pool.Pool(f"127.0.0.1:{server.port}", size=2, **FAST) as pool,
     ):
-        pool.wait_ready(timeout=10)
+        pool.wait_ready(timeout=10, min_ready=2)
+        assert pool.channel.stream_unary("/t.T/Collect")(requests(), timeout=5) == b"abc"
+        assert next(handler.calls) == 3  # two attempts reached the fake
+        assert pulled == [b"a", b"b", b"c"]
+        assert pool.stats().retries == 1
+
+
+def test_client_stream_past_the_replay_limit_is_not_sent_again() -> None:
+    """Once more requests were pulled than the pool keeps, a failure is the caller's,
+    whatever its details: the server saw one call."""
+    handler = _Counting(FAKE_PICK_FAILURE, fail=1)
+    many = [b"x"] * (REPLAY_LIMIT + 5)
+    with (
+        _Server(handler) as server,
+        grpc_pool.Pool(f"127.0.0.1:{server.port}", size=2, **FAST) as pool,
+    ):
+        pool.wait_ready(timeout=10, min_ready=2)
         with pytest.raises(grpc.RpcError):
-            pool.channel.stream_unary("/t.T/Collect")(iter([b"a", b"b"]), timeout=5)
+            pool.channel.stream_unary("/t.T/Collect")(iter(many), timeout=5)
+        assert next(handler.calls) == 2  # one call reached it
         assert pool.stats().retries == 0
 
 

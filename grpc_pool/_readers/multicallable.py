@@ -22,7 +22,7 @@ from .._channel.gate import (
 )
 from .._channel.pooled import PooledChannel
 from .reader import Reader
-from .retry import Attempts, Pulls
+from .retry import Attempts, Requests
 from .retrycalls import RetryingFuture, RetryingStream, resend
 
 __all__ = ["KINDS", "PoolMultiCallable"]
@@ -80,7 +80,8 @@ class PoolMultiCallable:
         if retries is not None:
             deadline = None if timeout is None else _monotonic() + timeout
             if self._requests:
-                request = pulls = Pulls(request)
+                pulls = Requests(request)
+                request = pulls.view()
         try:
             inner = channel._callable(self._key)
             result = (inner if how is None else getattr(inner, how))(
@@ -136,14 +137,14 @@ class PoolMultiCallable:
         compression: Any,
         channel: PooledChannel,
         deadline: float | None,
-        pulls: Pulls | None,
+        pulls: Requests | None,
     ) -> Attempts:
         key = self._key
 
         def send(channel: PooledChannel, timeout: float | None) -> Any:
             inner = channel._callable(key)
             return (inner if how is None else getattr(inner, how))(
-                request,
+                request if pulls is None else pulls.view(),  # every request again
                 timeout=timeout,
                 metadata=metadata,
                 credentials=credentials,

@@ -9,8 +9,9 @@ client-streaming call was pulled, never for an outcome that leaves doubt.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -22,8 +23,9 @@ from .reader import Reader
 
 __all__ = [
     "MAX_TRANSPARENT",
+    "REPLAY_LIMIT",
     "Attempts",
-    "Pulls",
+    "Requests",
     "another",
     "lost",
     "never_reached",
@@ -35,14 +37,22 @@ __all__ = [
 # ready channels): a pool whose every channel just lost its backend fails fast.
 MAX_TRANSPARENT = 3
 
+# Requests of a client-streaming RPC kept for sending it again (a failed pick
+# comes within milliseconds: grpcio has pulled one or two by then).
+REPLAY_LIMIT = 32
+
 # A failed PICK on a channel in TRANSIENT_FAILURE (no wait_for_ready) carries these
-# details (pick_first, round_robin); gRPC core never retries it. Measured with
+# details (pick_first, round_robin: "...; last error: <the subchannel's>"); gRPC
+# core never retries it. Measured with
 # grpcio 1.60.0 and 1.85.1 (server-side records of every request id): 0 of
 # 10,211 such failures reached a server. Prefixes only: the rest ("; last error:
 # ...") differs by version. Everything else UNAVAILABLE ("Socket closed",
 # "Connection reset", "Broken pipe", "Cancelling all calls", "max connection
 # age", "enter idle") may have reached one: never retried transparently.
-_NEVER_REACHED = ("failed to connect to all addresses", "connections to all backends failing")
+_NEVER_REACHED = (
+    "failed to connect to all addresses; last error:",
+    "connections to all backends failing; last error:",
+)
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
 
@@ -96,23 +106,44 @@ def read_count(counter: itertools.count[int]) -> int:
     return int(repr(counter)[6:-1])
 
 
-class Pulls:
-    """A request iterator that counts the requests pulled from it: a
-    client-streaming RPC is sent again only while none was."""
+class Requests:
+    """A client-streaming RPC's request iterator, replayable: the first
+    ``REPLAY_LIMIT`` requests pulled are kept, so an attempt that never reached a
+    server is sent again with every request it took (the caller's iterator is
+    never iterated twice). Past the limit nothing is sent again. Thread-safe: a
+    failed attempt's grpcio thread may still be pulling when the next starts."""
 
-    __slots__ = ("_inner", "pulled")
+    __slots__ = ("_inner", "_kept", "_lock", "pulled")
 
     def __init__(self, inner: Any) -> None:
         self._inner = iter(inner)
+        self._kept: list[Any] = []
+        self._lock = threading.Lock()
         self.pulled = 0
 
-    def __iter__(self) -> Pulls:
-        return self
+    @property
+    def replayable(self) -> bool:
+        return self.pulled <= REPLAY_LIMIT
 
-    def __next__(self) -> Any:
-        item = next(self._inner)
-        self.pulled += 1
-        return item
+    def view(self) -> Iterator[Any]:
+        """The requests from the first on: the kept ones, then new ones."""
+        index = 0
+        while True:
+            with self._lock:  # one puller at a time: a generator is not re-entrant
+                if index < len(self._kept):
+                    item = self._kept[index]
+                elif index < self.pulled:  # taken by another attempt, past the limit
+                    return
+                else:
+                    try:
+                        item = next(self._inner)
+                    except StopIteration:
+                        return
+                    self.pulled += 1
+                    if self.pulled <= REPLAY_LIMIT:
+                        self._kept.append(item)
+            index += 1
+            yield item
 
 
 class Attempts:
@@ -140,7 +171,7 @@ class Attempts:
         send: Callable[[PooledChannel, float | None], Any],
         channel: PooledChannel,
         deadline: float | None,
-        pulls: Pulls | None,
+        pulls: Requests | None,
         transparent: bool = True,
         policy: RetryPolicy | None = None,
         policy_count: itertools.count[int] | None = None,
@@ -162,7 +193,7 @@ class Attempts:
         reached = not never_reached(error)
         if not reached and not isinstance(error, ChannelRetired):
             lost(self.tried[-1])
-        if self.pulls is not None and self.pulls.pulled:
+        if self.pulls is not None and not self.pulls.replayable:
             return None
         timeout = remaining(self.deadline)
         if timeout is not None and timeout <= 0:
