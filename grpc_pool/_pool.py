@@ -27,7 +27,7 @@ from ._fork import ForkSupport
 from ._readers.poolchannel import PoolChannel
 from ._readers.reader import Reader, State
 from ._readers.report import pool_stats, pool_status
-from ._readers.retry import read_count
+from ._readers.retry import read_count, rerouter
 from ._readers.stats import PoolStats, PoolStatus
 from ._readers.strategy import reader_pick, resolve_strategy
 from ._writer.loop import Writer
@@ -115,8 +115,10 @@ class Pool:
         def make_pick(emit: Any) -> Any:
             return reader_pick(strategy, rate, emit, name)
 
+        reader = self._reader
+        reroute = rerouter(reader) if self._config.transparent_retry else None
         self._writer = Writer(
-            self._config, self._credentials, name, self._events, make_pick, self._reader.publish
+            self._config, self._credentials, name, self._events, make_pick, reader.publish, reroute
         )
         self._finalizer = weakref.finalize(self, _abandon, self._writer.queue, self._events)
         self._writer.set_pick_now()  # its thread does not run yet: the listeners given

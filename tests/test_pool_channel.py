@@ -150,7 +150,8 @@ def test_retired_channel_refuses_instead_of_crashing(tmp_path: Any) -> None:
     """Building a registered method (what generated stubs do) or calling on a pooled
     channel that the pool has retired and closed raises ChannelRetired/PoolClosed,
     never reaches grpcio (1.85 dies with SIGSEGV there). In a subprocess, so that a
-    crash shows as an exit code."""
+    crash shows as an exit code. (Transparent retry off: with it on, a blocking
+    unary call refused there goes to a ready channel instead, tested below.)"""
     script = f"REGISTERED = {REGISTERED!r}\n" + textwrap.dedent(
         """
         import time
@@ -158,7 +159,9 @@ def test_retired_channel_refuses_instead_of_crashing(tmp_path: Any) -> None:
         from grpc_pool.testing import ECHO, EchoServer
 
         with EchoServer() as server:
-            pool = grpc_pool.Pool(server.target, size=2, insecure=True, retire_grace=0.0)
+            pool = grpc_pool.Pool(
+                server.target, size=2, insecure=True, retire_grace=0.0, transparent_retry=False
+            )
             pool.wait_ready(timeout=10, min_ready=2)
             held = list(pool._snapshot)
             prebuilt = {c: c.unary_unary(ECHO, **REGISTERED) for c in held}
@@ -367,3 +370,22 @@ def test_message_size_limits_follow_the_pool_options() -> None:
     finally:
         server.stop(None).wait(10)
         executor.shutdown(wait=True)
+
+
+def test_a_call_on_a_retired_channel_held_by_the_caller_goes_to_a_ready_one(
+    make_pool: Any, server: EchoServer
+) -> None:
+    """A caller that kept a channel from get_channel() past its retirement: its
+    blocking unary call, refused by the gate before anything was sent, is sent on a
+    ready channel instead (transparent retry, on by default) and counted."""
+    pool = make_pool(server.target, size=2, retire_grace=0.0)
+    pool.wait_ready(timeout=10, min_ready=2)
+    held = list(pool._snapshot)
+    echo = {c: c.unary_unary(ECHO) for c in held}
+    pool.scale_down(1)
+    retired = next(c for c in held if c not in pool._snapshot)
+    wait_until(lambda: retired.closed, 10, "the retired channel to close")
+    assert echo[retired](b"x", timeout=5) == b"x"
+    response, call = echo[retired].with_call(b"y", timeout=5)
+    assert response == b"y" and call.code() is grpc.StatusCode.OK
+    assert pool.stats().retries == 2

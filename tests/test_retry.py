@@ -67,6 +67,11 @@ def _burst(pool: grpc_pool.Pool, kind: str) -> list[BaseException]:
             ]
         elif kind == "stream_unary":
             assert channel.stream_unary(COLLECT)(iter([b"a", b"b"]), timeout=5) == b"ab"
+        elif kind == "get_channel":  # a channel handed out, as pool.stub() does
+            assert pool.get_channel().unary_unary(ECHO)(b"x", timeout=5) == b"x"
+        elif kind == "get_channel_with_call":
+            response, call = pool.get_channel().unary_unary(ECHO).with_call(b"x", timeout=5)
+            assert response == b"x" and call.code() is grpc.StatusCode.OK
 
     with futures.ThreadPoolExecutor(8) as executor:
         for future in [executor.submit(one, i) for i in range(BURST)]:
@@ -102,6 +107,8 @@ def _wait_full(pool: grpc_pool.Pool) -> None:
 # Every kind: client-streaming calls are sent again with the requests they took
 # (grpcio pulls the first one as soon as the call starts).
 KINDS = ["call", "with_call", "future", "unary_stream", "stream_unary", "stream_stream"]
+# Blocking unary calls on a channel from get_channel()/stub() are sent again too.
+KINDS += ["get_channel", "get_channel_with_call"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

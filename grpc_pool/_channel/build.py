@@ -9,7 +9,7 @@ import grpc
 
 from .._config.config import PoolConfig
 from .gate import RpcCounter
-from .pooled import PooledChannel
+from .pooled import PooledChannel, Reroute
 
 __all__ = ["CHANNEL_ID", "LOCAL_SUBCHANNEL_POOL", "build_channel", "keepalive_options"]
 
@@ -39,9 +39,14 @@ def keepalive_options(config: PoolConfig) -> list[tuple[str, int]]:
 
 
 def build_channel(
-    config: PoolConfig, credentials: grpc.ChannelCredentials | None, slot: int, pool_label: str
+    config: PoolConfig,
+    credentials: grpc.ChannelCredentials | None,
+    slot: int,
+    pool_label: str,
+    reroute: Reroute | None = None,
 ) -> PooledChannel:
-    """A new channel for ``slot`` on its own TCP connection (local subchannel pool)."""
+    """A new channel for ``slot`` on its own TCP connection (local subchannel pool);
+    ``reroute``: the pool's transparent retry of its blocking unary calls."""
     channel_id = f"{pool_label}/{slot}/{next(_channel_ids)}"
     target = config.target_of(slot)
     reserved = (LOCAL_SUBCHANNEL_POOL, CHANNEL_ID)
@@ -57,4 +62,4 @@ def build_channel(
     counter = RpcCounter(config.eject_after_unavailable) if config.track_in_flight else None
     interceptors = tuple(config.interceptors)
     rpc = grpc.intercept_channel(raw, *interceptors) if interceptors else raw
-    return PooledChannel(raw, rpc, counter, slot, target, channel_id)
+    return PooledChannel(raw, rpc, counter, slot, target, channel_id, reroute)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
@@ -19,14 +19,10 @@ __all__ = [
     "STREAM_UNARY",
     "UNARY_STREAM",
     "UNARY_UNARY",
-    "WRAPPERS",
     "ForkHold",
     "Gate",
     "RpcCounter",
-    "StreamStreamBase",
-    "StreamUnaryBase",
-    "UnaryStreamBase",
-    "UnaryUnaryBase",
+    "track",
 ]
 
 UNARY_UNARY, UNARY_STREAM, STREAM_UNARY, STREAM_STREAM = (
@@ -254,7 +250,7 @@ class _CountedIterator:
         return getattr(self._inner, name)
 
 
-def _track(gate: Gate, result: Any) -> Any:
+def track(gate: Gate, result: Any) -> Any:
     """Count ``result`` until its RPC ends, whatever an interceptor returned."""
     ending = _Ending(gate, result)
     add_callback = getattr(result, "add_callback", None)
@@ -270,109 +266,3 @@ def _track(gate: Gate, result: Any) -> Any:
         return _CountedIterator(result, ending)
     ending(None)  # nothing says when it ends: never hold a count for it
     return result
-
-
-# Counting wraps the multi-callables directly (not a grpc interceptor): a blocking
-# unary call costs one extra frame instead of grpcio's interceptor machinery.
-
-
-if TYPE_CHECKING:  # generic in the stubs, plain classes at run time
-    UnaryUnaryBase = grpc.UnaryUnaryMultiCallable[Any, Any]
-    StreamUnaryBase = grpc.StreamUnaryMultiCallable[Any, Any]
-    UnaryStreamBase = grpc.UnaryStreamMultiCallable[Any, Any]
-    StreamStreamBase = grpc.StreamStreamMultiCallable[Any, Any]
-else:
-    UnaryUnaryBase = grpc.UnaryUnaryMultiCallable
-    StreamUnaryBase = grpc.StreamUnaryMultiCallable
-    UnaryStreamBase = grpc.UnaryStreamMultiCallable
-    StreamStreamBase = grpc.StreamStreamMultiCallable
-
-
-class _Counted:
-    __slots__ = ("_gate", "_inner")
-
-    def __init__(self, inner: Any, gate: Gate) -> None:
-        self._inner = inner
-        self._gate = gate
-
-    def _blocking(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
-        gate = self._gate
-        gate._start()
-        try:
-            result = call(request, *args, **kwargs)
-        except grpc.RpcError as exc:
-            gate._end(exc.code() if isinstance(exc, grpc.Call) else None)
-            raise
-        except ValueError as exc:  # grpcio's "closed channel": closed after _start
-            gate._end(None)
-            if gate.closed:
-                raise gate.refused() from exc
-            raise
-        except BaseException:
-            gate._end(None)
-            raise
-        gate._end(grpc.StatusCode.OK)
-        return result
-
-    def _async(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
-        gate = self._gate
-        gate._start()
-        try:
-            result = call(request, *args, **kwargs)
-        except ValueError as exc:
-            gate._end(None)
-            if gate.closed:
-                raise gate.refused() from exc
-            raise
-        except BaseException:
-            gate._end(None)
-            raise
-        return _track(gate, result) if gate.counts else result
-
-
-class _CountedUnaryUnary(_Counted, UnaryUnaryBase):
-    __slots__ = ()
-
-    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._blocking(self._inner, request, args, kwargs)
-
-    def with_call(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._blocking(self._inner.with_call, request, args, kwargs)
-
-    def future(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner.future, request, args, kwargs)
-
-
-class _CountedStreamUnary(_Counted, StreamUnaryBase):
-    __slots__ = ()
-
-    def __call__(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._blocking(self._inner, request_iterator, args, kwargs)
-
-    def with_call(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._blocking(self._inner.with_call, request_iterator, args, kwargs)
-
-    def future(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner.future, request_iterator, args, kwargs)
-
-
-class _CountedUnaryStream(_Counted, UnaryStreamBase):
-    __slots__ = ()
-
-    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner, request, args, kwargs)
-
-
-class _CountedStreamStream(_Counted, StreamStreamBase):
-    __slots__ = ()
-
-    def __call__(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner, request_iterator, args, kwargs)
-
-
-WRAPPERS: dict[str, type[_Counted]] = {
-    UNARY_UNARY: _CountedUnaryUnary,
-    UNARY_STREAM: _CountedUnaryStream,
-    STREAM_UNARY: _CountedStreamUnary,
-    STREAM_STREAM: _CountedStreamStream,
-}

@@ -13,17 +13,10 @@ from typing_extensions import Self, override
 
 from .._base.errors import ChannelRetired, GrpcPoolError, PoolClosed
 from .._base.redact import redact_target
-from .gate import (
-    STREAM_STREAM,
-    STREAM_UNARY,
-    UNARY_STREAM,
-    UNARY_UNARY,
-    WRAPPERS,
-    Gate,
-    RpcCounter,
-)
+from .calls import WRAPPERS, Resend
+from .gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNARY, Gate, RpcCounter
 
-__all__ = ["CACHE_LIMIT", "MethodKey", "PooledChannel", "bounded_put"]
+__all__ = ["CACHE_LIMIT", "MethodKey", "PooledChannel", "Reroute", "bounded_put"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +26,8 @@ CACHE_LIMIT = 256
 
 # (kind, method, request_serializer, response_deserializer, registered): one multi-callable.
 MethodKey = tuple[str, str, Any, Any, bool]
+# reroute(channel, key): how a failed blocking unary call of ``key`` is sent elsewhere.
+Reroute = Callable[["PooledChannel", MethodKey], Resend]
 
 
 def bounded_put(cache: dict[Any, Any], key: Hashable, value: Any) -> None:
@@ -57,6 +52,7 @@ class PooledChannel(grpc.Channel):
         "_counter",
         "_gate",
         "_raw",
+        "_reroute",
         "_rpc",
         "_stubs",
         "channel_id",
@@ -72,8 +68,12 @@ class PooledChannel(grpc.Channel):
         slot: int,
         target: str,
         channel_id: str,
+        reroute: Reroute | None = None,
     ) -> None:
         self._raw = raw
+        # The pool's transparent retry for blocking unary calls on this channel
+        # (reroute(channel, key) -> a resend, see calls.py); None: off.
+        self._reroute = reroute
         self._rpc = rpc
         self._counter = counter
         self._gate: Gate = counter if counter is not None else Gate()
@@ -154,6 +154,8 @@ class PooledChannel(grpc.Channel):
                 inner = factory(method, serializer, deserializer, _registered_method=True)
             else:  # grpcio before 1.63 has no _registered_method
                 inner = factory(method, serializer, deserializer)
+        if kind == UNARY_UNARY and self._reroute is not None:
+            return WRAPPERS[kind](inner, gate, self._reroute(self, key))  # type: ignore[call-arg]
         return WRAPPERS[kind](inner, gate)
 
     @override

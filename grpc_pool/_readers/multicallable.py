@@ -10,16 +10,8 @@ from typing import Any
 import grpc
 
 from .._base.errors import NoChannelAvailable
-from .._channel.gate import (
-    STREAM_STREAM,
-    STREAM_UNARY,
-    UNARY_STREAM,
-    UNARY_UNARY,
-    StreamStreamBase,
-    StreamUnaryBase,
-    UnaryStreamBase,
-    UnaryUnaryBase,
-)
+from .._channel.calls import StreamStreamBase, StreamUnaryBase, UnaryStreamBase, UnaryUnaryBase
+from .._channel.gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNARY
 from .._channel.pooled import PooledChannel
 from .reader import Reader
 from .retry import Attempts, Requests
@@ -83,7 +75,7 @@ class PoolMultiCallable:
                 pulls = Requests(request)
                 request = pulls.view()
         try:
-            inner = channel._callable(self._key)
+            inner = channel._callable(self._key).once  # pool.channel retries itself
             result = (inner if how is None else getattr(inner, how))(
                 request,
                 timeout=timeout,
@@ -142,7 +134,7 @@ class PoolMultiCallable:
         key = self._key
 
         def send(channel: PooledChannel, timeout: float | None) -> Any:
-            inner = channel._callable(key)
+            inner = channel._callable(key).once
             return (inner if how is None else getattr(inner, how))(
                 request if pulls is None else pulls.view(),  # every request again
                 timeout=timeout,

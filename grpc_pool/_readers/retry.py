@@ -17,7 +17,9 @@ from typing import Any
 import grpc
 
 from .._base.errors import ChannelRetired
-from .._channel.pooled import PooledChannel
+from .._channel.calls import Resend
+from .._channel.outcomes import never_reached
+from .._channel.pooled import MethodKey, PooledChannel, Reroute
 from .._config.retry import RetryPolicy, pushback
 from .reader import Reader
 
@@ -31,6 +33,7 @@ __all__ = [
     "never_reached",
     "read_count",
     "remaining",
+    "rerouter",
 ]
 
 # At most this many transparent re-sends per RPC (and never more than the other
@@ -40,36 +43,6 @@ MAX_TRANSPARENT = 3
 # Requests of a client-streaming RPC kept for sending it again (a failed pick
 # comes within milliseconds: grpcio has pulled one or two by then).
 REPLAY_LIMIT = 32
-
-# A failed PICK on a channel in TRANSIENT_FAILURE (no wait_for_ready) carries these
-# details (pick_first, round_robin: "...; last error: <the subchannel's>"); gRPC
-# core never retries it. Measured with
-# grpcio 1.60.0 and 1.85.1 (server-side records of every request id): 0 of
-# 10,211 such failures reached a server. Prefixes only: the rest ("; last error:
-# ...") differs by version. Everything else UNAVAILABLE ("Socket closed",
-# "Connection reset", "Broken pipe", "Cancelling all calls", "max connection
-# age", "enter idle") may have reached one: never retried transparently.
-_NEVER_REACHED = (
-    "failed to connect to all addresses; last error:",
-    "connections to all backends failing; last error:",
-)
-_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
-
-
-def never_reached(error: BaseException) -> bool:
-    """Whether ``error`` proves its RPC reached no server: the pool's own
-    ``ChannelRetired`` (refused before sending) or a failed pick."""
-    if isinstance(error, ChannelRetired):
-        return True
-    if not isinstance(error, grpc.Call):
-        return False
-    try:
-        if error.code() is not _UNAVAILABLE:
-            return False
-        details = error.details() or ""
-    except Exception:
-        return False
-    return details.startswith(_NEVER_REACHED)
 
 
 def remaining(deadline: float | None) -> float | None:
@@ -99,6 +72,49 @@ def lost(channel: PooledChannel) -> None:
     callback = counter.on_lost if counter is not None else None
     if callback is not None:
         callback()
+
+
+_CALL_ARGS = ("timeout", "metadata", "credentials", "wait_for_ready", "compression")
+
+
+def rerouter(reader: Reader) -> Reroute:
+    """The transparent retry of the channels ``get_channel()``/``stub()`` hand out:
+    a blocking unary call that failed before reaching any server is sent again on
+    another ready channel, at most MAX_TRANSPARENT times, within its own timeout."""
+
+    def reroute(channel: PooledChannel, key: MethodKey) -> Resend:
+        def resend(
+            how: str | None, request: Any, args: Any, kwargs: Any, error: Any, started: float
+        ) -> Any:
+            call = {**dict(zip(_CALL_ARGS, args, strict=False)), **kwargs}
+            timeout = call.get("timeout")
+            deadline = None if timeout is None else started + timeout
+            tried = [channel]
+            if not isinstance(error, ChannelRetired):
+                lost(channel)
+            for _ in range(MAX_TRANSPARENT):
+                left = remaining(deadline)
+                other = another(reader, tried)
+                if other is None or (left is not None and left <= 0):
+                    break
+                tried.append(other)
+                next(reader.retries)
+                if left is not None:
+                    call["timeout"] = left
+                try:
+                    once = other._callable(key).once
+                    return (once if how is None else once.with_call)(request, **call)
+                except grpc.RpcError as again:
+                    if not never_reached(again):
+                        raise
+                    error = again
+                    if not isinstance(again, ChannelRetired):
+                        lost(other)
+            raise error
+
+        return resend
+
+    return reroute
 
 
 def read_count(counter: itertools.count[int]) -> int:

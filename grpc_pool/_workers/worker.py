@@ -14,7 +14,7 @@ import grpc
 from .._base.backoff import Backoff
 from .._base.parking import Parking
 from .._channel.build import build_channel
-from .._channel.pooled import PooledChannel
+from .._channel.pooled import PooledChannel, Reroute
 from .._config.config import PoolConfig
 from .._contract import commands as cmd
 from .._contract.state import SlotStatus
@@ -57,6 +57,7 @@ class Worker:
         post: Callable[[object], None],
         close: Callable[[PooledChannel], None],
         dial: Callable[[str | None], PoolConfig] | None = None,
+        reroute: Reroute | None = None,
     ) -> None:
         self.slot = slot
         self._close = close  # a channel never published: to the pool's reaper
@@ -65,10 +66,9 @@ class Worker:
         self._dial = dial
         self._placed = dial is None
         self._address: str | None = None
-        self._watching = False
-        self._config = config
-        self._credentials = credentials
+        self._watching, self._config = False, config
         self._pool_name = pool_name
+        self._build = (credentials, slot, pool_name, reroute)  # build_channel's
         self._post = post
         # Connectivity changes (from gRPC's thread) and the writer's signals.
         self._inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
@@ -176,7 +176,7 @@ class Worker:
         SERVING: (channel, callback, seconds taken, serving); else why not (closed)."""
         started = time.monotonic()
         config = self._config if self._dial is None else self._dial(self._address)
-        channel = build_channel(config, self._credentials, self.slot, self._pool_name)
+        channel = build_channel(config, *self._build)
         callback = self._subscriber(channel)
         self._subscribe(channel, callback)
         error: str | None = "stopped"

@@ -20,7 +20,7 @@ import grpc
 
 from .._base.parking import Parkable
 from .._base.redact import secrets_of
-from .._channel.pooled import PooledChannel
+from .._channel.pooled import PooledChannel, Reroute
 from .._config.config import PoolConfig
 from .._contract import commands as cmd
 from .._contract.events import SCALE_EVENTS, Dispatcher, PoolClosedEvent, PoolStartedEvent
@@ -67,10 +67,10 @@ class Writer:
         events: Dispatcher,
         make_pick: Callable[[Callable[[Any], None] | None], Pick[PooledChannel] | None],
         publish: Callable[[State], None],
+        reroute: Reroute | None = None,
     ) -> None:
         self.queue: queue.Queue[object] = queue.Queue()
         self._config = config
-        self._credentials = credentials
         self._name = name
         self._events = events
         self._make_pick = make_pick
@@ -85,7 +85,9 @@ class Writer:
         self._reaper = Reaper(name)
         close, dial = self._reaper.close, self._spread.dial
         # The queue's put is looked up when a worker is made (the bench times it).
-        make = partial(Worker, config=config, credentials=credentials, pool_name=name)
+        make = partial(
+            Worker, config=config, credentials=credentials, pool_name=name, reroute=reroute
+        )
         self._crew = Crew(
             lambda slot: make(slot, post=self.queue.put, close=close, dial=dial), name
         )
