@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import threading
 from typing import Any
 
@@ -23,6 +24,16 @@ __all__ = ["CREATION_LOCK", "channelz_enabled", "connections", "find_channel_id"
 CREATION_LOCK = threading.Lock()
 _PAGES = 64  # bound on top-channel pages read per lookup (100 channels a page)
 _next_start = 0  # channel ids only grow: a new channel is past every id already matched
+
+
+def _after_fork_in_child() -> None:
+    # A parent thread may have held the lock at fork (a worker not parked in time).
+    global CREATION_LOCK, _next_start
+    CREATION_LOCK, _next_start = threading.Lock(), 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _cygrpc() -> Any:
