@@ -33,7 +33,9 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
 
     Instruments (attribute ``pool.name`` on every point):
     gauges ``grpc_pool.channels.ready``, ``grpc_pool.channels.expected``,
-    ``grpc_pool.rpcs.in_flight``, ``grpc_pool.backend.channels.ready`` (one point per
+    ``grpc_pool.rpcs.in_flight``, ``grpc_pool.connections`` (TCP connections over the
+    channels, only with gRFC A105 connectionScaling in ``options``: see
+    ``SlotStats.connections``), ``grpc_pool.backend.channels.ready`` (one point per
     backend address the pool spreads over, attribute ``grpc_pool.backend``);
     counters ``grpc_pool.connects``, ``grpc_pool.disconnects``,
     ``grpc_pool.connection_failures``, ``grpc_pool.rpcs``, ``grpc_pool.retries``
@@ -64,6 +66,7 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
                 "rpcs": stats.rpcs_total,
                 "retries": stats.retries,
                 "policy_retries": stats.policy_retries,
+                "connections": stats.connections,
             }[field]
             return [] if value is None else [Observation(value, attributes)]
 
@@ -86,6 +89,13 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
         [observe("in_flight")],
         unit="{rpc}",
         description="RPCs running on the pool's channels.",
+    )
+
+    meter.create_observable_gauge(
+        "grpc_pool.connections",
+        [observe("connections")],
+        unit="{connection}",
+        description="TCP connections the pool's channels hold (connection scaling only).",
     )
 
     def observe_backends(_options: CallbackOptions) -> Iterable[Observation]:

@@ -54,6 +54,11 @@ class PoolCollector(Collector):
             "Last backoff delay chosen by each slot.",
             labels=[*labels, "slot"],
         )
+        connections = GaugeMetricFamily(
+            "grpc_pool_connections",
+            "TCP connections each slot's channel holds (connection scaling only).",
+            labels=[*labels, "slot"],
+        )
         connects = CounterMetricFamily(
             "grpc_pool_connects", "Channels that became ready.", labels=labels
         )
@@ -102,8 +107,10 @@ class PoolCollector(Collector):
             for slot in stats.slots:
                 if slot.retry_delay is not None:
                     delay.add_metric([*values, str(slot.slot)], slot.retry_delay)
+                if slot.connections is not None:
+                    connections.add_metric([*values, str(slot.slot)], slot.connections)
             for backend in stats.backends:
                 backend_ready.add_metric([*values, backend.address], backend.ready)
                 backend_slots.add_metric([*values, backend.address], backend.slots)
         yield from (ready, expected, retiring, in_flight, delay, connects, disconnects, failures)
-        yield from (rpcs, retries, policy_retries, backend_ready, backend_slots)
+        yield from (rpcs, retries, policy_retries, backend_ready, backend_slots, connections)

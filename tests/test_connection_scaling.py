@@ -4,10 +4,12 @@ may open up to K connections; the stream-limit warning counts K x stream_limit."
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
+from grpc_pool._channel import channelz
 from grpc_pool._config.config import PoolConfig
 from grpc_pool._config.scaling import connections_per_channel, grpcio_has_a105
 from grpc_pool._writer.timers import Timers, channel_stream_limit, near_stream_limit
@@ -93,14 +95,71 @@ def test_timers_use_k_times_stream_limit() -> None:
 def test_pooled_channels_open_k_connections_past_the_stream_limit(make_pool: Any) -> None:
     """A pool of 2 with connectionScaling K=3 against a server allowing 5 streams per
     connection: 24 slow RPCs at once all succeed, over more TCP connections (peers on
-    the server) than the pool has channels."""
+    the server) than the pool has channels; ``stats()`` shows those connections per
+    slot (from channelz) while the RPCs run, as many as the server sees."""
     server = EchoServer(workers=40, options=[("grpc.max_concurrent_streams", 5)]).start()
     try:
         pool = make_pool(server.target, size=2, options=[scaling(3)])
         pool.wait_ready(timeout=10, min_ready=2)
         server.peers.clear()
+        assert all(s.connections == 1 for s in pool.stats().slots)
         calls = [pool.get_channel().unary_unary(SLOW).future(b"1.0", timeout=30) for _ in range(24)]
+        stats = pool.stats()
+        for _ in range(40):  # bounded: until all 2 x K=3 are open (or the RPCs end)
+            if stats.connections == 6 or calls[0].done():
+                break
+            time.sleep(0.02)
+            stats = pool.stats()
+        seen = [s.connections for s in stats.slots]
+        assert all(s.connections is not None for s in stats.slots), seen
+        assert stats.connections == sum(s.connections or 0 for s in stats.slots)
         assert [c.result(timeout=30) for c in calls] == [b"1.0"] * 24
         assert 2 < len(server.peers) <= 6, server.peers
+        after = pool.stats()  # the connections stay open once the RPCs are done
+        print(
+            "in flight: connections per slot",
+            seen,
+            "| after:",
+            [s.connections for s in after.slots],
+            "server peers",
+            len(server.peers),
+        )
+        assert 2 < (stats.connections or 0) <= len(server.peers)
+        assert after.connections == len(server.peers)
     finally:
         server.stop()
+
+
+def test_connections_unknown_without_scaling_and_channelz_untouched(
+    make_pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without connectionScaling (or with channelz off) a pool never reads channelz:
+    with the channelz lookups made to raise, it still builds its channels, and
+    ``SlotStats.connections`` / ``PoolStats.connections`` are None."""
+
+    def broken(*_args: Any) -> None:
+        raise AssertionError("channelz read without connection scaling")
+
+    monkeypatch.setattr(channelz, "find_channel_id", broken)
+    monkeypatch.setattr(channelz, "connections", broken)
+    with EchoServer() as server:
+        for options in ([], [scaling(3), ("grpc.enable_channelz", 0)]):
+            pool = make_pool(server.target, size=2, options=options)
+            pool.wait_ready(timeout=10, min_ready=2)
+            stats = pool.stats()
+            assert [s.connections for s in stats.slots] == [None, None]
+            assert stats.connections is None
+
+
+def test_channelz_failure_never_fails_a_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Channelz unreadable (no private API, an error): the channel id lookup and the
+    count are None, no exception."""
+
+    def broken() -> Any:
+        raise ImportError("no cygrpc")
+
+    monkeypatch.setattr(channelz, "_cygrpc", broken)
+    assert channelz.find_channel_id("127.0.0.1:1") is None
+    assert channelz.connections(1) is None
+    assert channelz.channelz_enabled([("grpc.enable_channelz", 1)])
+    assert not channelz.channelz_enabled([(b"grpc.enable_channelz", 0)])

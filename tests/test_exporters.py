@@ -3,13 +3,16 @@ SDK's in-memory reader show the pool's gauges and counters."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from grpc_pool._config.scaling import grpcio_has_a105
 from grpc_pool.otel import instrument
 from grpc_pool.prometheus import PoolCollector
 from grpc_pool.testing.echo import ECHO, EchoServer
@@ -90,4 +93,46 @@ def test_opentelemetry_in_memory_reader(make_pool: Any, server: EchoServer) -> N
     assert points["grpc_pool.reconnect.delay"].count >= 2
     assert points["grpc_pool.channels.expected"].value == 0  # closed: no slots left
     assert "grpc_pool.channels.ready" in points and "grpc_pool.rpcs.in_flight" in points
+    provider.shutdown()
+
+
+@pytest.mark.skipif(not grpcio_has_a105(), reason="connectionScaling needs grpcio >= 1.84")
+def test_exporters_show_connections_with_connection_scaling(
+    make_pool: Any, server: EchoServer
+) -> None:
+    """With connectionScaling in options, Prometheus has ``grpc_pool_connections`` per
+    slot and OpenTelemetry ``grpc_pool.connections`` (their sum); a pool without it
+    exports neither (the count is unknown, not 0)."""
+    config = json.dumps({"connectionScaling": {"maxConnectionsPerSubchannel": 3}})
+    scaled = make_pool(
+        server.target, size=2, name="scaled", options=[("grpc.service_config", config)]
+    )
+    plain = make_pool(server.target, size=2, name="plain")
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(scaled, plain))
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instrument(scaled, meter_provider=provider)
+    instrument(plain, meter_provider=provider)
+    for pool in (scaled, plain):
+        pool.wait_ready(timeout=10, min_ready=2)
+    text = generate_latest(registry).decode()
+    samples = [
+        (s.labels["pool"], s.labels["slot"], s.value)
+        for family in text_string_to_metric_families(text)
+        if family.name == "grpc_pool_connections"
+        for s in family.samples
+    ]
+    assert sorted(samples) == [("scaled", "0", 1.0), ("scaled", "1", 1.0)]
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = [
+        (p.attributes["pool.name"], p.value)
+        for r in data.resource_metrics
+        for sc in r.scope_metrics
+        for m in sc.metrics
+        if m.name == "grpc_pool.connections"
+        for p in m.data.data_points
+    ]
+    assert points == [("scaled", 2)]
     provider.shutdown()

@@ -8,6 +8,8 @@ import itertools
 import grpc
 
 from .._config.config import PoolConfig
+from .._config.scaling import connections_per_channel
+from . import channelz
 from .gate import RpcCounter
 from .pooled import PooledChannel, Reroute
 
@@ -55,11 +57,25 @@ def build_channel(
     given = {_option_name(o[0]) for o in config.options}
     options += [o for o in keepalive_options(config) if o[0] not in given]
     compression = config.compression
-    if credentials is None:
-        raw = grpc.insecure_channel(target, options=options, compression=compression)
+
+    def create() -> grpc.Channel:
+        if credentials is None:
+            return grpc.insecure_channel(target, options=options, compression=compression)
+        return grpc.secure_channel(target, credentials, options=options, compression=compression)
+
+    channelz_id = None
+    if connections_per_channel(options) > 1 and channelz.channelz_enabled(options):
+        # Connection scaling: a channel may hold several connections, shown in
+        # SlotStats.connections from channelz. Its channelz id is the newest top
+        # channel with this target, right after creating it (see find_channel_id).
+        with channelz.CREATION_LOCK:
+            raw = create()
+            channelz_id = channelz.find_channel_id(target)
     else:
-        raw = grpc.secure_channel(target, credentials, options=options, compression=compression)
+        raw = create()
     counter = RpcCounter(config.eject_after_unavailable) if config.track_in_flight else None
     interceptors = tuple(config.interceptors)
     rpc = grpc.intercept_channel(raw, *interceptors) if interceptors else raw
-    return PooledChannel(raw, rpc, counter, slot, target, channel_id, reroute)
+    pooled = PooledChannel(raw, rpc, counter, slot, target, channel_id, reroute)
+    pooled.channelz_id = channelz_id
+    return pooled

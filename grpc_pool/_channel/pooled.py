@@ -13,6 +13,7 @@ from typing_extensions import Self, override
 
 from .._base.errors import ChannelRetired, GrpcPoolError, PoolClosed
 from .._base.redact import redact_target
+from . import channelz
 from .calls import WRAPPERS, Resend
 from .gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNARY, Gate, RpcCounter
 
@@ -56,6 +57,7 @@ class PooledChannel(grpc.Channel):
         "_rpc",
         "_stubs",
         "channel_id",
+        "channelz_id",
         "slot",
         "target",
     )
@@ -82,6 +84,9 @@ class PooledChannel(grpc.Channel):
         self.slot = slot
         self.target = target
         self.channel_id = channel_id
+        # grpcio's channelz id of ``_raw`` when the pool counts its connections
+        # (connection scaling, see channelz.py), else None.
+        self.channelz_id: int | None = None
 
     # -- grpc.Channel --------------------------------------------------------
     @override
@@ -201,6 +206,12 @@ class PooledChannel(grpc.Channel):
     def rpcs_total(self) -> int | None:
         """RPCs ever started on this channel (None when not counted)."""
         return self._counter.total if self._counter is not None else None
+
+    @property
+    def connections(self) -> int | None:
+        """TCP connections open on this channel, read from channelz now; None unless
+        the pool counts them (connection scaling, see channelz.py) or when unreadable."""
+        return channelz.connections(self.channelz_id) if self.channelz_id is not None else None
 
     @property
     def load(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from .._base.redact import redact_target
 from .._channel.pooled import PooledChannel
@@ -53,7 +54,13 @@ def pool_stats(
         retries=retries[0],
         policy_retries=retries[1],
         spread_off_reason=spread_off_reason,
+        connections=_known_sum(s.connections for s in slots),
     )
+
+
+def _known_sum(values: Iterable[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def _slot_stats(view: SlotView[PooledChannel], target: str, index: dict[int, int]) -> SlotStats:
@@ -80,6 +87,7 @@ def _slot_stats(view: SlotView[PooledChannel], target: str, index: dict[int, int
         connected_for=age,
         connected_at=time.time() - age if age is not None else None,  # for people to read
         address=view.address,
+        connections=channel.connections if channel is not None else None,
     )
 
 

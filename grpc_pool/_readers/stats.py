@@ -51,6 +51,9 @@ class SlotStats:
     Both None while not connected.
     address: the backend address this slot connects to when the pool spreads
         (``PoolConfig.spread``), else None (the target goes to grpcio as given).
+    connections: TCP connections the current channel holds now, read from grpcio's
+        channelz when ``stats()`` ran; only known when ``options`` carry gRFC A105
+        connectionScaling with K > 1 (grpcio >= 1.84) and channelz is on, else None.
     """
 
     slot: int
@@ -72,6 +75,7 @@ class SlotStats:
     connected_for: float | None = None
     connected_at: float | None = None
     address: str | None = None
+    connections: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,8 @@ class PoolStats:
         address", "localhost", "scheme 'unix' is not resolved by the pool" (any scheme
         the pool does not know), "dns server in target needs the [dns] extra (pip
         install grpc-pool[dns])", or "malformed target (...)".
+    connections: TCP connections over the slots whose ``SlotStats.connections`` is
+        known (connection scaling), None when none is.
     """
 
     name: str
@@ -127,6 +133,7 @@ class PoolStats:
     retries: int = 0
     policy_retries: int = 0
     spread_off_reason: str | None = None
+    connections: int | None = None
 
 
 def backend_stats(

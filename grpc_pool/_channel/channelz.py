@@ -1,0 +1,97 @@
+"""Connections per pooled channel from grpcio's channelz (display only).
+
+grpcio has no public way to ask a ``grpc.Channel`` how many TCP connections it holds,
+nor to map one to its channelz entry (channelz does not list channel args). With gRFC
+A105 connection scaling a channel may hold up to K connections, so the pool takes the
+channelz id of each channel it builds (``find_channel_id``, right after creating it,
+under ``CREATION_LOCK``) and counts the sockets of its subchannels when ``stats()``
+runs (``connections``). Both use grpcio's private ``grpc._cython.cygrpc.channelz_*``
+functions (JSON strings); any failure, or a grpcio without them, gives None.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+from typing import Any
+
+__all__ = ["CREATION_LOCK", "channelz_enabled", "connections", "find_channel_id"]
+
+# Held by build_channel around creating a channel and find_channel_id, so two pool
+# builds cannot take each other's channel.
+CREATION_LOCK = threading.Lock()
+_PAGES = 64  # bound on top-channel pages read per lookup (100 channels a page)
+_next_start = 0  # channel ids only grow: a new channel is past every id already matched
+
+
+def _after_fork_in_child() -> None:
+    # A parent thread may have held the lock at fork (a worker not parked in time).
+    global CREATION_LOCK, _next_start
+    CREATION_LOCK, _next_start = threading.Lock(), 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _cygrpc() -> Any:
+    # private, untyped: every caller turns any failure into None
+    return importlib.import_module("grpc._cython.cygrpc")
+
+
+def channelz_enabled(options: Any) -> bool:
+    """False when ``options`` turn channelz off (``grpc.enable_channelz`` 0)."""
+    for key, value in options:
+        name = key.decode("ascii", "replace") if isinstance(key, bytes) else key
+        if name == "grpc.enable_channelz" and not value:
+            return False
+    return True
+
+
+def _same_target(listed: object, target: str) -> bool:
+    # channelz lists the canonical target: grpcio adds "dns:///" to one without a scheme.
+    return listed in (target, f"dns:///{target}")
+
+
+def find_channel_id(target: str) -> int | None:
+    """The channelz id of the newest top channel dialling ``target``, None if none or
+    channelz cannot be read. Call it under ``CREATION_LOCK`` right after creating the
+    channel. Limitation: a channel created with the same target by code outside the
+    pool at the same instant could be taken for the pool's; that only affects a
+    displayed count."""
+    global _next_start
+    try:
+        get_top = _cygrpc().channelz_get_top_channels
+        start, found = _next_start, None
+        for _ in range(_PAGES):
+            page = json.loads(get_top(start))
+            listed = page.get("channel", [])
+            for channel in listed:
+                channel_id = int(channel["ref"]["channelId"])
+                start = max(start, channel_id + 1)
+                if _same_target(channel.get("data", {}).get("target"), target):
+                    found = channel_id if found is None else max(found, channel_id)
+            if page.get("end", True) or not listed:
+                break
+        if found is not None:
+            _next_start = found + 1
+        return found
+    except Exception:  # display only: never fail a build for this
+        return None
+
+
+def connections(channel_id: int) -> int | None:
+    """Open connections (sockets) over the subchannels of channelz channel
+    ``channel_id``; None when it cannot be read (closed channel, no channelz)."""
+    try:
+        cygrpc = _cygrpc()
+        channel = json.loads(cygrpc.channelz_get_channel(channel_id))["channel"]
+        total = 0
+        for ref in channel.get("subchannelRef", []):
+            sub = json.loads(cygrpc.channelz_get_subchannel(int(ref["subchannelId"])))
+            total += len(sub["subchannel"].get("socketRef", []))
+        return total
+    except Exception:  # display only
+        return None
