@@ -4,11 +4,13 @@ test, and a check that no thread a test started outlives it."""
 from __future__ import annotations
 
 import inspect
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,3 +173,22 @@ def echo_server_process() -> Iterator[str]:
             proc.kill()
             proc.wait(5)
         proc.stdout.close()
+
+
+def self_signed(folder: Path, subject: str, names: str) -> tuple[bytes, bytes]:
+    """(key, certificate) PEM of a self-signed certificate made by the openssl CLI in
+    ``folder`` (``subject`` e.g. "/CN=localhost", ``names`` its subjectAltName);
+    the calling test is skipped where openssl is missing."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl CLI is needed to make a certificate")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")),
+            *("-subj", subject, "-addext", f"subjectAltName={names}"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return (folder / "key.pem").read_bytes(), (folder / "cert.pem").read_bytes()

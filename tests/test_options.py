@@ -6,12 +6,9 @@ _session_cache_test::testSSLSessionCacheLRU (LRU of size 1, eviction, restart)."
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,7 +18,7 @@ from grpc.experimental import session_cache
 import grpc_pool
 from grpc_pool import PoolConfig
 
-from .conftest import FAST
+from .conftest import FAST, self_signed
 
 SERVICE = "grpc_pool.test.Tls"
 REUSED = f"/{SERVICE}/Reused"
@@ -30,20 +27,9 @@ REUSED = f"/{SERVICE}/Reused"
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     """A self-signed certificate for localhost (the openssl CLI)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl CLI is needed to make a certificate")
-    folder: Path = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-            *("-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")),
-            *("-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
+    return self_signed(
+        tmp_path_factory.mktemp("tls"), "/CN=localhost", "IP:127.0.0.1,DNS:localhost"
     )
-    return (folder / "key.pem").read_bytes(), (folder / "cert.pem").read_bytes()
 
 
 def start_tls_server(certificate: tuple[bytes, bytes], port: int = 0) -> tuple[grpc.Server, int]:

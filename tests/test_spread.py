@@ -5,13 +5,10 @@ and each counts the connections it serves (server-side peers)."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,7 +22,7 @@ from grpc_pool._workers.resolver import default_resolve
 from grpc_pool._writer.spread import assign
 from grpc_pool.testing.echo import ECHO, PEER, SLOW, EchoServer
 
-from .conftest import Recorder, wait_until
+from .conftest import Recorder, self_signed, wait_until
 
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
 
@@ -492,20 +489,7 @@ def test_resolve_interval_zero_resolves_once(
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     """A self-signed certificate for svc.test (the openssl CLI)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl CLI is needed to make a certificate")
-    folder: Path = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-            *("-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem")),
-            *("-subj", "/CN=svc.test", "-addext", "subjectAltName=DNS:svc.test"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return (folder / "key.pem").read_bytes(), (folder / "cert.pem").read_bytes()
+    return self_signed(tmp_path_factory.mktemp("tls"), "/CN=svc.test", "DNS:svc.test")
 
 
 @pytest.fixture
