@@ -74,6 +74,7 @@ class PoolMultiCallable:
             if self._requests:
                 pulls = Requests(request)
                 request = pulls.view()
+        error: grpc.RpcError | None = None
         try:
             inner = channel._callable(self._key).once  # pool.channel retries itself
             result = (inner if how is None else getattr(inner, how))(
@@ -84,27 +85,12 @@ class PoolMultiCallable:
                 wait_for_ready=wait_for_ready,
                 compression=compression,
             )
-        except grpc.RpcError as error:
+        except grpc.RpcError as failed:
             if retries is None:
                 raise
-            attempts = self._attempts(
-                how,
-                request,
-                metadata,
-                credentials,
-                wait_for_ready,
-                compression,
-                channel,
-                deadline,
-                pulls,
-            )
-            if how != "future" and not self._responses:  # blocking: with its result
-                return attempts.blocking(error)
-            again = resend(attempts, error)
-            if again is None:
-                raise
-            return self._wrap(how, again, attempts)
-        if retries is None or (how != "future" and not self._responses):
+            error = failed
+        blocking = how != "future" and not self._responses
+        if retries is None or (error is None and blocking):
             return result
         attempts = self._attempts(
             how,
@@ -117,7 +103,14 @@ class PoolMultiCallable:
             deadline,
             pulls,
         )
-        return self._wrap(how, result, attempts)
+        if error is None:  # a future or a response stream: re-issued if it fails unseen
+            return self._wrap(how, result, attempts)
+        if blocking:  # with its result
+            return attempts.blocking(error)
+        again = resend(attempts, error)
+        if again is None:
+            raise error
+        return self._wrap(how, again, attempts)
 
     def _attempts(
         self,
