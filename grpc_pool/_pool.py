@@ -67,6 +67,11 @@ class Pool:
     )
 
     def __init__(self, target: str | Sequence[str], **options: Any) -> None:
+        if isinstance(target, PoolConfig):
+            raise InvalidConfig(
+                "target=PoolConfig(...) is not allowed: Pool() takes a target and"
+                " PoolConfig's fields as keywords; for a PoolConfig use Pool.from_config(config)"
+            )
         unknown = sorted(set(options) - _OPTION_NAMES)
         if unknown:
             allowed = ", ".join(sorted(_OPTION_NAMES))

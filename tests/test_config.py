@@ -95,6 +95,16 @@ def test_from_config_requires_a_config() -> None:
         grpc_pool.Pool.from_config({"target": "x:1"})  # type: ignore[arg-type]
 
 
+def test_a_config_given_as_target_points_to_from_config() -> None:
+    """Pool(PoolConfig(...)) is refused with a pointer to Pool.from_config, not the
+    config's whole repr as a bad target, and starts nothing."""
+    config = grpc_pool.PoolConfig(target="x:1")
+    with pytest.raises(grpc_pool.InvalidConfig, match=r"Pool\.from_config\(config\)") as info:
+        grpc_pool.Pool(config)  # type: ignore[arg-type]
+    assert "backoff_initial" not in str(info.value)
+    assert not pool_threads()
+
+
 def test_config_is_frozen_and_defaults_follow_the_spec() -> None:
     """PoolConfig is immutable; defaults: size 5, round_robin, TLS, gRPC backoff spec."""
     config = grpc_pool.PoolConfig(target="api.example.com:443")
