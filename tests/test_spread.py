@@ -13,13 +13,10 @@ from typing import Any
 
 import grpc
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import grpc_pool
 from grpc_pool._config.targets import dial_target, plan, split_host_port
 from grpc_pool._workers.resolver import default_resolve
-from grpc_pool._writer.spread import assign
 from grpc_pool.testing.echo import ECHO, PEER, SLOW, EchoServer
 
 from .conftest import Recorder, self_signed, wait_until
@@ -73,60 +70,6 @@ class Answer:
                 raise self.error
             self.calls[tuple(self.answer)] += 1
             return list(self.answer)
-
-
-# -- the assignment, a pure function -------------------------------------------------
-
-address_sets = st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=8, unique=True)
-
-
-@st.composite
-def layouts(draw: Any) -> tuple[dict[int, str | None], list[str]]:
-    """Slots (some on addresses that may be gone, some new) and the addresses now."""
-    old = draw(address_sets)
-    new = draw(address_sets)
-    n = draw(st.integers(1, 20))
-    slots = {i: draw(st.sampled_from([*old, None])) for i in range(n)}
-    return slots, new
-
-
-@settings(max_examples=300, deadline=None)
-@given(layouts())
-def test_assign_is_balanced_and_moves_the_fewest_slots(
-    case: tuple[dict[int, str | None], list[str]],
-) -> None:
-    """Every slot gets an address; each address floor(N/K) or ceil(N/K) slots (N < K:
-    N distinct addresses); only the slots over their address's quota or on a gone
-    address move, which is the fewest any balanced layout needs; and a balanced
-    layout is left as it is."""
-    slots, addresses_now = case
-    result = assign(slots, addresses_now)
-    n, k = len(slots), len(addresses_now)
-    assert set(result) == set(slots)
-    counts = Counter(result.values())
-    assert set(counts) <= set(addresses_now)
-    assert all(counts[a] in (n // k, -(-n // k)) for a in addresses_now)
-    if n <= k:
-        assert len(counts) == n
-    # The fewest moves: serving c slots now, an address keeps at most its quota; the
-    # largest ones get the ceil quotas.
-    held = Counter(a for a in slots.values() if a in addresses_now)
-    ranked = sorted((held[a] for a in addresses_now), reverse=True)
-    quotas = [n // k + (i < n % k) for i in range(k)]
-    fewest = n - sum(min(c, q) for c, q in zip(ranked, quotas, strict=True))
-    moved = sum(1 for s, a in result.items() if slots[s] != a)
-    assert moved == fewest
-    assert assign(dict(result), addresses_now) == result
-
-
-def test_assign_a_new_address_takes_one_slot_from_a_most_served_one() -> None:
-    """2/2/2 plus a fourth address is 2/2/1/1: one slot moves, from a backend with 2."""
-    before = assign(dict.fromkeys(range(6)), ["a", "b", "c"])
-    after = assign(dict(before), ["a", "b", "c", "d"])
-    moved = [s for s in after if after[s] != before[s]]
-    assert sorted(Counter(after.values()).values()) == [1, 1, 2, 2]
-    assert len(moved) == 1 and after[moved[0]] == "d"
-    assert Counter(before.values())[before[moved[0]]] == 2
 
 
 # -- targets -------------------------------------------------------------------------

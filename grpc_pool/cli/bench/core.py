@@ -66,6 +66,10 @@ ROWS: dict[str, str] = {
         "5f backend graceful stop -> last RPC picked onto its channels:"
         " pool / pool with the old rotation rule"
     ),
+    "fleet.share": (
+        "7a simulated fleet of pools, backends K -> 2K one at a time:"
+        " new backends' connections / their fair share"
+    ),
 }
 
 # Rows only benchmarks/test_deploy.py measures (its harness lives in tests/deploy):
