@@ -496,8 +496,9 @@ def test_tls_verifies_the_original_name_on_every_address(
 def test_exporters_report_ready_channels_per_backend(
     make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
 ) -> None:
-    """Prometheus and OpenTelemetry show each backend's ready channels, and a dead
-    backend's count drops to 0 in both."""
+    """Prometheus and OpenTelemetry show each backend's ready channels and connections
+    (labelled by address, to sum over a fleet), and a dead backend's counts drop to 0
+    in both; stats().subset names the addresses the pool has slots on."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from prometheus_client import CollectorRegistry, generate_latest
@@ -514,16 +515,16 @@ def test_exporters_report_ready_channels_per_backend(
     provider = MeterProvider(metric_readers=[reader])
     instrument(pool, meter_provider=provider)
 
-    def prometheus() -> dict[str, float]:
+    def prometheus(name: str = "grpc_pool_backend_channels_ready") -> dict[str, float]:
         text = generate_latest(registry).decode()
         return {
             sample.labels["address"]: sample.value
             for family in text_string_to_metric_families(text)
             for sample in family.samples
-            if sample.name == "grpc_pool_backend_channels_ready"
+            if sample.name == name
         }
 
-    def otel() -> dict[str, float]:
+    def otel(name: str = "grpc_pool.backend.channels.ready") -> dict[str, float]:
         data = reader.get_metrics_data()
         assert data is not None
         return {
@@ -531,15 +532,24 @@ def test_exporters_report_ready_channels_per_backend(
             for resource in data.resource_metrics
             for scope in resource.scope_metrics
             for metric in scope.metrics
-            if metric.name == "grpc_pool.backend.channels.ready"
+            if metric.name == name
             for point in metric.data.data_points
         }
 
+    def connections() -> tuple[dict[str, float], dict[str, float]]:
+        return prometheus("grpc_pool_backend_connections"), otel("grpc_pool.backend.connections")
+
     pool.wait_ready(timeout=10, min_ready=4)
-    assert prometheus() == otel() == dict.fromkeys(addresses(two), 2)
+    both = dict.fromkeys(addresses(two), 2)
+    assert prometheus() == otel() == both
+    assert connections() == (both, both)
+    assert pool.stats().subset == tuple(addresses(two))
     two[1].stop()
     wait_until(lambda: layout(pool)[two[1].target] == (2, 0), what="dead backend")
-    assert prometheus() == otel() == {two[0].target: 2, two[1].target: 0}
+    one = {two[0].target: 2, two[1].target: 0}
+    assert prometheus() == otel() == one
+    assert connections() == (one, one)
+    assert pool.stats().subset == tuple(addresses(two))  # its slots are still there
     provider.shutdown()
 
 
