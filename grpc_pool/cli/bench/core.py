@@ -83,6 +83,11 @@ DEPLOY_ROWS: dict[str, str] = {
         "6b failed RPCs, rolling update of 3 backends behind DNS:"
         " pool / raw round_robin + retryPolicy ((failed + 1) / (failed + 1))"
     ),
+    "deploy.fleet": (
+        "6c loopback fleet, 4 processes x 6 pools of 2, backends 4 -> 8: new backends' share"
+        " of connections / their fair share, 5 s after the scale-out (random subsets;"
+        " fleet_index in the cell; baseline: raw round_robin)"
+    ),
 }
 
 
