@@ -145,3 +145,23 @@ def test_fleet_simulation_new_backends_get_their_share() -> None:
     assert max(pool.moved["out, one at a time"] + pool.moved["in, one at a time"]) == 1
     for phase, per_backend in fleet.per_backend.items():
         assert max(per_backend) - min(per_backend) <= 1, phase
+
+
+@pytest.mark.parametrize(
+    ("options", "allowed"),
+    [
+        ({"fleet_index": -1}, "an int 0.."),
+        ({"fleet_index": True}, "an int 0.."),
+        ({"fleet_index": "3"}, "an int 0.."),
+        ({"fleet_index": 2, "spread": "off"}, "None when spread is 'off'"),
+    ],
+)
+def test_a_bad_fleet_index_is_refused_at_construction(
+    options: dict[str, object], allowed: str
+) -> None:
+    """fleet_index is checked when the config is built: the error names the field, the
+    value and what is allowed; GRPC_POOL_FLEET_INDEX is read from the environment."""
+    with pytest.raises(grpc_pool.InvalidConfig, match=f"fleet_index.*{allowed}"):
+        grpc_pool.PoolConfig("svc.test:1", **options)  # type: ignore[arg-type]
+    env = {"GRPC_POOL_TARGET": "svc.test:1", "GRPC_POOL_FLEET_INDEX": "7"}
+    assert grpc_pool.PoolConfig.from_env(environ=env).fleet_index == 7

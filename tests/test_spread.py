@@ -17,6 +17,7 @@ import pytest
 import grpc_pool
 from grpc_pool._config.targets import dial_target, plan, split_host_port
 from grpc_pool._workers.resolver import default_resolve
+from grpc_pool._writer.placement import counts
 from grpc_pool.testing.echo import ECHO, PEER, SLOW, EchoServer
 
 from .conftest import Recorder, self_signed, wait_until
@@ -564,3 +565,35 @@ def test_fork_with_a_resolver_thread(echo_server_process: str) -> None:
     assert isinstance(children, list) and children
     assert all(child["ok"] and child["status"] == 0 for child in children), children
     assert result["parent_status"] == "healthy"
+
+
+def test_a_pool_with_fewer_slots_than_backends_follows_its_ranking_when_they_change(
+    make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
+) -> None:
+    """2 slots over the 2 backends its ranking puts last of 4; the answer grows to all 4
+    (its top 2 are then both new: a rule that keeps slots in place fails here) and
+    shrinks back: after each change stats().subset is the pool's own top 2
+    (``counts`` with its seed), every slot ready on it, by server-side peers too; a
+    backend that stays in the top 2 keeps its slot."""
+    answer = Answer(addresses(backends[:2]))
+    pool = make_pool("svc.test:1", size=2, resolver=answer, resolve_interval=0.2)
+    pool.wait_ready(timeout=10, min_ready=2)
+    seed = pool._writer._spread.seed
+    last = [a for a in addresses(backends) if a not in counts(2, addresses(backends), seed)]
+    for now in (last, addresses(backends), last):
+        before = {s.slot: s.address for s in pool.stats().slots}
+        answer.answer = now
+        want = tuple(a for a in now if a in counts(2, now, seed))
+        wait_until(
+            lambda want=want: pool.stats().subset == want and pool.status().current_size == 2,
+            what=f"subset {want}",
+        )
+        wait_until(
+            lambda want=want, now=now: (
+                layout(pool) == {a: (1, 1) if a in want else (0, 0) for a in now}
+            ),
+            what="ready on it",
+        )
+        assert sorted(c for c in connections(pool, backends) if c) == [1, 1]
+        after = {s.slot: s.address for s in pool.stats().slots}
+        assert all(after[slot] == a for slot, a in before.items() if a in want)
