@@ -228,12 +228,13 @@ def test_spread_off_puts_every_channel_on_the_first_address(
     assert {s.address for s in pool.stats().slots} == {None}
 
 
-def test_a_new_backend_gets_slots_from_the_most_served(
+def test_a_new_backend_gets_its_slots_at_the_first_resolution(
     make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
 ) -> None:
     """A resolver whose answer gains a 4th address: the first resolution after the change
-    moves one slot to it (2/2/1/1 by server-side peers), the resolver thread is named
-    for the pool, and a ResolvedEvent names what was added."""
+    moves one slot to it, or two when it ranks among the pool's first two (2/2/1/1 by
+    server-side peers either way), the resolver thread is named for the pool, and a
+    ResolvedEvent names what was added."""
     answer = Answer(addresses(backends[:3]))
     recorder = Recorder()
     pool = make_pool(
