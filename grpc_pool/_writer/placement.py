@@ -102,32 +102,42 @@ def place(
 
 
 def _slice(addresses: tuple[str, ...], m: int, index: int) -> list[str]:
-    """Pool ``index``'s m addresses: positions [index*m, index*m + m) of the rounds
-    laid end to end (m < K: distinct)."""
+    """Pool ``index``'s m addresses: positions [index*m, index*m + m) of the rounds laid
+    end to end; distinct (m < K). Computed from at most three rounds, whatever the index.
+
+    A pool taking more than about half a round takes the complement of a slice of
+    K - m instead: balanced exclusions are balanced inclusions, and the rounds' fix-up
+    below needs K >= 2m - 1."""
     if m == 0:
         return []
     if index < 0:
         raise ValueError(f"fleet_index must be >= 0, got {index}")
     k = len(addresses)
-    need = -(-(index + 1) * m // k)  # rounds that cover the slice
-    rounds = 1 << max(need - 1, 0).bit_length()  # cached in powers of two: shared by pools
-    sequence = _sequence(addresses, m, rounds)
-    return list(sequence[index * m : index * m + m])
+    if 2 * m - 1 > k:
+        excluded = set(_slice(addresses, k - m, index))
+        return [a for a in addresses if a not in excluded]
+    r, offset = divmod(index * m, k)
+    taken = _round(addresses, m, r)[offset : offset + m]
+    if len(taken) < m:
+        taken += _round(addresses, m, r + 1)[: m - len(taken)]
+    return taken
 
 
-@lru_cache(maxsize=64)
-def _sequence(addresses: tuple[str, ...], m: int, rounds: int) -> tuple[str, ...]:
-    """``rounds`` shuffles of ``addresses`` end to end. Round r is the addresses ranked
-    with the round's seed; where a slice of m crosses into round r, the head of round
-    r takes the first addresses (in its order) the slice does not hold yet, so a
-    pool's m addresses are distinct and every round still holds each address once."""
-    sequence: list[str] = []
-    for r in range(rounds):
-        order = rank((r * _GOLDEN) & _MASK, addresses)
-        held = len(sequence) % m  # the crossing slice's part in earlier rounds
-        if held:
-            tail = set(sequence[-held:])
-            head = [a for a in order if a not in tail][: m - held]
-            order = head + [a for a in order if a not in head]
-        sequence += order
-    return tuple(sequence)
+def _round(addresses: tuple[str, ...], m: int, r: int) -> list[str]:
+    """Round r: the addresses ranked with the round's seed. Where a slice of m crosses
+    into it (holding ``held`` addresses of round r - 1's tail), its head takes the first
+    addresses, in its order, that the slice does not hold yet, found before its own
+    tail; its tail is never reordered, so round r - 1's tail is its plain ranking and
+    no round depends on more than the one before it."""
+    k = len(addresses)
+    order = rank((r * _GOLDEN) & _MASK, addresses)
+    held = (r * k) % m
+    if held == 0:
+        return order
+    ahead = ((r + 1) * k) % m  # the next crossing slice's part of this round's tail
+    free, tail = order[: k - ahead], order[k - ahead :]
+    previous = rank(((r - 1) * _GOLDEN) & _MASK, addresses)
+    holding = set(previous[k - held :])
+    head = [a for a in free if a not in holding][: m - held]
+    chosen = set(head)
+    return head + [a for a in free if a not in chosen] + tail
