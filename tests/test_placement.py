@@ -90,12 +90,15 @@ def test_a_new_backend_enters_a_subset_with_probability_slots_over_backends() ->
     assert 0.16 < entered / 4000 < 0.22, entered
 
 
-@pytest.mark.parametrize(("n", "k"), [(4, 10), (3, 7), (6, 6), (10, 7), (5, 50), (2, 3)])
+@pytest.mark.parametrize(
+    ("n", "k"), [(4, 10), (3, 7), (6, 6), (10, 7), (5, 50), (2, 3), (6, 8), (9, 10), (13, 8)]
+)
 def test_deterministic_subsetting_is_within_one_of_the_mean_at_any_fleet_size(
     n: int, k: int
 ) -> None:
     """fleet_index 0..C-1 for every fleet size C up to 150: every backend holds floor or
-    ceil(C*N/K) connections, and a pool's slots are on distinct backends (N <= K)."""
+    ceil(C*N/K) connections, and a pool's slots are on distinct backends (N <= K), also far
+    out (indexes from 10**9)."""
     addresses = ADDRESSES[:k]
     total: Counter[str] = Counter()
     for index in range(150):
@@ -106,6 +109,9 @@ def test_deterministic_subsetting_is_within_one_of_the_mean_at_any_fleet_size(
         total.update(got)
         values = [total[a] for a in addresses]
         assert max(values) - min(values) <= 1, (index, values)
+    for index in range(10**9, 10**9 + 60):  # computed from three rounds at most
+        got = counts(n, addresses, seed=0, fleet_index=index)
+        assert sum(got.values()) == n and (n > k or len(got) == n)
 
 
 def test_deterministic_subsetting_ignores_the_seed_and_the_address_order() -> None:
