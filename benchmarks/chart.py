@@ -4,6 +4,10 @@
     python -m grpc_pool bench --fleet --fleet-json benchmarks/data/fleet.json
     python benchmarks/chart.py fleet benchmarks/data/fleet.json docs/img/fleet-scale-out.png
 
+    GRPC_POOL_CHART_DATA=benchmarks/data python -m pytest benchmarks/test_fleet.py -k loopback
+    python benchmarks/chart.py loopback benchmarks/data/fleet-loopback.json \
+        docs/img/fleet-loopback.png
+
 Each chart is a function from the benchmark's data (parsed JSON) to a matplotlib
 Figure, registered in ``CHARTS`` under the name given on the command line. To add
 one: write ``def draw_<name>(data: Any) -> Figure``, add it to ``CHARTS``, say in its
@@ -57,7 +61,44 @@ def draw_fleet(data: Any) -> Any:
     return figure
 
 
-CHARTS: dict[str, Chart] = {"fleet": draw_fleet}
+def draw_loopback(data: Any) -> Any:
+    """The loopback fleet's new backends' share over time (connections, the pools'
+    RPCs, raw round_robin's RPCs), one panel per run, the events marked. Input:
+    benchmarks/test_fleet.py with ``GRPC_POOL_CHART_DATA``."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 2.8 * len(data)), layout="constrained")
+    axes = figure.subplots(len(data), 1, sharex=True, squeeze=False)[:, 0]
+    styles = {
+        "connections": ("#ff7f0e", "-"),
+        "pool RPCs": ("#1f77b4", "--"),
+        "round_robin RPCs": ("#d62728", ":"),
+    }
+    for ax, (title, run) in zip(axes, data.items(), strict=True):
+        for name, (colour, line) in styles.items():
+            points = run[name]
+            label = (
+                name if name == "round_robin RPCs" else f"pool {name}".replace("pool pool", "pool")
+            )
+            ax.plot([t for t, _ in points], [s for _, s in points], line, color=colour, label=label)
+        for when, event in run["events"]:
+            ax.axvline(when, color="#9e9e9e", linewidth=0.8)
+            ax.annotate(event, (when, 1.0), fontsize=7, rotation=90, va="top", ha="right")
+        ax.axhline(0.5, color="black", linestyle="--", linewidth=0.6)
+        failed = run["failed"]
+        ax.set_title(
+            f"{title}: {run['processes']} processes x {run['pools']} pools of {run['size']};"
+            f" failed RPCs: pool {failed['pool']}, round_robin {failed['rr']}",
+            fontsize=10,
+        )
+        ax.set_ylabel("new backends' share")
+        ax.set_ylim(0, 1.05)
+    axes[0].legend(loc="center right", fontsize=8)
+    axes[-1].set_xlabel("seconds (fair share of the 4 new of 8 backends: 50%, dashed)")
+    return figure
+
+
+CHARTS: dict[str, Chart] = {"fleet": draw_fleet, "loopback": draw_loopback}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,11 +5,15 @@
 ``fleet_index``, the rule before issue 23, gRFC A68, raw round_robin). 6c runs the
 real fleet on loopback (tests/deploy/fleet.py): 4 processes x 6 pools of 2 over
 backends behind dnsmasq, 4 -> 8 -> 4 under load, raw round_robin over the same DNS
-name in the same processes; ``-s`` prints the shares second by second.
+name in the same processes; ``-s`` prints the shares second by second, and with
+``GRPC_POOL_CHART_DATA=DIR`` the run's shares over time go to DIR/fleet-loopback.json
+(``benchmarks/chart.py loopback``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +71,10 @@ def test_fleet_on_loopback(benchmark: Any, report: Report) -> None:
     run.print()
     fleet.print()
     assert not run.errors and not fleet.errors, (run.errors, fleet.errors)
+    folder = os.environ.get("GRPC_POOL_CHART_DATA")
+    if folder:  # for benchmarks/chart.py loopback
+        with open(os.path.join(folder, "fleet-loopback.json"), "w") as f:
+            json.dump({"random subsets": run.to_json(), "fleet_index": fleet.to_json()}, f)
     share, exact = _share_at(run, 5.0), _share_at(fleet, 5.0)
     report(
         [

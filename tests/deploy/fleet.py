@@ -114,6 +114,28 @@ class FleetRun:
             )
         return "\n".join(lines)
 
+    def to_json(self) -> dict[str, Any]:
+        """Shares over time, for ``benchmarks/chart.py loopback``: per bucket (seconds
+        since the load started), the new backends' share of the pools' connections (at
+        the bucket's end: its last samples), of the pools' RPCs and of raw round_robin's
+        RPCs (at the bucket's middle: sent during it)."""
+
+        def series(buckets: dict[int, Counter[str]], at: float) -> list[tuple[float, float]]:
+            shares = ((b * SAMPLE + at, self.new_share(c)) for b, c in sorted(buckets.items()))
+            return [(t, s) for t, s in shares if s is not None]
+
+        return {
+            "processes": self.processes,
+            "pools": self.pools,
+            "size": self.size,
+            "fleet_index": self.fleet_index,
+            "events": self.events,
+            "connections": series(self.connections, SAMPLE),
+            "pool RPCs": series(self.rpcs.get("pool", {}), SAMPLE / 2),
+            "round_robin RPCs": series(self.rpcs.get("rr", {}), SAMPLE / 2),
+            "failed": {kind: self.failed(kind) for kind in ("pool", "rr")},
+        }
+
     def print(self) -> None:
         mode = "fleet_index" if self.fleet_index else "random subsets"
         print(
