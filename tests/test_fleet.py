@@ -19,7 +19,7 @@ def test_a_scale_out_reaches_running_pools_and_a_graceful_scale_in_fails_nothing
     their RPCs; when the answer drops them every slot leaves them before their SIGTERM;
     0 failed RPCs through both."""
     try:
-        run = run_fleet(lead=1.5, out_for=4.0, drain=2.5, tail=1.0)
+        run = run_fleet(lead=1.5, out_for=3.0, drain=0.5, tail=1.0)
     except DnsUnavailable as exc:
         pytest.skip(str(exc))
     run.print()

@@ -598,3 +598,22 @@ def test_a_pool_with_fewer_slots_than_backends_follows_its_ranking_when_they_cha
         assert sorted(c for c in connections(pool, backends) if c) == [1, 1]
         after = {s.slot: s.address for s in pool.stats().slots}
         assert all(after[slot] == a for slot, a in before.items() if a in want)
+
+
+def test_backend_stats_show_a_leaving_address_while_a_ready_channel_is_on_it() -> None:
+    """An address gone from the answer whose slot has not moved off yet still shows,
+    after the resolved ones, with its ready channel and connections (so a fleet's sum
+    by address counts connections to a backend being scaled in until they leave); a
+    slot's dial target maps back to its address only for the pool's ipv4:/ipv6: form."""
+    from grpc_pool._config.targets import undial
+    from grpc_pool._readers.stats import BackendStats, backend_stats
+
+    got = backend_stats(("a", "b"), [("a", "a", 1), ("b", "c", 2), ("b", None, 1)])
+    assert got == (
+        BackendStats("a", 1, 1, 1),
+        BackendStats("b", 2, 0, 0),
+        BackendStats("c", 0, 1, 2),
+    )
+    assert undial(dial_target("127.0.0.9:5")) == "127.0.0.9:5"
+    assert undial(dial_target("[::1]:5")) == "[::1]:5"
+    assert undial("svc.test:5") is None and undial("ipv4:127.0.0.1:1,127.0.0.2:1") is None

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from .._base.redact import redact_target
 from .._channel.pooled import PooledChannel
 from .._config.config import PoolConfig
-from .._config.targets import dial_target
+from .._config.targets import dial_target, undial
 from .._contract.state import PoolState, SlotStatus, SlotView, health_of
 from .stats import BackendStats, PoolStats, PoolStatus, SlotStats, backend_stats
 
@@ -106,7 +106,7 @@ def _backends(
         channel = view.channel
         if view.state is not SlotStatus.READY or channel is None:
             return None
-        return dials.get(channel.target)
+        return dials.get(channel.target) or undial(channel.target)
 
     return backend_stats(
         addresses,

@@ -107,7 +107,8 @@ class PoolStats:
     retiring: channels out of rotation that are draining before close.
     events_dropped: events not delivered to a listener that did not keep up.
     backends: one ``BackendStats`` per resolved address when the pool spreads
-        (addresses with no slot included), else ().
+        (addresses with no slot included), then one per address no longer resolved
+        that a ready channel still connects to (its slot moving off it), else ().
     retries: RPCs of ``pool.channel`` sent again on another channel after an
         attempt that never reached a server (``PoolConfig.transparent_retry``).
     policy_retries: attempts ``PoolConfig.retry`` made after a failed one.
@@ -149,14 +150,17 @@ def backend_stats(
 ) -> tuple[BackendStats, ...]:
     """Per address: slots assigned, ready channels and connections on it. ``slots``: per
     slot, (its address, the address its ready channel connects to or None, that
-    channel's TCP connections)."""
+    channel's TCP connections). An address no longer resolved that a ready channel still
+    connects to (its slot moving off it) comes after the resolved ones."""
     assigned = dict.fromkeys(addresses, 0)
     ready = dict.fromkeys(addresses, 0)
     connections = dict.fromkeys(addresses, 0)
     for address, ready_at, held in slots:
+        if ready_at is not None and ready_at not in ready:
+            assigned[ready_at] = ready[ready_at] = connections[ready_at] = 0
         if address in assigned:
             assigned[address] += 1
-        if ready_at in ready:
+        if ready_at is not None:
             ready[ready_at] += 1
             connections[ready_at] += held
-    return tuple(BackendStats(a, assigned[a], ready[a], connections[a]) for a in addresses)
+    return tuple(BackendStats(a, assigned[a], ready[a], connections[a]) for a in ready)

@@ -2,13 +2,14 @@
 backends on 127.0.0.2.. (one port, one address each) behind dnsmasq, scaling 4 -> 8
 -> 4 under load, beside raw grpcio ``round_robin`` over the same DNS name.
 
-    run = run_fleet(out_for=10.0, in_for=6.0)
+    run = run_fleet(out_for=10.0, drain=4.0)
     run.print()            # shares over time: connections and RPCs
     run.failed("pool")     # failed RPCs (and ``"rr"``)
 
 Scale-out: the 4 new backends already serve; the DNS answer gains them (hosts file +
-SIGHUP). Graceful scale-in: the answer loses them, ``drain`` seconds later they get
-SIGTERM (``server.stop(grace)``: GOAWAY, calls in flight finish). Each backend records
+SIGHUP). Graceful scale-in: the answer loses them; once no pool holds a connection to
+them (and at least ``drain`` seconds later) they get SIGTERM (``server.stop(grace)``:
+GOAWAY, calls in flight finish). Each backend records
 the request ids it served: a request id carries its client kind and the second it was
 sent in, so the RPCs per backend over time come from the servers themselves. The
 connections per backend come from each pool's ``stats().backends`` (sampled every
@@ -25,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ OLD = [f"127.0.0.{i}" for i in range(2, 6)]
 NEW = [f"127.0.0.{i}" for i in range(6, 10)]
 SAMPLE = 0.5  # seconds between connection samples, and the time buckets' length
 GAP = 0.02  # seconds between one load thread's RPCs (light load)
+WAIT_LIMIT = 20.0  # seconds the parent waits for the pools to reach or leave NEW
 
 
 @dataclass
@@ -165,6 +167,7 @@ def _client(
     stop: Any,
     t0: Any,
     out: Any,
+    on_new: Any,
 ) -> None:
     """One client process: ``pools`` pools and one raw round_robin channel, one load
     thread each; samples its pools' connections per backend; reports at the end."""
@@ -225,6 +228,7 @@ def _client(
                 for b in pool.stats().backends:
                     total[b.address.rsplit(":", 1)[0]] += b.connections
             samples.append((time.monotonic() - start, dict(total)))
+            on_new[index] = sum(total[h] for h in NEW)  # the parent waits on it
         for thread in threads:
             thread.join(10)
         out.put(("result", index, dict(ok), failures, samples, None))
@@ -267,8 +271,9 @@ def run_fleet(
     tail: float = 3.0,
 ) -> FleetRun:
     """Backends, DNS, client processes; then: ``lead`` s at 4 backends, scale-out to 8,
-    ``out_for`` s, the answer back to 4, ``drain`` s, SIGTERM to the 4 new ones, ``tail``
-    s. Raises DnsUnavailable without dnsmasq."""
+    ``out_for`` s (at least until a pool reached a new backend), the answer back to 4,
+    ``drain`` s (at least until no pool holds a connection to a new backend), SIGTERM to
+    the 4 new ones, ``tail`` s. Raises DnsUnavailable without dnsmasq."""
     work = tempfile.mkdtemp(prefix="grpc-pool-fleet-")
     port = free_port("127.0.0.2")
     lifetime = lead + out_for + drain + tail + 60
@@ -281,12 +286,13 @@ def run_fleet(
     ctx = mp.get_context("spawn")
     procs: list[Any] = []
     go, stop, q, t0 = ctx.Event(), ctx.Event(), ctx.Queue(), ctx.Value("d", 0.0)
+    on_new = ctx.Array("i", processes)  # per client: its pools' connections to NEW
     try:
         dns = Dns({NAME: OLD})
         target = f"dns://127.0.0.1:{dns.port}/{NAME}:{port}"
         _start_all(backends)
         for i in range(processes):
-            args = (i, target, pools, size, fleet_index, go, stop, t0, q)
+            args = (i, target, pools, size, fleet_index, go, stop, t0, q, on_new)
             proc = ctx.Process(target=_client, args=args, daemon=True, name=f"fleet-client-{i}")
             proc.start()
             procs.append(proc)
@@ -315,10 +321,14 @@ def run_fleet(
         time.sleep(lead)
         dns.set({NAME: OLD + NEW})
         event("scale-out")
-        time.sleep(out_for)
+        _wait(lambda: sum(on_new[:]) > 0, WAIT_LIMIT)  # the first moves in
+        time.sleep(max(0.0, start + lead + out_for - time.monotonic()))
         dns.set({NAME: OLD})
         event("scale-in (DNS)")
-        time.sleep(drain)
+        back = time.monotonic()
+        if not _wait(lambda: sum(on_new[:]) == 0, WAIT_LIMIT):
+            run.errors.append(f"pools still on the new backends {WAIT_LIMIT} s after the DNS")
+        time.sleep(max(0.0, back + drain - time.monotonic()))
         for b in backends[len(OLD) :]:
             b.term()
         event("SIGTERM new")
@@ -365,6 +375,16 @@ def run_fleet(
     _count_records(run, work)
     shutil.rmtree(work, ignore_errors=True)
     return run
+
+
+def _wait(condition: Callable[[], bool], limit: float) -> bool:
+    """Poll ``condition`` until it holds (True) or ``limit`` seconds pass (False)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(SAMPLE / 5)
+    return True
 
 
 def _count_records(run: FleetRun, work: str) -> None:
