@@ -36,7 +36,9 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
     ``grpc_pool.rpcs.in_flight``, ``grpc_pool.connections`` (TCP connections over the
     channels, only with gRFC A105 connectionScaling in ``options``: see
     ``SlotStats.connections``), ``grpc_pool.backend.channels.ready`` (one point per
-    backend address the pool spreads over, attribute ``grpc_pool.backend``);
+    backend address the pool spreads over, attribute ``grpc_pool.backend``),
+    ``grpc_pool.backend.connections`` (TCP connections per backend address, same
+    attribute: sum it by address over a fleet's pools);
     counters ``grpc_pool.connects``, ``grpc_pool.disconnects``,
     ``grpc_pool.connection_failures``, ``grpc_pool.rpcs``, ``grpc_pool.retries``
     (sent again transparently), ``grpc_pool.policy_retries`` (by ``PoolConfig.retry``);
@@ -98,20 +100,29 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
         description="TCP connections the pool's channels hold (connection scaling only).",
     )
 
-    def observe_backends(_options: CallbackOptions) -> Iterable[Observation]:
-        live = ref()
-        if live is None:
-            return []
-        return [
-            Observation(b.ready, {**attributes, "grpc_pool.backend": b.address})
-            for b in live.stats().backends
-        ]
+    def observe_backends(field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            live = ref()
+            if live is None:
+                return []
+            return [
+                Observation(getattr(b, field), {**attributes, "grpc_pool.backend": b.address})
+                for b in live.stats().backends
+            ]
+
+        return callback
 
     meter.create_observable_gauge(
         "grpc_pool.backend.channels.ready",
-        [observe_backends],
+        [observe_backends("ready")],
         unit="{channel}",
         description="Channels ready per backend address the pool spreads over.",
+    )
+    meter.create_observable_gauge(
+        "grpc_pool.backend.connections",
+        [observe_backends("connections")],
+        unit="{connection}",
+        description="TCP connections per backend address (sum by address over a fleet).",
     )
     for name, field, unit in (
         ("grpc_pool.connects", "connects", "{connection}"),

@@ -89,6 +89,11 @@ class PoolCollector(Collector):
             "Slots assigned per backend address the pool spreads over.",
             labels=[*labels, "address"],
         )
+        backend_connections = GaugeMetricFamily(
+            "grpc_pool_backend_connections",
+            "TCP connections per backend address (sum by address over a fleet's pools).",
+            labels=[*labels, "address"],
+        )
         for pool in list(self._pools):
             stats = pool.stats()
             values = [stats.name, stats.target]
@@ -112,5 +117,7 @@ class PoolCollector(Collector):
             for backend in stats.backends:
                 backend_ready.add_metric([*values, backend.address], backend.ready)
                 backend_slots.add_metric([*values, backend.address], backend.slots)
+                backend_connections.add_metric([*values, backend.address], backend.connections)
         yield from (ready, expected, retiring, in_flight, delay, connects, disconnects, failures)
         yield from (rpcs, retries, policy_retries, backend_ready, backend_slots, connections)
+        yield backend_connections

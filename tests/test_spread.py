@@ -13,13 +13,11 @@ from typing import Any
 
 import grpc
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import grpc_pool
 from grpc_pool._config.targets import dial_target, plan, split_host_port
 from grpc_pool._workers.resolver import default_resolve
-from grpc_pool._writer.spread import assign
+from grpc_pool._writer.placement import counts
 from grpc_pool.testing.echo import ECHO, PEER, SLOW, EchoServer
 
 from .conftest import Recorder, self_signed, wait_until
@@ -73,60 +71,6 @@ class Answer:
                 raise self.error
             self.calls[tuple(self.answer)] += 1
             return list(self.answer)
-
-
-# -- the assignment, a pure function -------------------------------------------------
-
-address_sets = st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=8, unique=True)
-
-
-@st.composite
-def layouts(draw: Any) -> tuple[dict[int, str | None], list[str]]:
-    """Slots (some on addresses that may be gone, some new) and the addresses now."""
-    old = draw(address_sets)
-    new = draw(address_sets)
-    n = draw(st.integers(1, 20))
-    slots = {i: draw(st.sampled_from([*old, None])) for i in range(n)}
-    return slots, new
-
-
-@settings(max_examples=300, deadline=None)
-@given(layouts())
-def test_assign_is_balanced_and_moves_the_fewest_slots(
-    case: tuple[dict[int, str | None], list[str]],
-) -> None:
-    """Every slot gets an address; each address floor(N/K) or ceil(N/K) slots (N < K:
-    N distinct addresses); only the slots over their address's quota or on a gone
-    address move, which is the fewest any balanced layout needs; and a balanced
-    layout is left as it is."""
-    slots, addresses_now = case
-    result = assign(slots, addresses_now)
-    n, k = len(slots), len(addresses_now)
-    assert set(result) == set(slots)
-    counts = Counter(result.values())
-    assert set(counts) <= set(addresses_now)
-    assert all(counts[a] in (n // k, -(-n // k)) for a in addresses_now)
-    if n <= k:
-        assert len(counts) == n
-    # The fewest moves: serving c slots now, an address keeps at most its quota; the
-    # largest ones get the ceil quotas.
-    held = Counter(a for a in slots.values() if a in addresses_now)
-    ranked = sorted((held[a] for a in addresses_now), reverse=True)
-    quotas = [n // k + (i < n % k) for i in range(k)]
-    fewest = n - sum(min(c, q) for c, q in zip(ranked, quotas, strict=True))
-    moved = sum(1 for s, a in result.items() if slots[s] != a)
-    assert moved == fewest
-    assert assign(dict(result), addresses_now) == result
-
-
-def test_assign_a_new_address_takes_one_slot_from_a_most_served_one() -> None:
-    """2/2/2 plus a fourth address is 2/2/1/1: one slot moves, from a backend with 2."""
-    before = assign(dict.fromkeys(range(6)), ["a", "b", "c"])
-    after = assign(dict(before), ["a", "b", "c", "d"])
-    moved = [s for s in after if after[s] != before[s]]
-    assert sorted(Counter(after.values()).values()) == [1, 1, 2, 2]
-    assert len(moved) == 1 and after[moved[0]] == "d"
-    assert Counter(before.values())[before[moved[0]]] == 2
 
 
 # -- targets -------------------------------------------------------------------------
@@ -284,12 +228,13 @@ def test_spread_off_puts_every_channel_on_the_first_address(
     assert {s.address for s in pool.stats().slots} == {None}
 
 
-def test_a_new_backend_gets_slots_from_the_most_served(
+def test_a_new_backend_gets_its_slots_at_the_first_resolution(
     make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
 ) -> None:
     """A resolver whose answer gains a 4th address: the first resolution after the change
-    moves one slot to it (2/2/1/1 by server-side peers), the resolver thread is named
-    for the pool, and a ResolvedEvent names what was added."""
+    moves one slot to it, or two when it ranks among the pool's first two (2/2/1/1 by
+    server-side peers either way), the resolver thread is named for the pool, and a
+    ResolvedEvent names what was added."""
     answer = Answer(addresses(backends[:3]))
     recorder = Recorder()
     pool = make_pool(
@@ -553,8 +498,9 @@ def test_tls_verifies_the_original_name_on_every_address(
 def test_exporters_report_ready_channels_per_backend(
     make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
 ) -> None:
-    """Prometheus and OpenTelemetry show each backend's ready channels, and a dead
-    backend's count drops to 0 in both."""
+    """Prometheus and OpenTelemetry show each backend's ready channels and connections
+    (labelled by address, to sum over a fleet), and a dead backend's counts drop to 0
+    in both; stats().subset names the addresses the pool has slots on."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from prometheus_client import CollectorRegistry, generate_latest
@@ -571,16 +517,16 @@ def test_exporters_report_ready_channels_per_backend(
     provider = MeterProvider(metric_readers=[reader])
     instrument(pool, meter_provider=provider)
 
-    def prometheus() -> dict[str, float]:
+    def prometheus(name: str = "grpc_pool_backend_channels_ready") -> dict[str, float]:
         text = generate_latest(registry).decode()
         return {
             sample.labels["address"]: sample.value
             for family in text_string_to_metric_families(text)
             for sample in family.samples
-            if sample.name == "grpc_pool_backend_channels_ready"
+            if sample.name == name
         }
 
-    def otel() -> dict[str, float]:
+    def otel(name: str = "grpc_pool.backend.channels.ready") -> dict[str, float]:
         data = reader.get_metrics_data()
         assert data is not None
         return {
@@ -588,15 +534,24 @@ def test_exporters_report_ready_channels_per_backend(
             for resource in data.resource_metrics
             for scope in resource.scope_metrics
             for metric in scope.metrics
-            if metric.name == "grpc_pool.backend.channels.ready"
+            if metric.name == name
             for point in metric.data.data_points
         }
 
+    def connections() -> tuple[dict[str, float], dict[str, float]]:
+        return prometheus("grpc_pool_backend_connections"), otel("grpc_pool.backend.connections")
+
     pool.wait_ready(timeout=10, min_ready=4)
-    assert prometheus() == otel() == dict.fromkeys(addresses(two), 2)
+    both = dict.fromkeys(addresses(two), 2)
+    assert prometheus() == otel() == both
+    assert connections() == (both, both)
+    assert pool.stats().subset == tuple(addresses(two))
     two[1].stop()
     wait_until(lambda: layout(pool)[two[1].target] == (2, 0), what="dead backend")
-    assert prometheus() == otel() == {two[0].target: 2, two[1].target: 0}
+    one = {two[0].target: 2, two[1].target: 0}
+    assert prometheus() == otel() == one
+    assert connections() == (one, one)
+    assert pool.stats().subset == tuple(addresses(two))  # its slots are still there
     provider.shutdown()
 
 
@@ -611,3 +566,54 @@ def test_fork_with_a_resolver_thread(echo_server_process: str) -> None:
     assert isinstance(children, list) and children
     assert all(child["ok"] and child["status"] == 0 for child in children), children
     assert result["parent_status"] == "healthy"
+
+
+def test_a_pool_with_fewer_slots_than_backends_follows_its_ranking_when_they_change(
+    make_pool: Callable[..., grpc_pool.Pool], backends: list[EchoServer]
+) -> None:
+    """2 slots over the 2 backends its ranking puts last of 4; the answer grows to all 4
+    (its top 2 are then both new: a rule that keeps slots in place fails here) and
+    shrinks back: after each change stats().subset is the pool's own top 2
+    (``counts`` with its seed), every slot ready on it, by server-side peers too; a
+    backend that stays in the top 2 keeps its slot."""
+    answer = Answer(addresses(backends[:2]))
+    pool = make_pool("svc.test:1", size=2, resolver=answer, resolve_interval=0.2)
+    pool.wait_ready(timeout=10, min_ready=2)
+    seed = pool._writer._spread.seed
+    last = [a for a in addresses(backends) if a not in counts(2, addresses(backends), seed)]
+    for now in (last, addresses(backends), last):
+        before = {s.slot: s.address for s in pool.stats().slots}
+        answer.answer = now
+        want = tuple(a for a in now if a in counts(2, now, seed))
+        wait_until(
+            lambda want=want: pool.stats().subset == want and pool.status().current_size == 2,
+            what=f"subset {want}",
+        )
+        wait_until(
+            lambda want=want, now=now: (
+                layout(pool) == {a: (1, 1) if a in want else (0, 0) for a in now}
+            ),
+            what="ready on it",
+        )
+        assert sorted(c for c in connections(pool, backends) if c) == [1, 1]
+        after = {s.slot: s.address for s in pool.stats().slots}
+        assert all(after[slot] == a for slot, a in before.items() if a in want)
+
+
+def test_backend_stats_show_a_leaving_address_while_a_ready_channel_is_on_it() -> None:
+    """An address gone from the answer whose slot has not moved off yet still shows,
+    after the resolved ones, with its ready channel and connections (so a fleet's sum
+    by address counts connections to a backend being scaled in until they leave); a
+    slot's dial target maps back to its address only for the pool's ipv4:/ipv6: form."""
+    from grpc_pool._config.targets import undial
+    from grpc_pool._readers.stats import BackendStats, backend_stats
+
+    got = backend_stats(("a", "b"), [("a", "a", 1), ("b", "c", 2), ("b", None, 1)])
+    assert got == (
+        BackendStats("a", 1, 1, 1),
+        BackendStats("b", 2, 0, 0),
+        BackendStats("c", 0, 1, 2),
+    )
+    assert undial(dial_target("127.0.0.9:5")) == "127.0.0.9:5"
+    assert undial(dial_target("[::1]:5")) == "[::1]:5"
+    assert undial("svc.test:5") is None and undial("ipv4:127.0.0.1:1,127.0.0.2:1") is None

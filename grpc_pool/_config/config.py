@@ -129,6 +129,11 @@ class PoolConfig:
         addresses") are sent again on another ready channel, at most 3 times,
         within the RPC's timeout. Default True (docs/reliability.md).
     retry: a ``RetryPolicy`` for idempotent methods (opt-in; default None).
+    fleet_index: this pool's index in its fleet of pools calling the same service
+        (0, 1, 2, ...: a StatefulSet pod's ordinal times the pools per pod plus the
+        pool's number there): deterministic subsetting, every backend within one
+        connection of the fleet's mean (docs/scaling.md). Default None: random
+        subsetting by rendezvous hashing (gRFC A68). Needs ``spread="balanced"``.
 
     Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
     the range; NaN, infinities, bools and non-numbers are refused everywhere):
@@ -192,6 +197,7 @@ class PoolConfig:
     spread: str = "balanced"
     transparent_retry: bool = True
     retry: RetryPolicy | None = None
+    fleet_index: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target, self.resolver))
@@ -279,6 +285,12 @@ class PoolConfig:
         check_seconds("resolve_interval", self.resolve_interval)
         if self.spread not in SPREAD_NAMES:
             raise _invalid("spread", self.spread, f"one of {', '.join(SPREAD_NAMES)}")
+        index = self.fleet_index
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= MAX_COUNT:
+                raise _invalid("fleet_index", index, f"an int 0..{MAX_COUNT}, or None")
+            if self.spread == "off":
+                raise _invalid("fleet_index", index, "None when spread is 'off' (nothing to place)")
 
     def _check_autoscale(self) -> None:
         _check_bool("autoscale", self.autoscale)

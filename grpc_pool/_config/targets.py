@@ -27,6 +27,7 @@ __all__ = [
     "plan",
     "split_host_port",
     "spread_off_reason",
+    "undial",
 ]
 
 AUTHORITY = "grpc.default_authority"
@@ -87,6 +88,15 @@ def dial_target(address: str) -> str:
     if ip is None:
         return address
     return f"ipv{ip.version}:{join_host_port(str(ip), port)}"
+
+
+def undial(target: str) -> str | None:
+    """The address a slot's ``ipv4:``/``ipv6:`` dial target connects to (the inverse of
+    ``dial_target`` for one IP), None for any other target."""
+    scheme, _, rest = target.partition(":")
+    if scheme not in ("ipv4", "ipv6") or not rest or "," in rest:
+        return None
+    return rest
 
 
 def literal_list(scheme: str, rest: str) -> tuple[str, ...]:

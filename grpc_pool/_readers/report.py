@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from .._base.redact import redact_target
 from .._channel.pooled import PooledChannel
 from .._config.config import PoolConfig
-from .._config.targets import dial_target
+from .._config.targets import dial_target, undial
 from .._contract.state import PoolState, SlotStatus, SlotView, health_of
 from .stats import BackendStats, PoolStats, PoolStatus, SlotStats, backend_stats
 
@@ -35,6 +35,7 @@ def pool_stats(
     totals, retired = state.totals, state.retired
     tracked = config.track_in_flight
     open_channels = (*(s.channel for s in views if s.channel is not None), *retired)
+    backends = _backends(state.addresses, zip(views, slots, strict=True))
     return PoolStats(
         name=name,
         target=config.target_label,
@@ -50,11 +51,12 @@ def pool_stats(
         if tracked
         else None,
         events_dropped=events_dropped,
-        backends=_backends(state.addresses, views),
+        backends=backends,
         retries=retries[0],
         policy_retries=retries[1],
         spread_off_reason=spread_off_reason,
         connections=_known_sum(s.connections for s in slots),
+        subset=tuple(b.address for b in backends if b.slots),
     )
 
 
@@ -92,9 +94,10 @@ def _slot_stats(view: SlotView[PooledChannel], target: str, index: dict[int, int
 
 
 def _backends(
-    addresses: tuple[str, ...], views: tuple[SlotView[PooledChannel], ...]
+    addresses: tuple[str, ...], pairs: Iterable[tuple[SlotView[PooledChannel], SlotStats]]
 ) -> tuple[BackendStats, ...]:
-    """``PoolStats.backends``: a ready slot counts at the address its channel dials."""
+    """``PoolStats.backends``: a ready slot counts at the address its channel dials, with
+    its channel's connections (one unless connection scaling counted them)."""
     if not addresses:
         return ()
     dials = {dial_target(a): a for a in addresses}
@@ -103,6 +106,9 @@ def _backends(
         channel = view.channel
         if view.state is not SlotStatus.READY or channel is None:
             return None
-        return dials.get(channel.target)
+        return dials.get(channel.target) or undial(channel.target)
 
-    return backend_stats(addresses, ((v.address, ready_at(v)) for v in views))
+    return backend_stats(
+        addresses,
+        ((v.address, ready_at(v), 1 if s.connections is None else s.connections) for v, s in pairs),
+    )

@@ -85,11 +85,15 @@ class BackendStats:
     address: ``host:port`` as resolved. slots: slots assigned to it now.
     ready: channels in rotation connected to it (during a move, a slot counts as
     ready at its old address until its new channel replaces the old one).
+    connections: TCP connections to it: one per ready channel, or the channel's
+    ``SlotStats.connections`` when known (connection scaling). Summed over a fleet's
+    pools (the exporters label it by address), the backend's share of the fleet.
     """
 
     address: str
     slots: int
     ready: int
+    connections: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +107,8 @@ class PoolStats:
     retiring: channels out of rotation that are draining before close.
     events_dropped: events not delivered to a listener that did not keep up.
     backends: one ``BackendStats`` per resolved address when the pool spreads
-        (addresses with no slot included), else ().
+        (addresses with no slot included), then one per address no longer resolved
+        that a ready channel still connects to (its slot moving off it), else ().
     retries: RPCs of ``pool.channel`` sent again on another channel after an
         attempt that never reached a server (``PoolConfig.transparent_retry``).
     policy_retries: attempts ``PoolConfig.retry`` made after a failed one.
@@ -115,6 +120,9 @@ class PoolStats:
         install grpc-pool[dns])", or "malformed target (...)".
     connections: TCP connections over the slots whose ``SlotStats.connections`` is
         known (connection scaling), None when none is.
+    subset: the resolved addresses this pool has slots on now (its subset when it has
+        fewer slots than the target has backends), in resolution order; () when the
+        pool does not spread.
     """
 
     name: str
@@ -134,18 +142,25 @@ class PoolStats:
     policy_retries: int = 0
     spread_off_reason: str | None = None
     connections: int | None = None
+    subset: tuple[str, ...] = ()
 
 
 def backend_stats(
-    addresses: tuple[str, ...], slots: Iterable[tuple[str | None, str | None]]
+    addresses: tuple[str, ...], slots: Iterable[tuple[str | None, str | None, int]]
 ) -> tuple[BackendStats, ...]:
-    """Per address: slots assigned, and ready channels on it. ``slots``: per slot,
-    (its address, the address its ready channel connects to or None)."""
+    """Per address: slots assigned, ready channels and connections on it. ``slots``: per
+    slot, (its address, the address its ready channel connects to or None, that
+    channel's TCP connections). An address no longer resolved that a ready channel still
+    connects to (its slot moving off it) comes after the resolved ones."""
     assigned = dict.fromkeys(addresses, 0)
     ready = dict.fromkeys(addresses, 0)
-    for address, ready_at in slots:
+    connections = dict.fromkeys(addresses, 0)
+    for address, ready_at, held in slots:
+        if ready_at is not None and ready_at not in ready:
+            assigned[ready_at] = ready[ready_at] = connections[ready_at] = 0
         if address in assigned:
             assigned[address] += 1
-        if ready_at in ready:
+        if ready_at is not None:
             ready[ready_at] += 1
-    return tuple(BackendStats(a, assigned[a], ready[a]) for a in addresses)
+            connections[ready_at] += held
+    return tuple(BackendStats(a, assigned[a], ready[a], connections[a]) for a in ready)

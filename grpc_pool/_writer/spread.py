@@ -1,12 +1,12 @@
-"""Who places slots on backends: the balanced assignment (a pure function), and the
-writer-side state that applies it, one warm move at a time. It returns moves as
+"""Who places slots on backends: the writer-side state that applies the placement
+(``placement.place``, a pure function), one warm move at a time. It returns moves as
 data (``Effects.moves``, ``next_move``); the writer sends them. Writer thread only."""
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from .._config.config import PoolConfig
@@ -15,50 +15,11 @@ from .._contract.commands import Resolved
 from .._contract.events import ResolvedEvent
 from .._workers.resolver import Found, ResolverThread, default_resolve_ttl
 from .layout import NOTHING, Effects
+from .placement import place
 
-__all__ = ["Spreader", "assign"]
+__all__ = ["Spreader"]
 
 logger = logging.getLogger(__name__)
-
-
-def assign(
-    slots: Mapping[int, str | None],
-    addresses: Sequence[str],
-    rank: Callable[[str], Hashable] | None = None,
-) -> dict[int, str]:
-    """Each slot's address, balanced, moving as few slots as possible.
-
-    slots: each slot's current address (None, or one not in ``addresses``: to place).
-    Every address gets floor(N/K) or ceil(N/K) slots (N slots, K addresses), so
-    with N < K the slots are on N distinct addresses. The ceil quotas go to the
-    addresses serving the most slots now, which makes the moves a minimum: only
-    the slots above their address's quota, and those whose address is gone, move.
-    rank orders addresses among equals (default: as given); a pool passes its own
-    random rank so that many pools with fewer slots than addresses cover them all.
-    """
-    if not addresses:
-        raise ValueError("no address to assign slots to")
-    order_of = {a: i for i, a in enumerate(dict.fromkeys(addresses))}
-    key = rank or order_of.__getitem__
-    held: dict[str, list[int]] = {a: [] for a in order_of}
-    free: list[int] = []
-    for slot in sorted(slots):
-        address = slots[slot]
-        if address is not None and address in held:
-            held[address].append(slot)
-        else:  # a new slot, or its address is gone
-            free.append(slot)
-    base, extra = divmod(len(slots), len(held))
-    order = sorted(held, key=lambda a: (-len(held[a]), key(a)))
-    quota = {a: base + (i < extra) for i, a in enumerate(order)}
-    result: dict[int, str] = {}
-    for address in order:
-        keep = quota[address]
-        result.update((slot, address) for slot in held[address][:keep])
-        free += held[address][keep:]
-    wanting = [a for a in order for _ in range(quota[a] - min(quota[a], len(held[a])))]
-    result.update(zip(sorted(free), wanting, strict=True))
-    return result
 
 
 def _say_why_off(config: PoolConfig, name: str) -> None:
@@ -101,8 +62,7 @@ class Spreader:
         self._assigned: dict[int, str | None] = {}  # each slot's address, moves included
         self._pending: dict[int, str | None] = {}  # moves not handed out yet
         self._sent: dict[int, str | None] = {}  # what each worker was told last
-        salt = random.random()
-        self._rank: Callable[[str], Hashable] = lambda a: hash((salt, a))
+        self.seed = random.getrandbits(64)  # this pool's rendezvous ranking
         self.thread: ResolverThread | None = None  # Parkable, when it resolves
         p = self._plan
         if p is None:
@@ -193,7 +153,10 @@ class Spreader:
         self._sent = {s: a for s, a in self._sent.items() if s in slots}
         current = {slot: self._assigned.get(slot) for slot in slots}
         target: Mapping[int, str | None]
-        target = assign(current, self.addresses, self._rank) if self.addresses else current
+        if self.addresses:
+            target = place(current, self.addresses, self.seed, self._config.fleet_index)
+        else:
+            target = current
         self._assigned = dict(target)
         self._pending = {}
         now: list[tuple[int, str | None]] = []

@@ -48,9 +48,20 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="fewer rounds: a smoke run of every row"
     )
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="only the simulated fleet of pools (K -> 2K -> K backends), every placement",
+    )
+    parser.add_argument("--fleet-json", metavar="PATH", help="with --fleet: write its data here")
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.fleet:
+        from .bench.fleet import print_fleet
+
+        print_fleet(sys.stdout, pools=200 if args.quick else 1000, json_path=args.fleet_json)
+        return 0
     from .bench.run import run_bench
 
     return run_bench(quick=args.quick)

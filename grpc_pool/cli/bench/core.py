@@ -66,6 +66,10 @@ ROWS: dict[str, str] = {
         "5f backend graceful stop -> last RPC picked onto its channels:"
         " pool / pool with the old rotation rule"
     ),
+    "fleet.share": (
+        "7a simulated fleet of pools, backends K -> 2K one at a time:"
+        " new backends' connections / their fair share"
+    ),
 }
 
 # Rows only benchmarks/test_deploy.py measures (its harness lives in tests/deploy):
@@ -78,6 +82,11 @@ DEPLOY_ROWS: dict[str, str] = {
     "deploy.update": (
         "6b failed RPCs, rolling update of 3 backends behind DNS:"
         " pool / raw round_robin + retryPolicy ((failed + 1) / (failed + 1))"
+    ),
+    "deploy.fleet": (
+        "6c loopback fleet, 4 processes x 6 pools of 2, backends 4 -> 8: new backends' share"
+        " of connections / their fair share, 5 s after the scale-out (random subsets;"
+        " fleet_index in the cell; baseline: raw round_robin)"
     ),
 }
 

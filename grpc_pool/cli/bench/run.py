@@ -12,6 +12,7 @@ from typing import TextIO
 import grpc
 
 from .core import FULL, QUICK, ROWS, Row, format_table
+from .fleet import fleet_row
 from .fork import fork_rows
 from .micro import micro_rows
 from .restart import restart_row
@@ -39,6 +40,7 @@ def run_bench(quick: bool = False, out: TextIO = sys.stdout) -> int:
             ("5c restart -> healthy", lambda: [restart_row(settings)]),
             ("5d-e fork with a live pool", lambda: fork_rows(target, settings)),
             ("5f backend stop -> last pick", lambda: [rotation_row(settings)]),
+            ("7a fleet simulation", lambda: [fleet_row(quick)]),
         ]
         for title, scenario in scenarios:
             print(f"bench: {title} ...", file=sys.stderr, flush=True)
