@@ -124,10 +124,10 @@ class PoolConfig:
         every address gets floor(N/K) or ceil(N/K) of the N slots, and slots
         follow the addresses as they change. "off": the target goes to grpcio as
         given. A list of targets is never spread (slot i takes targets[i % len]).
-    transparent_retry: ``pool.channel``'s RPCs that failed on a pooled channel
-        before reaching any server (a failed pick: "failed to connect to all
-        addresses") are sent again on another ready channel, at most 3 times,
-        within the RPC's timeout. Default True (docs/reliability.md).
+    transparent_retry: an RPC that failed on a pooled channel before reaching any
+        server (a failed pick: "failed to connect to all addresses") is sent again
+        on another ready channel, at most 3 times, within the RPC's timeout; which
+        APIs and call kinds: docs/reliability.md. Default True.
     retry: a ``RetryPolicy`` for idempotent methods (opt-in; default None).
 
     Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
