@@ -9,6 +9,7 @@ import pytest
 
 import grpc_pool
 from grpc_pool import PoolConfig
+from grpc_pool._config.targets import no_port
 from grpc_pool._config.validate import TARGET_FORMS, check_target
 
 GOOD = [
@@ -155,3 +156,17 @@ def test_the_cli_uses_the_same_check() -> None:
         check._parse_target("dsn:///x:1")
     assert "TARGET 'dsn:///x:1' is not allowed (unknown scheme 'dsn')" in str(raised.value)
     assert check._parse_target("host") == "host"
+
+
+# Every target of GOOD that names a host with no port: grpcio dials 443 for them.
+NO_PORT = {"host", "[::1]", "::1", "dns:///localhost"}
+
+
+@pytest.mark.parametrize("target", GOOD)
+def test_targets_without_a_port_are_the_ones_grpcio_dials_at_443(target: str) -> None:
+    """no_port finds exactly the accepted targets that give no port ('host', '[::1]',
+    a bare IPv6 literal, 'dns:///name'), alone and in a list; never an ipv4:/ipv6:
+    list, a unix socket or an xds name."""
+    expected = (target,) if target in NO_PORT else ()
+    assert no_port(target) == expected
+    assert no_port(["127.0.0.1:1", target]) == expected

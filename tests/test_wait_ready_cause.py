@@ -55,3 +55,37 @@ def test_plaintext_pool_against_a_dead_port_has_errors_but_no_tls_hint(
     assert "; last errors: " in str(raised.value)
     assert "hint:" not in str(raised.value)
     assert isinstance(raised.value.__cause__, grpc_pool.NoChannelAvailable)
+
+
+def test_a_target_without_a_port_says_443_is_assumed_and_counts_plainly(
+    make_pool: Callable[..., grpc_pool.Pool],
+) -> None:
+    """'127.0.0.1' (no port; grpcio dials 127.0.0.1:443, nothing listens there): the
+    pool takes it, and PoolTimeout and its NoChannelAvailable cause say "no port
+    given: 443 assumed"; the count says the pool's ready/expected (as its repr's
+    ready=0/3) and min_ready apart, not "0 of 1 channels ready"."""
+    pool = make_pool("127.0.0.1", size=3)
+    wait_until(lambda: _failed(pool), what="a failed connect")
+    with pytest.raises(grpc_pool.PoolTimeout) as raised:
+        pool.wait_ready(timeout=0.2)
+    message = str(raised.value)
+    assert "ready=0/3" in message, message
+    assert ": wait_ready timed out after 0.2s: 0 of 3 channels ready, min_ready=1 needed" in (
+        message
+    )
+    assert "127.0.0.1:443" in message, message  # grpcio's own error names the port
+    assert message.endswith("; hint: no port given: 443 assumed (target '127.0.0.1')"), message
+    assert "no port given: 443 assumed" in str(raised.value.__cause__)
+
+
+def test_a_target_with_a_port_gets_no_port_hint(
+    make_pool: Callable[..., grpc_pool.Pool], dead_target: str
+) -> None:
+    """The port hint is about the target, not the error: a target with a port that
+    refuses connections has none."""
+    pool = make_pool(dead_target, size=1)
+    wait_until(lambda: _failed(pool), what="a failed connect")
+    with pytest.raises(grpc_pool.PoolTimeout) as raised:
+        pool.wait_ready(timeout=0.2)
+    assert "no port given" not in str(raised.value)
+    assert "0 of 1 channels ready, min_ready=1 needed" in str(raised.value)

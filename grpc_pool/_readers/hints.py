@@ -7,9 +7,12 @@ CLI's ``check`` hint: each caller names its own switch (``insecure=True`` or
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-__all__ = ["tls_hint"]
+from .._base.redact import redact_target
+from .._config.targets import no_port
+
+__all__ = ["port_hint", "tls_hint"]
 
 # What grpc core reports when a TLS client meets a plaintext server ...
 _TLS_TO_PLAINTEXT = ("Tls handshake failed", "WRONG_VERSION_NUMBER")
@@ -28,3 +31,13 @@ def tls_hint(errors: Iterable[str], insecure: bool, *, to_plaintext: str, to_tls
             f"the server closed each plaintext connection at once; if it expects TLS, try {to_tls}"
         )
     return ""
+
+
+def port_hint(target: str | Sequence[str]) -> str:
+    """ "no port given: 443 assumed (...)" when ``target`` (or one of a list) names a
+    host without a port, which grpcio takes and dials at 443; else ""."""
+    missing = no_port(target)
+    if not missing:
+        return ""
+    shown = ", ".join(repr(redact_target(t)) for t in missing)
+    return f"no port given: 443 assumed (target {shown})"

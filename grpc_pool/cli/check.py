@@ -31,7 +31,7 @@ from .._base.errors import GrpcPoolError, InvalidConfig
 from .._cli_env import program_name
 from .._config.validate import check_target
 from .._pool import Pool
-from .._readers.hints import tls_hint
+from .._readers.hints import port_hint, tls_hint
 from .._readers.stats import SlotStats
 from .._workers.health import HealthCheck
 
@@ -169,7 +169,14 @@ def run_check(
     deadline = started + timeout
     mode = "insecure" if insecure else "tls"
     asked = "the server" if service is None else f"service {service!r}"
-    print(f"checking {target} ({mode}, {size} channels, health of {asked})", file=out, flush=True)
+    # grpcio takes 'host' as 'host:443': said up front, and again if it fails.
+    port = port_hint(target).partition(" (")[0]
+    print(
+        f"checking {target} ({mode}, {size} channels, health of {asked}"
+        f"{'; ' + port if port else ''})",
+        file=out,
+        flush=True,
+    )
     try:
         pool = Pool(
             target,
@@ -212,7 +219,7 @@ def run_check(
         reason = f"down: no channel ready after {timeout:g}s{why}"
         if handshakes_failed:
             reason = f"down: every channel failed its TLS handshake ({elapsed:.2f}s){why}"
-        hint = _tls_hint(errors, insecure)
+        hint = _tls_hint(errors, insecure) or port
     elif ready < size:
         reason = f"degraded: {ready}/{size} channels ready after {timeout:g}s"
     else:
