@@ -101,7 +101,9 @@ def bare_server() -> Iterator[str]:
 
 def test_server_without_health_service(bare_server: str) -> None:
     """A server without grpc.health.v1: healthy once connected when no service is
-    asked about (exit 0, health UNIMPLEMENTED); asking with --health fails (exit 1)."""
+    asked about (exit 0, health UNIMPLEMENTED), and said so: each slot's detail and
+    the verdict say "no health service" and "connected counts as healthy", and no
+    health check is counted as passed; asking with --health fails (exit 1)."""
     result = run("check", bare_server, "--insecure", "--timeout", "30")
     assert result.returncode == 0, result.stdout + result.stderr
     assert {row[4] for row in slot_lines(result.stdout)} == {"UNIMPLEMENTED"}
@@ -111,6 +113,14 @@ def test_server_without_health_service(bare_server: str) -> None:
     lines = [line for line in result.stdout.splitlines() if SLOT_LINE.match(line)]
     assert lines and all("Method not found!" in line for line in lines), result.stdout
     assert all(line.endswith(" -") for line in lines), result.stdout  # no last error
+    label = "no health service, connected counts as healthy (Method not found!)"
+    assert all(label in line for line in lines), result.stdout
+    verdict = result.stdout.strip().splitlines()[-1]
+    assert verdict.startswith(
+        "healthy: 2/2 channels ready, no health service (UNIMPLEMENTED): connected counts as "
+        "healthy ("
+    ), verdict
+    assert "passed" not in verdict, verdict
     strict = run("check", bare_server, "--insecure", "--health", "", "--timeout", "30")
     assert strict.returncode == 1, strict.stdout + strict.stderr
     assert "UNIMPLEMENTED" in strict.stderr
