@@ -242,8 +242,11 @@ def test_documented_own_service_recipe_runs_from_an_installed_copy(
     """The test module docs/integrations.md gives for testing one's own service (a
     ``grpc_server`` override yielding a target str) passes, run by pytest in a
     subprocess outside this repository against a non-editable install of the package:
-    ``channel_pool`` takes the str (it read ``.target`` of it before: AttributeError)."""
+    ``channel_pool`` takes the str (it read ``.target`` of it before: AttributeError).
+    The installed wheel carries the LICENSE (PEP 639: dist-info/licenses/)."""
     site = install_a_copy(tmp_path_factory.mktemp("installed"))
+    licenses = [p.read_text() for p in site.glob("grpc_pool-*.dist-info/licenses/LICENSE")]
+    assert licenses == [(ROOT / "LICENSE").read_text()]
     monkeypatch.setenv("PYTHONPATH", str(site))
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     pytester.makepyfile(
