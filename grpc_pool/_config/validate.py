@@ -87,7 +87,8 @@ TARGET_FORMS = (
 )
 _URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$", re.DOTALL)
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
-_USER_INFO = re.compile(r"(^|/)([^/\s]*)@")  # as in redact_target
+# Schemes whose rest is a path or a name in which '@' is just a character.
+_PATH_SCHEMES = ("unix", "unix-abstract", "xds", "google-c2p")
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 # Registered in grpcio 1.85's wheel but not for users: 'fake' (a test resolver that
 # never resolves), 'google-c2p-experimental' (an old alias); 'vsock' is not
@@ -171,19 +172,27 @@ def check_target(target: object) -> str:
     Stricter than grpcio where grpcio silently does something else: a port out of
     1..65535 (grpcio wraps it mod 65536), an empty port (443), whitespace, a
     query, fragment, percent-encoding or trailing comma, an unknown scheme
-    (grpcio hands ``http://h:1`` to DNS, which fails at every connect).
+    (grpcio hands ``http://h:1`` to DNS, which fails at every connect), user-info
+    (``user:pw@host:1``: grpcio resolves ``user:pw@host`` as a host name, which
+    fails at every connect; shown redacted).
     """
     if not isinstance(target, str) or not target:
         raise _invalid("target", target, f"a non-empty str: {TARGET_FORMS}")
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target):
         raise _bad_target(target, "whitespace or control character")
-    # User-info ('user:pw@host:1'): grpcio fails it at every connect, but it is taken so
-    # that a secret passed by mistake stays redacted everywhere (repr, errors, logs);
-    # the rest is checked as if it were not there.
-    bare = _USER_INFO.sub(r"\1", target) if "@" in target else target
-    match = _URI_SCHEME.match(bare)
+    match = _URI_SCHEME.match(target)
     scheme = match.group(1).lower() if match else ""  # grpc core lower-cases schemes
     rest = match.group(2) if match else ""
+    if "@" in target and scheme not in _PATH_SCHEMES:
+        # Measured (grpcio 1.60, 1.85): 'user:pw@host:1' and 'dns:///user@host:1' are
+        # looked up as the host name 'user:pw@host' ("Misformatted domain name"), a DNS
+        # server 'dns://user@h/' is an unparsable authority, 'ipv4:user@...' an invalid
+        # URI: every connect fails. Credentials go in credentials= or call credentials.
+        raise _bad_target(
+            target,
+            "user-info before '@' is not used by grpcio: it resolves it as part of the "
+            "host name and fails every connect; pass credentials with credentials=",
+        )
     if scheme == "dns":
         name = rest
         if rest.startswith("//"):
@@ -220,7 +229,7 @@ def check_target(target: object) -> str:
         # 'http://h:1', 'dsn:///x:1': grpcio prefixes dns:/// and fails to resolve them.
         raise _bad_target(target, f"unknown scheme {match.group(1)!r}")
     else:  # no scheme grpcio knows: it resolves dns:///<target>
-        _host_port(target, bare)
+        _host_port(target, target)
     return target
 
 

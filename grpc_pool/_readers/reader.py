@@ -193,7 +193,8 @@ class Reader:
             tls_hint(
                 errors, self.config.insecure, to_plaintext="insecure=True", to_tls="insecure=False"
             ),
-            port_hint(self.config.target),
+            # With a resolver, its addresses carry the ports: the target is its to read.
+            port_hint(self.config.target) if self.config.resolver is None else "",
         )
         said = f"; last errors: {'; '.join(errors)}" if errors else ""
         return said + "".join(f"; hint: {h}" for h in hints if h)
