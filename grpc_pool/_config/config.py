@@ -11,6 +11,7 @@ import grpc
 from .._base.errors import InvalidConfig
 from .._base.redact import redact_target, redact_value, remember, secrets_of
 from .env import config_from_env, config_from_mapping
+from .options import check_options
 from .retry import RetryPolicy
 from .validate import (
     MAX_BACKOFF_MULTIPLIER,
@@ -25,7 +26,6 @@ from .validate import (
     _check_bool,
     _check_interceptors,
     _check_number,
-    _check_options,
     _check_strategy,
     _check_target,
     _invalid,
@@ -215,7 +215,7 @@ class PoolConfig:
             raise _invalid(
                 "insecure", self.insecure, "False when credentials are given (choose one)"
             )
-        object.__setattr__(self, "options", _check_options(self.options))
+        object.__setattr__(self, "options", check_options(self.options))
         object.__setattr__(self, "interceptors", _check_interceptors(self.interceptors))
         _check_strategy(self.strategy)
         check_seconds("connect_timeout", self.connect_timeout, allow_zero=False)

@@ -47,8 +47,6 @@ MAX_SIZE = 1024
 # Largest other count (rates, thresholds, limits): an int32, as gRPC's own.
 MAX_COUNT = 2**31 - 1
 MAX_BACKOFF_MULTIPLIER = 100.0
-# Channel option values grpcio takes as integers: a C int.
-_INT32 = (-(2**31), 2**31 - 1)
 
 # Keys may also be bytes: grpcio takes them (its type stubs say str only).
 ChannelOption = tuple[str, Any]
@@ -295,70 +293,6 @@ def check_seconds(
     return _check_number(
         field_name, value, f"> 0 and <= {maximum:.0f} (seconds)", lambda v: 0 < v <= maximum
     )
-
-
-def _check_options(options: object) -> tuple[ChannelOption, ...]:
-    """What grpcio 1.85 takes and hands to gRPC core as it is: anything else fails
-    every connect (TypeError, OverflowError) or, for an object with ``__int__``
-    such as a float, becomes a raw pointer argument."""
-    if isinstance(options, (str, bytes)) or not isinstance(options, Sequence):
-        raise _invalid("options", options, "a sequence of (key, value) pairs")
-    checked: list[Any] = []
-    for item in options:
-        if not (isinstance(item, (tuple, list)) and len(item) == 2):
-            raise _invalid("options", item, "each option a (key, value) pair")
-        key, value = item
-        if not isinstance(key, (str, bytes)) or not key or _has_nul(key):
-            raise InvalidConfig(
-                f"options key {key!r} is not allowed: expected a non-empty str or bytes "
-                "without NUL, such as 'grpc.max_receive_message_length'"
-            )
-        if isinstance(value, int):
-            ok = _INT32[0] <= value <= _INT32[1]
-        elif isinstance(value, (str, bytes)):
-            ok = not _has_nul(value) and _encodes(value)
-        else:
-            ok = _is_grpc_pointer(value)
-        if not ok:
-            raise InvalidConfig(
-                f"options value {value!r} for key {key!r} is not allowed: expected an int "
-                f"{_INT32[0]}..{_INT32[1]}, a str or bytes (without NUL), or a "
-                "grpc.experimental.session_cache.SSLSessionCache (for 'grpc.ssl_session_cache')"
-            )
-        checked.append((key, value))
-    return tuple(checked)
-
-
-def _is_grpc_pointer(value: object) -> bool:
-    """grpcio's own pointer-valued option objects: an SSL session cache.
-
-    grpcio hands any other object with ``__int__`` (a float, a Decimal, a user class)
-    to gRPC core as a raw address: ignored at best, a SIGSEGV at worst, so only
-    grpcio's wrapper is taken. It is not copied: every pooled channel gets the same
-    cache, kept alive by the pool's config."""
-    try:
-        from grpc.experimental import session_cache
-    except ImportError:  # pragma: no cover - present in every supported grpcio
-        return False
-    return isinstance(value, session_cache.SSLSessionCache)
-
-
-def _encodes(text: str | bytes) -> bool:
-    # grpcio encodes str values as UTF-8: a lone surrogate fails every connect.
-    if isinstance(text, bytes):
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _has_nul(text: str | bytes) -> bool:
-    # gRPC core reads keys and string values as C strings: a NUL would cut them short.
-    if isinstance(text, str):
-        return "\0" in text
-    return b"\0" in text
 
 
 def _check_interceptors(interceptors: object) -> tuple[Interceptor, ...]:
