@@ -21,6 +21,7 @@ __all__ = [
     "dial_target",
     "dns_server_of",
     "has_dnspython",
+    "ip_literal",
     "join_host_port",
     "literal_list",
     "name_of",
@@ -130,6 +131,19 @@ def no_port(target: str | Sequence[str]) -> tuple[str, ...]:
         if bracketed or (not name.startswith("[") and name.count(":") != 1):
             found.append(one)  # 'host', '[v6]', or a bare IPv6 literal
     return tuple(found)
+
+
+def ip_literal(target: str) -> bool:
+    """Whether ``target`` names an IP address (with or without a port): 'h', 'h:p',
+    '[v6]', a bare IPv6 literal, 'dns:///h'."""
+    named = name_of(target)
+    if named is None or named[1]:
+        return False
+    try:
+        host, _ = split_host_port(named[0].rpartition("@")[2])
+    except ValueError:
+        return False
+    return _ip(host) is not None
 
 
 def _grpc_balances(options: Sequence[tuple[str, object]]) -> bool:

@@ -7,10 +7,13 @@ CLI's ``check`` hint: each caller names its own switch (``insecure=True`` or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
+import grpc
+
 from .._base.redact import redact_target
-from .._config.targets import no_port
+from .._config.targets import ip_literal, no_port
 
 __all__ = ["port_hint", "tls_hint"]
 
@@ -33,11 +36,24 @@ def tls_hint(errors: Iterable[str], insecure: bool, *, to_plaintext: str, to_tls
     return ""
 
 
-def port_hint(target: str | Sequence[str]) -> str:
+# From grpcio 1.63 on (its EventEngine DNS resolver, on Linux and macOS) an IP address
+# without a port is dialed at 443 like a name; before, the c-ares resolver read the
+# default port "https" with atoi(): port 0, which fails every connect.
+_IP_DEFAULT_PORT_FIXED = (1, 63)
+
+
+def port_hint(target: str | Sequence[str], grpc_version: str = grpc.__version__) -> str:
     """ "no port given: 443 assumed (...)" when ``target`` (or one of a list) names a
-    host without a port, which grpcio takes and dials at 443; else ""."""
+    host without a port, which grpcio takes and dials at 443 (an IP address at port
+    0 before grpcio 1.63: said so); else ""."""
     missing = no_port(target)
     if not missing:
         return ""
     shown = ", ".join(repr(redact_target(t)) for t in missing)
+    numbers = tuple(int(n) for n in re.findall(r"\d+", grpc_version)[:2])
+    if numbers < _IP_DEFAULT_PORT_FIXED and any(ip_literal(t) for t in missing):
+        return (
+            f"no port given: grpcio {grpc_version} dials port 0 for an IP address "
+            f"without one (443 from grpcio 1.63 on) (target {shown})"
+        )
     return f"no port given: 443 assumed (target {shown})"
