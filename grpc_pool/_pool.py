@@ -230,9 +230,10 @@ class Pool:
         if self._reader.wait_for(min_ready, timeout or 0.0) is None:
             state = self._reader.state
             ready = len(state.channels)
+            # The pool's own count (as its repr's ready=R/N), then what the wait asked.
             error = PoolTimeout(
-                f"{ready} of {min_ready} channels ready after {timeout:g}s"
-                f"{self._reader.why(state)}",
+                f"wait_ready timed out after {timeout:g}s: {ready} of {state.expected} "
+                f"channels ready, min_ready={min_ready} needed{self._reader.why(state)}",
                 self,
             )
             logger.warning("%s", error)

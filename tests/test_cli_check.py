@@ -101,7 +101,9 @@ def bare_server() -> Iterator[str]:
 
 def test_server_without_health_service(bare_server: str) -> None:
     """A server without grpc.health.v1: healthy once connected when no service is
-    asked about (exit 0, health UNIMPLEMENTED); asking with --health fails (exit 1)."""
+    asked about (exit 0, health UNIMPLEMENTED), and said so: each slot's detail and
+    the verdict say "no health service" and "connected counts as healthy", and no
+    health check is counted as passed; asking with --health fails (exit 1)."""
     result = run("check", bare_server, "--insecure", "--timeout", "30")
     assert result.returncode == 0, result.stdout + result.stderr
     assert {row[4] for row in slot_lines(result.stdout)} == {"UNIMPLEMENTED"}
@@ -111,6 +113,14 @@ def test_server_without_health_service(bare_server: str) -> None:
     lines = [line for line in result.stdout.splitlines() if SLOT_LINE.match(line)]
     assert lines and all("Method not found!" in line for line in lines), result.stdout
     assert all(line.endswith(" -") for line in lines), result.stdout  # no last error
+    label = "no health service, connected counts as healthy (Method not found!)"
+    assert all(label in line for line in lines), result.stdout
+    verdict = result.stdout.strip().splitlines()[-1]
+    assert verdict.startswith(
+        "healthy: 2/2 channels ready, no health service (UNIMPLEMENTED): connected counts as "
+        "healthy ("
+    ), verdict
+    assert "passed" not in verdict, verdict
     strict = run("check", bare_server, "--insecure", "--health", "", "--timeout", "30")
     assert strict.returncode == 1, strict.stdout + strict.stderr
     assert "UNIMPLEMENTED" in strict.stderr
@@ -129,6 +139,17 @@ def test_nothing_listening_exits_1_after_the_timeout(dead_target: str) -> None:
     # The cause, at the end of gRPC's long message, is shown whole: verdict and table.
     assert lines[0].endswith("Connection refused"), result.stderr
     assert all(line.endswith("Connection refused") for line in result.stdout.splitlines()[-2:])
+
+
+def test_a_target_without_a_port_says_443_is_assumed() -> None:
+    """'localhost' (no port; grpcio dials localhost:443, where nothing listens): the
+    first line and the failure's hint both say "no port given: 443 assumed"."""
+    result = run("check", "localhost", "--insecure", "--timeout", "1", "--size", "1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.endswith("health of the server; no port given: 443 assumed)"), first
+    assert ":443: " in result.stdout  # grpcio's own error names the port
+    assert result.stderr.strip().splitlines()[-1] == "hint: no port given: 443 assumed"
 
 
 def test_tls_against_a_plaintext_server_is_not_healthy(server: EchoServer) -> None:

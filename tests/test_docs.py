@@ -88,3 +88,24 @@ def test_quoted_figures_match_the_performance_table() -> None:
         if figures(text) - measured
     }
     assert not stale, f"figures not in docs/performance.md's results tables: {stale}"
+
+
+# What once contradicted the transparent retry (on by default) and the opt-in
+# RetryPolicy: "the pool does not retry RPCs", a FAQ answering "No.".
+NO_RETRY_CLAIM = re.compile(
+    r"\b(?:pool|it) (?:does not|doesn't|never) retr(?:y|ies) (?:failed )?RPCs"
+    r"|retry failed RPCs\?\s+No\b",
+    flags=re.IGNORECASE,
+)
+
+
+def test_no_page_or_docstring_says_the_pool_never_retries() -> None:
+    """One story about retries: no page, README or module of the package says the
+    pool does not retry RPCs (it sends again what never reached a server)."""
+    texts = {"README.md": (ROOT / "README.md").read_text()}
+    texts |= {str(p.relative_to(ROOT)): p.read_text() for p in sorted(DOCS.glob("**/*.md"))}
+    package = ROOT / "grpc_pool"
+    texts |= {str(p.relative_to(ROOT)): p.read_text() for p in sorted(package.glob("**/*.py"))}
+    found = {name: NO_RETRY_CLAIM.search(text) for name, text in texts.items()}
+    claims = {name: match.group(0) for name, match in found.items() if match}
+    assert not claims, f"these say the pool does not retry: {claims}"

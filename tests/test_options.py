@@ -1,6 +1,7 @@
-"""Channel option values over pooled channels: grpcio's pointer-valued option (an SSL
-session cache) shared by every slot, and the checks of grpcio's own tests redone over
-pools: _channel_args_test::test_client, _auth_context_test::testSessionResumption,
+"""Channel option values over pooled channels: grpcio's pointer-valued options (an SSL
+session cache shared by every slot, any object with __int__), and the checks of
+grpcio's own tests redone over pools: _channel_args_test::test_client and
+test_invalid_client_args, _auth_context_test::testSessionResumption,
 _session_cache_test::testSSLSessionCacheLRU (LRU of size 1, eviction, restart)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from grpc.experimental import session_cache
 
 import grpc_pool
 from grpc_pool import PoolConfig
+from grpc_pool.testing import ECHO, EchoServer
 
 from .conftest import FAST, self_signed
 
@@ -109,43 +111,110 @@ class PointerWrapper:
         return 123456
 
 
-# grpcio's _channel_args_test.TEST_CHANNEL_ARGS without the pointer wrapper.
+# grpcio's _channel_args_test.TEST_CHANNEL_ARGS, its pointer wrapper included.
 GRPCIO_TEST_CHANNEL_ARGS = (
     ("arg1", b"bytes_val"),
     ("arg2", "str_val"),
     ("arg3", 1),
     (b"arg4", "str_val"),
+    ("arg6", PointerWrapper()),
 )
+# grpcio's _channel_args_test.INVALID_TEST_CHANNEL_ARGS: grpcio raises ValueError.
+GRPCIO_INVALID_TEST_CHANNEL_ARGS = [{"foo": "bar"}, (("key",),), "str"]
 
 
 def test_grpcio_channel_args_test_client_over_a_pool() -> None:
     """grpcio's _channel_args_test::test_client over pooled channels: bytes, str and
-    int values and a bytes key are accepted and kept as given, and 2 channels are
-    built with them; its arbitrary __int__ object is refused (grpcio would pass it to
-    core as a raw address)."""
+    int values, a bytes key and a plain object with __int__ (a pointer argument, as
+    grpcio passes it) are accepted and kept as given, and 2 channels are built with
+    them (it was InvalidConfig naming 'arg6' before)."""
     channel = grpc_pool.insecure_channel("localhost:8080", size=2, options=GRPCIO_TEST_CHANNEL_ARGS)
     try:
         assert channel.pool.config.options == GRPCIO_TEST_CHANNEL_ARGS
+        assert channel.pool.config.options[-1][1] is GRPCIO_TEST_CHANNEL_ARGS[-1][1]
+        assert channel.pool.status().expected_size == 2
     finally:
         channel.close()
-    with pytest.raises(grpc_pool.InvalidConfig, match="'arg6'"):
-        grpc_pool.insecure_channel("localhost:8080", size=2, options=[("arg6", PointerWrapper())])
 
 
 @pytest.mark.parametrize(
-    "value",
-    [PointerWrapper(), 1.5, Decimal(7), None, [1], "\udc80", b"a\0b", 2**31],
-    ids=["__int__", "float", "Decimal", "None", "list", "surrogate", "NUL", "int32+1"],
+    "options", GRPCIO_INVALID_TEST_CHANNEL_ARGS, ids=["dict", "1-tuple", "str"]
 )
-def test_non_grpcio_pointer_values_are_refused_naming_the_key(value: object) -> None:
-    """Objects grpcio would misread as a pointer (arbitrary __int__, float, Decimal) or
-    refuse (None, a list, a str that is no UTF-8, a NUL, beyond int32) are InvalidConfig
-    naming the key and the session cache as the one pointer value taken."""
+def test_grpcio_channel_args_test_invalid_client_args_over_a_pool(options: object) -> None:
+    """grpcio's _channel_args_test::test_invalid_client_args over a pool: what grpcio
+    refuses with ValueError, the pool refuses with InvalidConfig (a ValueError) at
+    construction, naming options."""
+    with pytest.raises(ValueError) as raised:
+        grpc_pool.insecure_channel("localhost:8080", size=2, options=options)
+    assert isinstance(raised.value, grpc_pool.InvalidConfig)
+    assert "options" in str(raised.value)
+
+
+def test_rpcs_run_over_channels_built_with_a_pointer_option(
+    make_pool: Callable[..., grpc_pool.Pool], server: EchoServer
+) -> None:
+    """The pointer argument reaches gRPC core on every pooled channel and is harmless
+    under a key core does not read: every slot connects and serves RPCs."""
+    pool = make_pool(server.target, size=3, options=GRPCIO_TEST_CHANNEL_ARGS)
+    pool.wait_ready(timeout=10, min_ready=3)
+    for _ in range(6):
+        assert pool.get_channel().unary_unary(ECHO)(b"x", timeout=5) == b"x"
+    assert len(server.peers) == 3
+
+
+class _BadInt:
+    def __int__(self) -> int:
+        raise RuntimeError("no address")
+
+
+class _NegativeInt:
+    def __int__(self) -> int:
+        return -1
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("grpc.ssl_session_cache", PointerWrapper(), "dereferences 'grpc.ssl_session_cache'"),
+        ("grpc.resource_quota", PointerWrapper(), "dereferences 'grpc.resource_quota'"),
+        ("grpc.socket_mutator", PointerWrapper(), "dereferences"),
+        ("grpc.internal.subchannel_pool", PointerWrapper(), "dereferences"),
+        (b"grpc.socket_factory", PointerWrapper(), "dereferences"),
+        ("grpc.x", 1.5, "a float is not an int"),
+        ("grpc.x", Decimal(7), "a Decimal is not an int"),
+        ("grpc.x", None, "a NoneType is neither"),
+        ("grpc.x", [1], "a list is neither"),
+        ("grpc.x", _BadInt(), "its __int__ raised RuntimeError('no address')"),
+        ("grpc.x", _NegativeInt(), "not an address"),
+        ("grpc.x", "\udc80", "not encodable as UTF-8"),
+        ("grpc.x", b"a\0b", "a NUL character"),
+        ("grpc.x", 2**31, "beyond a C int"),
+    ],
+)
+def test_values_grpcio_refuses_or_core_crashes_on_are_refused(
+    key: str | bytes, value: object, why: str
+) -> None:
+    """What grpcio refuses at every connect (None, a list, an __int__ that raises or
+    is no address, a str that is no UTF-8, beyond a C int), what gRPC core would
+    dereference as one of its own objects (any pointer but grpcio's session cache
+    under a pointer key: a crash), and a number that is not an int (grpcio would
+    pass it as a pointer that core ignores) are InvalidConfig naming the key, the
+    reason and the allowed values."""
     with pytest.raises(grpc_pool.InvalidConfig) as raised:
-        PoolConfig(target="127.0.0.1:1", insecure=True, options=[("grpc.ssl_session_cache", value)])
+        PoolConfig(target="127.0.0.1:1", insecure=True, options=[(key, value)])
     message = str(raised.value)
-    assert "'grpc.ssl_session_cache'" in message
-    assert "SSLSessionCache" in message
+    assert f"for key {key!r} is not allowed (" in message, message
+    assert why in message, message
+    assert "SSLSessionCache" in message and "__int__" in message, message
+
+
+def test_a_session_cache_under_another_pointer_key_is_refused() -> None:
+    """grpcio's session cache is a pointer to an SSL session cache: under another key
+    gRPC core reads as a pointer (a resource quota) it would crash: refused."""
+    cache = session_cache.ssl_session_cache_lru(4)
+    with pytest.raises(grpc_pool.InvalidConfig) as raised:
+        PoolConfig(target="127.0.0.1:1", options=[("grpc.resource_quota", cache)])
+    assert "dereferences 'grpc.resource_quota'" in str(raised.value)
 
 
 def test_session_cache_is_kept_as_the_same_object() -> None:

@@ -82,15 +82,19 @@ def _burst(pool: grpc_pool.Pool, kind: str) -> list[BaseException]:
     return errors
 
 
-def _stop_and_burst(pool: grpc_pool.Pool, a: EchoServer, kind: str) -> list[BaseException]:
+def _stop_and_burst(
+    pool: grpc_pool.Pool, a: EchoServer, kind: str, *, until_never_reached: bool = False
+) -> list[BaseException]:
     """Cycles of: all slots ready, backend ``a`` stopped, a burst; until one cycle
-    met a never-reached failure (a retry, or with retry off an error); its errors."""
+    met a never-reached failure (a retry, or with retry off an error; with
+    ``until_never_reached``, an error that proves it); that cycle's errors."""
     errors: list[BaseException] = []
     before = pool.stats().retries
     for _ in range(ROUNDS):
         a.stop(None)
         errors = _burst(pool, kind)
-        if errors or pool.stats().retries > before:
+        met = any(never_reached(e) for e in errors) if until_never_reached else bool(errors)
+        if met or pool.stats().retries > before:
             return errors
         a.start()
         pool.wait_ready(timeout=10)
@@ -122,12 +126,33 @@ def test_stopped_backend_loses_no_rpc(kind: str) -> None:
         assert pool.stats().retries > 0
 
 
+# An RPC written onto the stopped backend's connection as it went away: it may
+# have reached the server, so it is never sent again. grpcio 1.60 reports the write
+# that lost the connection as UNAVAILABLE "Broken pipe" (seen once in CI, on the
+# floor run); the others name the socket closed or reset under the call.
+CONNECTION_LOST = ("Broken pipe", "Socket closed", "Connection reset")
+
+
+def _connection_lost(error: BaseException) -> bool:
+    return (
+        isinstance(error, grpc.Call)
+        and error.code() is grpc.StatusCode.UNAVAILABLE
+        and any(mark in (error.details() or "") for mark in CONNECTION_LOST)
+    )
+
+
 def test_without_transparent_retry_the_stopped_backend_fails_rpcs() -> None:
     """The control: with transparent_retry=False the same stop fails RPCs with
-    "failed to connect" (so the test above can fail)."""
+    "failed to connect" (so the test above can fail), and nothing is sent again.
+    Besides those, the only failures allowed are RPCs that lost their connection
+    mid-write (UNAVAILABLE "Broken pipe", "Socket closed", "Connection reset"): they
+    may have reached the server, which no transparent retry would send again."""
     with EchoServer() as a, EchoServer() as b, _pool(a, b, transparent_retry=False) as pool:
-        errors = _stop_and_burst(pool, a, "call")
-        assert errors and all(never_reached(e) for e in errors)
+        errors = _stop_and_burst(pool, a, "call", until_never_reached=True)
+        assert any(never_reached(e) for e in errors), errors
+        others = [e for e in errors if not never_reached(e)]
+        unexpected = [e for e in others if not _connection_lost(e)]
+        assert unexpected == [], [f"{e.code()}: {e.details()}" for e in unexpected]  # type: ignore[attr-defined]
         assert pool.stats().retries == 0
 
 
@@ -205,10 +230,12 @@ class _Server:
         self._executor.shutdown(wait=True)
 
 
-def test_a_server_answer_is_never_sent_again() -> None:
-    """An UNAVAILABLE a server sent (even with never-reached-looking details? no:
-    any other details) is the caller's: not retried, the server saw one call."""
-    handler = _Counting("Socket closed", fail=1)
+@pytest.mark.parametrize("details", CONNECTION_LOST)
+def test_a_server_answer_is_never_sent_again(details: str) -> None:
+    """An UNAVAILABLE a server sent with any details but a failed pick's (here the
+    connection-lost ones the control test above allows) is the caller's: not
+    retried, the server saw one call."""
+    handler = _Counting(details, fail=1)
     with (
         _Server(handler) as server,
         grpc_pool.Pool(f"127.0.0.1:{server.port}", size=2, **FAST) as pool,
@@ -217,6 +244,7 @@ def test_a_server_answer_is_never_sent_again() -> None:
         with pytest.raises(grpc.RpcError) as caught:
             pool.channel.unary_unary("/t.T/Unary")(b"x", timeout=5)
         assert caught.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert _connection_lost(caught.value) and not never_reached(caught.value)
         assert next(handler.calls) == 2  # one call reached it
         assert pool.stats().retries == 0
 

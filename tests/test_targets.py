@@ -9,6 +9,8 @@ import pytest
 
 import grpc_pool
 from grpc_pool import PoolConfig
+from grpc_pool._base.redact import redact_target
+from grpc_pool._config.targets import no_port
 from grpc_pool._config.validate import TARGET_FORMS, check_target
 
 GOOD = [
@@ -39,7 +41,8 @@ GOOD = [
     "xds:///svc",
     "xds:svc",
     "google-c2p:///svc",
-    "alice:pw@host:1",  # user-info: kept (and redacted everywhere), see test_redaction
+    "unix:/tmp/a@b.sock",  # '@' in a path is a character, not user-info
+    "unix-abstract:svc@1",
 ]
 
 # (target, what the message says is wrong)
@@ -155,3 +158,47 @@ def test_the_cli_uses_the_same_check() -> None:
         check._parse_target("dsn:///x:1")
     assert "TARGET 'dsn:///x:1' is not allowed (unknown scheme 'dsn')" in str(raised.value)
     assert check._parse_target("host") == "host"
+
+
+# Every target of GOOD that names a host with no port: grpcio dials 443 for them.
+NO_PORT = {"host", "[::1]", "::1", "dns:///localhost"}
+
+# User-info in every form grpcio fails at each connect (measured, grpcio 1.60 and 1.85):
+# looked up as part of the host name, an unparsable DNS server, an invalid ipv4: URI.
+USER_INFO = [
+    "alice:s3cret@127.0.0.1:50051",
+    "tok-7d1e@127.0.0.1:50051",
+    "alice@localhost:50051",
+    "dns:///alice:s3cret@localhost:50051",
+    "dns://alice:s3cret@127.0.0.1:53/localhost:50051",
+    "ipv4:alice:s3cret@127.0.0.1:50051",
+]
+
+
+@pytest.mark.parametrize("target", USER_INFO)
+def test_user_info_is_refused_naming_target_redacted(target: str) -> None:
+    """A target with user-info (grpcio resolves it as part of the host name and fails
+    every connect) is InvalidConfig at construction naming target=, the value with
+    the secret shown as ***, and why; nothing starts. The CLI refuses it alike."""
+    from grpc_pool.cli import check
+
+    before = set(threading.enumerate())
+    with pytest.raises(grpc_pool.InvalidConfig) as raised:
+        grpc_pool.Pool(target, insecure=True)
+    message = str(raised.value)
+    assert message.startswith(f"target={redact_target(target)!r} is not allowed (user-info")
+    assert "s3cret" not in message and "tok-7d1e" not in message, message
+    assert set(threading.enumerate()) <= before
+    with pytest.raises(SystemExit) as cli:
+        check._parse_target(target)
+    assert "user-info" in str(cli.value) and "s3cret" not in str(cli.value)
+
+
+@pytest.mark.parametrize("target", GOOD)
+def test_targets_without_a_port_are_the_ones_grpcio_dials_at_443(target: str) -> None:
+    """no_port finds exactly the accepted targets that give no port ('host', '[::1]',
+    a bare IPv6 literal, 'dns:///name'), alone and in a list; never an ipv4:/ipv6:
+    list, a unix socket or an xds name."""
+    expected = (target,) if target in NO_PORT else ()
+    assert no_port(target) == expected
+    assert no_port(["127.0.0.1:1", target]) == expected

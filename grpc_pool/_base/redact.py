@@ -27,6 +27,13 @@ MASK = "***"
 # segment after a "/" ("user:pw@host:443", "dns://user:pw@8.8.8.8/host",
 # "dns:///user:pw@host"). grpcio echoes it verbatim in resolver errors.
 _USERINFO = re.compile(r"(^|/)([^/\s]*)@")
+# Targets whose rest is a path or a name: an '@' there is a character, not user-info
+# ('unix:/tmp/a@b.sock' hides nothing, and 'a' is no secret to mask in every log line).
+_PATH_TARGET = re.compile(r"^(?:unix|unix-abstract|xds|google-c2p):", re.IGNORECASE)
+
+
+def _user_info_in(target: str) -> bool:
+    return "@" in target and not _PATH_TARGET.match(target)
 
 
 def _hide(match: re.Match[str]) -> str:
@@ -37,7 +44,7 @@ def _hide(match: re.Match[str]) -> str:
 
 def redact_target(target: str) -> str:
     """``target`` with any user-info password (or lone token) replaced by ``***``."""
-    return _USERINFO.sub(_hide, target) if "@" in target else target
+    return _USERINFO.sub(_hide, target) if _user_info_in(target) else target
 
 
 def secrets_of(targets: Iterable[str]) -> tuple[str, ...]:
@@ -47,6 +54,8 @@ def secrets_of(targets: Iterable[str]) -> tuple[str, ...]:
     """
     found: set[str] = set()
     for target in targets:
+        if not _user_info_in(target):
+            continue
         for match in _USERINFO.finditer(target):
             user, colon, password = match.group(2).partition(":")
             secret = password if colon and user else match.group(2)

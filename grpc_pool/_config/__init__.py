@@ -1,3 +1,3 @@
 """Configuration: ``PoolConfig`` and the checks of every value (``config``,
-``validate``), reading it from text (``env``), and what a target names
-(``targets``). May import the leaves (``_base``) only."""
+``validate``, ``options`` for channel options), reading it from text (``env``),
+and what a target names (``targets``). May import the leaves (``_base``) only."""

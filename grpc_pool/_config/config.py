@@ -11,6 +11,7 @@ import grpc
 from .._base.errors import InvalidConfig
 from .._base.redact import redact_target, redact_value, remember, secrets_of
 from .env import config_from_env, config_from_mapping
+from .options import check_options
 from .retry import RetryPolicy
 from .validate import (
     MAX_BACKOFF_MULTIPLIER,
@@ -25,7 +26,6 @@ from .validate import (
     _check_bool,
     _check_interceptors,
     _check_number,
-    _check_options,
     _check_strategy,
     _check_target,
     _invalid,
@@ -124,10 +124,10 @@ class PoolConfig:
         every address gets floor(N/K) or ceil(N/K) of the N slots, and slots
         follow the addresses as they change. "off": the target goes to grpcio as
         given. A list of targets is never spread (slot i takes targets[i % len]).
-    transparent_retry: ``pool.channel``'s RPCs that failed on a pooled channel
-        before reaching any server (a failed pick: "failed to connect to all
-        addresses") are sent again on another ready channel, at most 3 times,
-        within the RPC's timeout. Default True (docs/reliability.md).
+    transparent_retry: an RPC that failed on a pooled channel before reaching any
+        server (a failed pick: "failed to connect to all addresses") is sent again
+        on another ready channel, at most 3 times, within the RPC's timeout; which
+        APIs and call kinds: docs/reliability.md. Default True.
     retry: a ``RetryPolicy`` for idempotent methods (opt-in; default None).
     fleet_index: this pool's index in its fleet of pools calling the same service
         (0, 1, 2, ...: a StatefulSet pod's ordinal times the pools per pod plus the
@@ -221,7 +221,7 @@ class PoolConfig:
             raise _invalid(
                 "insecure", self.insecure, "False when credentials are given (choose one)"
             )
-        object.__setattr__(self, "options", _check_options(self.options))
+        object.__setattr__(self, "options", check_options(self.options))
         object.__setattr__(self, "interceptors", _check_interceptors(self.interceptors))
         _check_strategy(self.strategy)
         check_seconds("connect_timeout", self.connect_timeout, allow_zero=False)

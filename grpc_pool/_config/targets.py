@@ -21,9 +21,11 @@ __all__ = [
     "dial_target",
     "dns_server_of",
     "has_dnspython",
+    "ip_literal",
     "join_host_port",
     "literal_list",
     "name_of",
+    "no_port",
     "plan",
     "split_host_port",
     "spread_off_reason",
@@ -124,6 +126,34 @@ def name_of(target: str) -> tuple[str, bool] | None:
         # dns:///host:port or dns://dns-server/host:port or dns:host:port
         return (rest[2:].partition("/")[2] if rest.startswith("//") else rest), False
     return None
+
+
+def no_port(target: str | Sequence[str]) -> tuple[str, ...]:
+    """The targets (of one, or of a list) that name a host without a port: grpcio
+    dials port 443 for them ("localhost50051" is the host "localhost50051", port 443)."""
+    found: list[str] = []
+    for one in (target,) if isinstance(target, str) else target:
+        named = name_of(one)
+        if named is None or named[1]:
+            continue  # unix:, xds:, ...; ipv4:/ipv6: lists need a port
+        name = named[0].rpartition("@")[2]  # after any user-info
+        bracketed = name.startswith("[") and name.endswith("]")
+        if bracketed or (not name.startswith("[") and name.count(":") != 1):
+            found.append(one)  # 'host', '[v6]', or a bare IPv6 literal
+    return tuple(found)
+
+
+def ip_literal(target: str) -> bool:
+    """Whether ``target`` names an IP address (with or without a port): 'h', 'h:p',
+    '[v6]', a bare IPv6 literal, 'dns:///h'."""
+    named = name_of(target)
+    if named is None or named[1]:
+        return False
+    try:
+        host, _ = split_host_port(named[0].rpartition("@")[2])
+    except ValueError:
+        return False
+    return _ip(host) is not None
 
 
 def _grpc_balances(options: Sequence[tuple[str, object]]) -> bool:

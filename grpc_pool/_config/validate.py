@@ -47,8 +47,6 @@ MAX_SIZE = 1024
 # Largest other count (rates, thresholds, limits): an int32, as gRPC's own.
 MAX_COUNT = 2**31 - 1
 MAX_BACKOFF_MULTIPLIER = 100.0
-# Channel option values grpcio takes as integers: a C int.
-_INT32 = (-(2**31), 2**31 - 1)
 
 # Keys may also be bytes: grpcio takes them (its type stubs say str only).
 ChannelOption = tuple[str, Any]
@@ -87,7 +85,8 @@ TARGET_FORMS = (
 )
 _URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(.*)$", re.DOTALL)
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
-_USER_INFO = re.compile(r"(^|/)([^/\s]*)@")  # as in redact_target
+# Schemes whose rest is a path or a name in which '@' is just a character.
+_PATH_SCHEMES = ("unix", "unix-abstract", "xds", "google-c2p")
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 # Registered in grpcio 1.85's wheel but not for users: 'fake' (a test resolver that
 # never resolves), 'google-c2p-experimental' (an old alias); 'vsock' is not
@@ -171,19 +170,27 @@ def check_target(target: object) -> str:
     Stricter than grpcio where grpcio silently does something else: a port out of
     1..65535 (grpcio wraps it mod 65536), an empty port (443), whitespace, a
     query, fragment, percent-encoding or trailing comma, an unknown scheme
-    (grpcio hands ``http://h:1`` to DNS, which fails at every connect).
+    (grpcio hands ``http://h:1`` to DNS, which fails at every connect), user-info
+    (``user:pw@host:1``: grpcio resolves ``user:pw@host`` as a host name, which
+    fails at every connect; shown redacted).
     """
     if not isinstance(target, str) or not target:
         raise _invalid("target", target, f"a non-empty str: {TARGET_FORMS}")
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target):
         raise _bad_target(target, "whitespace or control character")
-    # User-info ('user:pw@host:1'): grpcio fails it at every connect, but it is taken so
-    # that a secret passed by mistake stays redacted everywhere (repr, errors, logs);
-    # the rest is checked as if it were not there.
-    bare = _USER_INFO.sub(r"\1", target) if "@" in target else target
-    match = _URI_SCHEME.match(bare)
+    match = _URI_SCHEME.match(target)
     scheme = match.group(1).lower() if match else ""  # grpc core lower-cases schemes
     rest = match.group(2) if match else ""
+    if "@" in target and scheme not in _PATH_SCHEMES:
+        # Measured (grpcio 1.60, 1.85): 'user:pw@host:1' and 'dns:///user@host:1' are
+        # looked up as the host name 'user:pw@host' ("Misformatted domain name"), a DNS
+        # server 'dns://user@h/' is an unparsable authority, 'ipv4:user@...' an invalid
+        # URI: every connect fails. Credentials go in credentials= or call credentials.
+        raise _bad_target(
+            target,
+            "user-info before '@' is not used by grpcio: it resolves it as part of the "
+            "host name and fails every connect; pass credentials with credentials=",
+        )
     if scheme == "dns":
         name = rest
         if rest.startswith("//"):
@@ -220,7 +227,7 @@ def check_target(target: object) -> str:
         # 'http://h:1', 'dsn:///x:1': grpcio prefixes dns:/// and fails to resolve them.
         raise _bad_target(target, f"unknown scheme {match.group(1)!r}")
     else:  # no scheme grpcio knows: it resolves dns:///<target>
-        _host_port(target, bare)
+        _host_port(target, target)
     return target
 
 
@@ -286,70 +293,6 @@ def check_seconds(
     return _check_number(
         field_name, value, f"> 0 and <= {maximum:.0f} (seconds)", lambda v: 0 < v <= maximum
     )
-
-
-def _check_options(options: object) -> tuple[ChannelOption, ...]:
-    """What grpcio 1.85 takes and hands to gRPC core as it is: anything else fails
-    every connect (TypeError, OverflowError) or, for an object with ``__int__``
-    such as a float, becomes a raw pointer argument."""
-    if isinstance(options, (str, bytes)) or not isinstance(options, Sequence):
-        raise _invalid("options", options, "a sequence of (key, value) pairs")
-    checked: list[Any] = []
-    for item in options:
-        if not (isinstance(item, (tuple, list)) and len(item) == 2):
-            raise _invalid("options", item, "each option a (key, value) pair")
-        key, value = item
-        if not isinstance(key, (str, bytes)) or not key or _has_nul(key):
-            raise InvalidConfig(
-                f"options key {key!r} is not allowed: expected a non-empty str or bytes "
-                "without NUL, such as 'grpc.max_receive_message_length'"
-            )
-        if isinstance(value, int):
-            ok = _INT32[0] <= value <= _INT32[1]
-        elif isinstance(value, (str, bytes)):
-            ok = not _has_nul(value) and _encodes(value)
-        else:
-            ok = _is_grpc_pointer(value)
-        if not ok:
-            raise InvalidConfig(
-                f"options value {value!r} for key {key!r} is not allowed: expected an int "
-                f"{_INT32[0]}..{_INT32[1]}, a str or bytes (without NUL), or a "
-                "grpc.experimental.session_cache.SSLSessionCache (for 'grpc.ssl_session_cache')"
-            )
-        checked.append((key, value))
-    return tuple(checked)
-
-
-def _is_grpc_pointer(value: object) -> bool:
-    """grpcio's own pointer-valued option objects: an SSL session cache.
-
-    grpcio hands any other object with ``__int__`` (a float, a Decimal, a user class)
-    to gRPC core as a raw address: ignored at best, a SIGSEGV at worst, so only
-    grpcio's wrapper is taken. It is not copied: every pooled channel gets the same
-    cache, kept alive by the pool's config."""
-    try:
-        from grpc.experimental import session_cache
-    except ImportError:  # pragma: no cover - present in every supported grpcio
-        return False
-    return isinstance(value, session_cache.SSLSessionCache)
-
-
-def _encodes(text: str | bytes) -> bool:
-    # grpcio encodes str values as UTF-8: a lone surrogate fails every connect.
-    if isinstance(text, bytes):
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _has_nul(text: str | bytes) -> bool:
-    # gRPC core reads keys and string values as C strings: a NUL would cut them short.
-    if isinstance(text, str):
-        return "\0" in text
-    return b"\0" in text
 
 
 def _check_interceptors(interceptors: object) -> tuple[Interceptor, ...]:

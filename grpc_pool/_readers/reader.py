@@ -23,7 +23,7 @@ from .._channel.pooled import PooledChannel
 from .._config.config import PoolConfig
 from .._config.validate import check_seconds
 from .._contract.state import PoolState, SlotStatus
-from .hints import tls_hint
+from .hints import port_hint, tls_hint
 
 __all__ = ["Reader", "State", "failed", "pick"]
 
@@ -185,15 +185,19 @@ class Reader:
 
     def why(self, state: State | None = None) -> str:
         """ "; last errors: ..." of the slots (and "; hint: ..." when they look like TLS
-        against plaintext or back), or "": what no-channel errors carry."""
+        against plaintext or back, or the target has no port), or "": what no-channel
+        errors carry."""
         views = (state or self.state).views
         errors = sorted({v.last_error for v in views if v.last_error})
-        if not errors:
-            return ""
-        hint = tls_hint(
-            errors, self.config.insecure, to_plaintext="insecure=True", to_tls="insecure=False"
+        hints = (
+            tls_hint(
+                errors, self.config.insecure, to_plaintext="insecure=True", to_tls="insecure=False"
+            ),
+            # With a resolver, its addresses carry the ports: the target is its to read.
+            port_hint(self.config.target) if self.config.resolver is None else "",
         )
-        return f"; last errors: {'; '.join(errors)}" + (f"; hint: {hint}" if hint else "")
+        said = f"; last errors: {'; '.join(errors)}" if errors else ""
+        return said + "".join(f"; hint: {h}" for h in hints if h)
 
     def connectivity(self) -> grpc.ChannelConnectivity:
         """The pool's state as one channel's: READY while any channel is ready."""

@@ -109,7 +109,7 @@ class PoolStats:
     backends: one ``BackendStats`` per resolved address when the pool spreads
         (addresses with no slot included), then one per address no longer resolved
         that a ready channel still connects to (its slot moving off it), else ().
-    retries: RPCs of ``pool.channel`` sent again on another channel after an
+    retries: RPCs the transparent retry sent again on another channel after an
         attempt that never reached a server (``PoolConfig.transparent_retry``).
     policy_retries: attempts ``PoolConfig.retry`` made after a failed one.
     spread_off_reason: why the pool does not spread its target over the backends

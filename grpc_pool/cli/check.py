@@ -4,8 +4,10 @@ Connects a pool of ``--size`` channels (each its own TCP connection), waits for
 them to be ready with a progress display, then sends one
 ``grpc.health.v1.Health/Check`` over each ready channel and prints, per slot: its
 state, channel id, how long it has been connected, the health answer, the
-round-trip time of the check, the answer's detail (e.g. UNIMPLEMENTED's "Method not
-found!") and the slot's last connection error.
+round-trip time of the check, the answer's detail and the slot's last connection
+error. A server without the health service answers UNIMPLEMENTED: labelled "no
+health service" and, unless ``--health`` names a service, counted as healthy once
+connected (as gRPC's client health checking does), never as a check that passed.
 
 Without ``--insecure`` against a plaintext server every connection fails its TLS
 handshake: once every slot has, the wait ends there (not at ``--timeout``) with a
@@ -31,7 +33,7 @@ from .._base.errors import GrpcPoolError, InvalidConfig
 from .._cli_env import program_name
 from .._config.validate import check_target
 from .._pool import Pool
-from .._readers.hints import tls_hint
+from .._readers.hints import port_hint, tls_hint
 from .._readers.stats import SlotStats
 from .._workers.health import HealthCheck
 
@@ -169,7 +171,14 @@ def run_check(
     deadline = started + timeout
     mode = "insecure" if insecure else "tls"
     asked = "the server" if service is None else f"service {service!r}"
-    print(f"checking {target} ({mode}, {size} channels, health of {asked})", file=out, flush=True)
+    # grpcio takes 'host' as 'host:443': said up front, and again if it fails.
+    port = port_hint(target).partition(" (")[0]
+    print(
+        f"checking {target} ({mode}, {size} channels, health of {asked}"
+        f"{'; ' + port if port else ''})",
+        file=out,
+        flush=True,
+    )
     try:
         pool = Pool(
             target,
@@ -192,14 +201,13 @@ def run_check(
         stats = pool.stats()
     finally:
         pool.close(grace=0.0)
-    _print_slots(stats.slots, checks, out)
+    _print_slots(stats.slots, checks, service, out)
     ready = stats.status.current_size
     failing = [c for c in checks.values() if not _passes(c, service)]
     elapsed = time.monotonic() - started
     if ready == size and not failing:
         print(
-            f"healthy: {ready}/{size} channels ready, {len(checks)} health checks passed "
-            f"({elapsed:.2f}s)",
+            f"healthy: {ready}/{size} channels ready, {_passed(checks)} ({elapsed:.2f}s)",
             file=out,
             flush=True,
         )
@@ -212,7 +220,7 @@ def run_check(
         reason = f"down: no channel ready after {timeout:g}s{why}"
         if handshakes_failed:
             reason = f"down: every channel failed its TLS handshake ({elapsed:.2f}s){why}"
-        hint = _tls_hint(errors, insecure)
+        hint = _tls_hint(errors, insecure) or port
     elif ready < size:
         reason = f"degraded: {ready}/{size} channels ready after {timeout:g}s"
     else:
@@ -294,15 +302,33 @@ def _health_checks(pool: Pool, service: str | None, deadline: float) -> dict[int
     return results
 
 
+# A server without grpc.health.v1 answers the check UNIMPLEMENTED "Method not found!".
+_NO_HEALTH_SERVICE = "UNIMPLEMENTED"
+
+
+def _passed(checks: dict[int, _Check]) -> str:
+    """What made a healthy verdict: checks answered SERVING, channels of a server
+    with no health service (connected counts as healthy), or both."""
+    serving = sum(c.status == "SERVING" for c in checks.values())
+    absent = len(checks) - serving
+    said = [f"{serving} health check{'s' if serving != 1 else ''} passed"] if serving else []
+    if absent:
+        where = "" if not serving else f" on {absent} channel{'s' if absent != 1 else ''}"
+        said.append(f"no health service{where} (UNIMPLEMENTED): connected counts as healthy")
+    return ", ".join(said)
+
+
 def _passes(check: _Check, service: str | None) -> bool:
     if check.status == "SERVING":
         return True
     # Like gRPC's own client health checking: a server without the health service
     # is healthy once connected, unless a service was asked about explicitly.
-    return service is None and check.status == "UNIMPLEMENTED"
+    return service is None and check.status == _NO_HEALTH_SERVICE
 
 
-def _print_slots(slots: tuple[SlotStats, ...], checks: dict[int, _Check], out: TextIO) -> None:
+def _print_slots(
+    slots: tuple[SlotStats, ...], checks: dict[int, _Check], service: str | None, out: TextIO
+) -> None:
     header = ("slot", "state", "channel", "connected", "health", "rtt", "health detail")
     rows = [(*header, "last error")]
     for s in slots:
@@ -312,6 +338,9 @@ def _print_slots(slots: tuple[SlotStats, ...], checks: dict[int, _Check], out: T
         rtt = f"{check.rtt * 1000:.2f}ms" if check is not None and check.rtt is not None else "-"
         # The answer's detail is part of the health answer, not a connection error.
         detail = " ".join(check.detail.split()) if check is not None and check.detail else "-"
+        if check is not None and check.status == _NO_HEALTH_SERVICE:
+            counts = ", connected counts as healthy" if service is None else ""
+            detail = f"no health service{counts} ({detail})"
         error = _cause(s.last_error) if s.last_error else "-"
         rows.append(
             (str(s.slot), s.state, s.channel_id or "-", connected, health, rtt, detail, error)

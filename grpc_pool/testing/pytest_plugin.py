@@ -14,8 +14,11 @@ then ask for ``channel_pool`` (and ``grpc_server`` when a test inspects the serv
         stub = channel_pool.stub(OrdersStub)
         assert stub.Get(GetOrder(id=1), timeout=5).id == 1
 
-``grpc_server`` here is the bundled echo server. For your own service, start a real
-``grpc.server`` with your (fake) servicer on ``127.0.0.1:0`` the same way::
+``grpc_server`` here is the bundled echo server. For your own service, override
+``grpc_server`` with a fixture that starts a real ``grpc.server`` with your (fake)
+servicer on ``127.0.0.1:0`` and yields its target; ``channel_pool`` takes a target
+str or an object with a ``.target`` str (such as the echo server). The whole test
+module is in docs/integrations.md ("pytest")::
 
     @pytest.fixture
     def grpc_server():
@@ -23,7 +26,7 @@ then ask for ``channel_pool`` (and ``grpc_server`` when a test inspects the serv
         add_OrdersServicer_to_server(FakeOrders(), server)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
-        yield f"127.0.0.1:{port}"          # then use grpc_server as the target
+        yield f"127.0.0.1:{port}"  # channel_pool connects to this target
         server.stop(None).wait(10)
 
 Override ``grpc_pool_options`` in a conftest.py or test module to change the pool.
@@ -66,15 +69,31 @@ def grpc_pool_options() -> dict[str, Any]:
 
 
 @pytest.fixture
-def channel_pool(grpc_server: EchoServer, grpc_pool_options: dict[str, Any]) -> Iterator[Pool]:
+def channel_pool(grpc_server: object, grpc_pool_options: dict[str, Any]) -> Iterator[Pool]:
     """A pool against ``grpc_server`` with one channel ready; closed at teardown.
 
-    Closed with grace 0: a test's RPCs are over by then, and the pool's threads are
-    joined before the next test starts (and before ``grpc_server`` stops).
+    ``grpc_server`` is the bundled echo server or a user's override yielding a target
+    str (or any object with a ``.target`` str). Closed with grace 0: a test's RPCs are
+    over by then, and the pool's threads are joined before the next test starts (and
+    before ``grpc_server`` stops).
     """
-    pool = Pool(grpc_server.target, **grpc_pool_options)
+    pool = Pool(target_of(grpc_server), **grpc_pool_options)
     try:
         pool.wait_ready(timeout=READY_TIMEOUT)
         yield pool
     finally:
         pool.close(grace=0)
+
+
+def target_of(server: object) -> str:
+    """The target ``grpc_server`` stands for: itself when a str, else its ``.target``;
+    anything else is a TypeError that says what an override must yield."""
+    if isinstance(server, str):
+        return server
+    target = getattr(server, "target", None)
+    if isinstance(target, str):
+        return target
+    raise TypeError(
+        f"grpc_server yielded {type(server).__name__} {server!r}: channel_pool expects a "
+        "target str such as '127.0.0.1:50051', or an object whose .target is one"
+    )
