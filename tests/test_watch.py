@@ -1,0 +1,131 @@
+"""Connectivity watching (``_workers/watch.py``): one watcher thread per pool and
+no grpcio poller per channel; a server that leaves is seen without any RPC, on
+both paths: grpcio's private ``check_connectivity_state`` (``PollWatch``) and the
+fallback through ``subscribe()`` (forced by ``USE_PRIVATE_API``, or taken per
+channel when that private method cannot be read)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+import grpc_pool
+from grpc_pool._channel.pooled import _connectivity_state
+from grpc_pool._workers import watch
+from grpc_pool.cli.bench.idle import os_threads
+from grpc_pool.testing.echo import EchoServer
+
+from .conftest import FAST, pool_threads, wait_until
+
+SIZE = 4
+SETTLE = 1.0  # grpcio's channel_ready_future pollers end within two 0.2 s ticks
+
+
+def polling(channels: Iterable[grpc.Channel]) -> list[grpc.Channel]:
+    """The channels whose grpcio connectivity poller thread runs now."""
+    return [c for c in channels if getattr(_connectivity_state(c), "polling", False)]
+
+
+def pool_polling(pool: grpc_pool.Pool) -> list[grpc.Channel]:
+    return polling(c._raw for c in pool._snapshot)
+
+
+@pytest.fixture(params=["poll", "subscribe", "unreadable"])
+def path(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """poll: PollWatch; subscribe: USE_PRIVATE_API off; unreadable: PollWatch finds
+    no readable check_connectivity_state and hands every channel to subscribe()."""
+    if request.param == "subscribe":
+        monkeypatch.setattr(watch, "USE_PRIVATE_API", False)
+    elif request.param == "unreadable":
+        monkeypatch.setattr(watch, "checker", lambda raw: None)
+    yield request.param
+
+
+def test_a_pool_of_n_adds_at_most_n_plus_4_threads(server: EchoServer) -> None:
+    """With N raw channels READY on their own connections, a READY pool of N adds at
+    most N + 4 OS threads (here: N workers, the writer, the reaper, the watcher)
+    and runs no grpcio connectivity poller. Counted, not timed."""
+    raws = []
+    pool = None
+    try:
+        for i in range(SIZE):
+            options = [("grpc.use_local_subchannel_pool", 1), ("test.channel", i)]
+            raws.append(grpc.insecure_channel(server.target, options=options))
+            grpc.channel_ready_future(raws[-1]).result(timeout=10)
+        wait_until(lambda: not polling(raws), 10, "the ready futures' pollers to end")
+        time.sleep(SETTLE)
+        raw_threads = os_threads()
+        pool = grpc_pool.Pool(server.target, size=SIZE, **FAST)
+        pool.wait_ready(timeout=10, min_ready=SIZE)
+        time.sleep(SETTLE)
+        added = os_threads() - raw_threads
+        names = sorted(t.name for t in pool_threads())
+        assert not pool_polling(pool)
+        assert len(names) == SIZE + 3, names
+        assert added <= SIZE + 4, (added, names)
+    finally:
+        if pool is not None:
+            pool.close()
+        for raw in raws:
+            raw.close()
+
+
+@pytest.mark.parametrize("grace", [None, 0.5], ids=["abrupt", "graceful-goaway"])
+def test_a_server_leaving_is_seen_without_any_rpc(
+    make_pool: Any, server: EchoServer, path: str, grace: float | None, caplog: Any
+) -> None:
+    """No RPC at all: a server's stop (abrupt, or graceful with GOAWAY) takes every
+    channel out ("down", get_channel raises), and its restart brings every slot back,
+    on every watching path; grpcio pollers run only on the fallback paths."""
+    caplog.set_level(logging.WARNING, logger="grpc_pool._workers.watch")
+    pool = make_pool(server.target, size=2)
+    pool.wait_ready(timeout=10, min_ready=2)
+    assert len(pool_polling(pool)) == (0 if path == "poll" else 2)
+    if path == "unreadable":
+        assert "watching with grpcio's subscribe() pollers" in caplog.text
+    server.stop(grace)
+    wait_until(lambda: pool.status().state == "down", 10, "status down")
+    with pytest.raises(grpc_pool.NoChannelAvailable):
+        pool.get_channel()
+    server.start()
+    assert pool.wait_ready(timeout=15, min_ready=2).state == "healthy"
+    assert all(s.state == "ready" for s in pool.stats().slots)
+
+
+def test_watcher_parks_and_ends(server: EchoServer) -> None:
+    """The watcher is Parkable: parked() turns True once its thread waits outside
+    gRPC, unpark lets it go on (a state change is still delivered after), and it
+    ends when stopped."""
+    pool = grpc_pool.Pool(server.target, size=1, **FAST)
+    try:
+        pool.wait_ready(timeout=10)
+        watcher = pool._writer._crew.watch
+        assert isinstance(watcher, watch.PollWatch)
+        watcher.park()
+        assert watcher.parked(time.monotonic() + 5)
+        watcher.unpark()
+        server.stop()
+        wait_until(lambda: pool.status().state == "down", 10, "status down after unpark")
+    finally:
+        pool.close()
+    assert not watcher.thread.is_alive()
+
+
+def test_checker_reads_a_channel_and_not_a_closed_one(server: EchoServer) -> None:
+    """``checker`` reads grpcio's state of a live channel (asking it to connect brings
+    READY) and gives None for a closed one or an object without grpcio's internals."""
+    channel = grpc.insecure_channel(server.target)
+    try:
+        check = watch.checker(channel)
+        assert check is not None
+        check(True)
+        wait_until(lambda: check(False) is grpc.ChannelConnectivity.READY, 10, "READY")
+    finally:
+        channel.close()
+    assert watch.checker(channel) is None
+    assert watch.checker(object()) is None
