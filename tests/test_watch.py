@@ -23,6 +23,10 @@ from grpc_pool.testing.echo import EchoServer
 from .conftest import FAST, pool_threads, wait_until
 
 SIZE = 4
+# grpcio before 1.80 runs the fallback only (watch.POLL_SINCE): the poll path's tests skip.
+needs_polling = pytest.mark.skipif(
+    not watch.polling_supported(), reason=f"grpcio {grpc.__version__}: subscribe() fallback"
+)
 SETTLE = 1.0  # grpcio's channel_ready_future pollers end within two 0.2 s ticks
 
 
@@ -39,6 +43,8 @@ def pool_polling(pool: grpc_pool.Pool) -> list[grpc.Channel]:
 def path(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """poll: PollWatch; subscribe: USE_PRIVATE_API off; unreadable: PollWatch finds
     no readable check_connectivity_state and hands every channel to subscribe()."""
+    if request.param != "subscribe" and not watch.polling_supported():
+        pytest.skip(f"grpcio {grpc.__version__} < 1.80: the pool watches with subscribe()")
     if request.param == "subscribe":
         monkeypatch.setattr(watch, "USE_PRIVATE_API", False)
     elif request.param == "unreadable":
@@ -46,6 +52,7 @@ def path(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield request.param
 
 
+@needs_polling
 def test_a_pool_of_n_adds_at_most_n_plus_4_threads(server: EchoServer) -> None:
     """With N raw channels READY on their own connections, a READY pool of N adds at
     most N + 4 OS threads (here: N workers, the writer, the reaper, the watcher)
@@ -97,6 +104,7 @@ def test_a_server_leaving_is_seen_without_any_rpc(
     assert all(s.state == "ready" for s in pool.stats().slots)
 
 
+@needs_polling
 def test_watcher_parks_and_ends(server: EchoServer) -> None:
     """The watcher is Parkable: parked() turns True once its thread waits outside
     gRPC, unpark lets it go on (a state change is still delivered after), and it
@@ -129,3 +137,23 @@ def test_checker_reads_a_channel_and_not_a_closed_one(server: EchoServer) -> Non
         channel.close()
     assert watch.checker(channel) is None
     assert watch.checker(object()) is None
+
+
+@pytest.mark.parametrize(
+    ("version", "private_api", "expected"),
+    [
+        ("1.85.1", True, watch.PollWatch),
+        ("1.80.0", True, watch.PollWatch),
+        ("1.78.2", True, watch.SubscribeWatch),
+        ("1.60.0", True, watch.SubscribeWatch),
+        ("1.85.1", False, watch.SubscribeWatch),
+    ],
+)
+def test_the_watcher_follows_the_grpcio_version(
+    monkeypatch: pytest.MonkeyPatch, version: str, private_api: bool, expected: type
+) -> None:
+    """The version guard: PollWatch from grpcio 1.80 on (earlier ones connect only
+    while a thread polls gRPC), subscribe() pollers before it or when switched off."""
+    monkeypatch.setattr(grpc, "__version__", version)
+    monkeypatch.setattr(watch, "USE_PRIVATE_API", private_api)
+    assert type(watch.make_watch("versions")) is expected

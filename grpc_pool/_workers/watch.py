@@ -10,8 +10,11 @@ channel's lock, no waiting inside gRPC): every ``SLOW_TICK`` while nothing
 changes, every ``FAST_TICK`` (then slowing down again) after a change, a new
 channel or a reconnect request. Nothing of it is inside gRPC between ticks, so
 a fork only waits for the current tick, and closing a channel never waits for
-a poller. ``SubscribeWatch`` is the fallback when that private method is
-missing (a future grpcio): grpcio's own pollers, as before.
+a poller. ``SubscribeWatch`` is the fallback, grpcio's own pollers as before:
+on grpcio before 1.80 (there a channel's connection moves on only while some
+thread polls gRPC: a state read alone saw a dead target CONNECTING for ever on
+1.60 and 1.78; from 1.80 the event engine's own threads drive it), and for a
+channel whose private method cannot be read (a future grpcio).
 
 Both deliver ``(channel id, state)`` to the worker's ``put`` whenever the
 state differs from the last one delivered, starting with the current one.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +36,15 @@ from .._base.parking import Parking
 from .._channel.pooled import PooledChannel
 from .inbox import Item
 
-__all__ = ["FAST_TICK", "SLOW_TICK", "PollWatch", "SubscribeWatch", "Watch", "make_watch"]
+__all__ = [
+    "FAST_TICK",
+    "SLOW_TICK",
+    "PollWatch",
+    "SubscribeWatch",
+    "Watch",
+    "make_watch",
+    "polling_supported",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +57,9 @@ SLOW_TICK = 0.2
 FAST_TICK = 0.005
 # Off only in tests that show the fallback (grpcio's subscribe pollers).
 USE_PRIVATE_API = True
+# The first grpcio whose channels connect without a thread polling gRPC (checked:
+# 1.78.0 no, 1.80.0 yes; 1.79 was never released).
+POLL_SINCE = (1, 80)
 
 Put = Callable[[Item], None]
 Check = Callable[[bool], grpc.ChannelConnectivity]
@@ -103,10 +118,17 @@ def checker(raw: object) -> Check | None:
     return check
 
 
+def polling_supported(version: str | None = None) -> bool:
+    """Whether this grpcio (or ``version``) is one ``PollWatch`` is used on."""
+    text = version if version is not None else str(getattr(grpc, "__version__", ""))
+    found = re.match(r"(\d+)\.(\d+)", text)
+    return found is not None and (int(found[1]), int(found[2])) >= POLL_SINCE
+
+
 def make_watch(pool_name: str) -> Watch:
-    """The pool's watcher: ``PollWatch`` unless switched off (``USE_PRIVATE_API``);
-    a channel ``PollWatch`` cannot read is handed to ``SubscribeWatch``."""
-    if USE_PRIVATE_API:
+    """The pool's watcher: ``PollWatch`` on grpcio >= 1.80 unless switched off
+    (``USE_PRIVATE_API``); a channel it cannot read goes to ``SubscribeWatch``."""
+    if USE_PRIVATE_API and polling_supported():
         return PollWatch(pool_name)
     return SubscribeWatch()
 
