@@ -7,6 +7,7 @@ channel when that private method cannot be read)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -15,6 +16,7 @@ import grpc
 import pytest
 
 import grpc_pool
+from grpc_pool._base.parking import Parking
 from grpc_pool._channel.pooled import _connectivity_state
 from grpc_pool._workers import watch
 from grpc_pool.cli.bench.idle import os_threads
@@ -157,3 +159,40 @@ def test_the_watcher_follows_the_grpcio_version(
     monkeypatch.setattr(grpc, "__version__", version)
     monkeypatch.setattr(watch, "USE_PRIVATE_API", private_api)
     assert type(watch.make_watch("versions")) is expected
+
+
+class _LateWake:
+    """A release event whose waiter wakes only when the test says so."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def set(self) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+    def wait(self, timeout: float) -> bool:
+        return self.gate.wait(timeout)
+
+
+def test_a_late_wake_keeps_the_next_forks_park_request() -> None:
+    """A parked thread that wakes from one fork's release only after the next fork's
+    request still sees that request (``wanted``), so the reaper and the watcher park
+    for it instead of making that fork wait PAUSE_TIMEOUT."""
+    parking = Parking()
+    parking.request()
+    late = _LateWake()
+    parking._release = late  # type: ignore[assignment]
+    thread = threading.Thread(target=parking.park_here, name="test-parking")
+    thread.start()
+    try:
+        assert parking.wait(time.monotonic() + 5, thread)
+        parking.release()
+        parking.request()  # the next fork, before the parked thread ran again
+    finally:
+        late.gate.set()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert parking.wanted
