@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 _C = grpc.ChannelConnectivity
 _READY, _IDLE, _LOST = _C.READY, _C.IDLE, (_C.TRANSIENT_FAILURE, _C.SHUTDOWN, LOST)
-_TICK = 5.0  # longest single wait: a stop flag is seen even if a wake-up were lost
+_TICK = 30.0  # longest single wait: a stop flag is seen even if a wake-up were lost (idle: rare)
 
 
 class Worker:
