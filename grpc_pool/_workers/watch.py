@@ -237,7 +237,7 @@ class PollWatch:
                 continue
             hurry, self._hurry = self._hurry, False  # before the look: a later kick counts
             tick = FAST_TICK if self._look() or hurry else min(SLOW_TICK, tick * 2)
-            self._wake.wait(tick)
+            self._wake.wait(tick if self._watched else None)  # none: until a watch()
             self._wake.clear()
         self._parking.ended()
 
