@@ -108,17 +108,18 @@ def test_a_server_leaving_is_seen_without_any_rpc(
 
 @needs_polling
 def test_watcher_parks_and_ends(server: EchoServer) -> None:
-    """The watcher is Parkable: parked() turns True once its thread waits outside
-    gRPC, unpark lets it go on (a state change is still delivered after), and it
-    ends when stopped."""
+    """A fork's park request reaches the watcher (Parkable): its thread waits
+    outside gRPC until the unpark, then a state change is still delivered, and it
+    ends when the pool closes."""
     pool = grpc_pool.Pool(server.target, size=1, **FAST)
     try:
         pool.wait_ready(timeout=10)
         watcher = pool._writer._crew.watch
         assert isinstance(watcher, watch.PollWatch)
-        watcher.park()
-        assert watcher.parked(time.monotonic() + 5)
-        watcher.unpark()
+        wait = pool._fork.park()  # what a fork asks of the pool: the watcher parks too
+        assert wait is not None and wait(time.monotonic() + 5)
+        assert watcher._parking.wanted and watcher.parked(time.monotonic())
+        pool._fork.unpark()
         server.stop()
         wait_until(lambda: pool.status().state == "down", 10, "status down after unpark")
     finally:
