@@ -135,7 +135,8 @@ def test_checker_reads_a_channel_and_not_a_closed_one(server: EchoServer) -> Non
         check = watch.checker(channel)
         assert check is not None
         check(True)
-        wait_until(lambda: check(False) is grpc.ChannelConnectivity.READY, 10, "READY")
+        ready = grpc.ChannelConnectivity.READY
+        wait_until(lambda: watch.STATES[check(False)] is ready, 10, "READY")
     finally:
         channel.close()
     assert watch.checker(channel) is None

@@ -39,6 +39,7 @@ from .inbox import Item
 __all__ = [
     "FAST_TICK",
     "SLOW_TICK",
+    "STATES",
     "PollWatch",
     "SubscribeWatch",
     "Watch",
@@ -62,9 +63,10 @@ USE_PRIVATE_API = True
 POLL_SINCE = (1, 80)
 
 Put = Callable[[Item], None]
-Check = Callable[[bool], grpc.ChannelConnectivity]
-_BY_CODE = {c.value[0]: c for c in grpc.ChannelConnectivity}
-_SHUTDOWN = grpc.ChannelConnectivity.SHUTDOWN
+# grpcio's read: check(try_to_connect) -> the state's code (STATES maps it).
+Check = Callable[[bool], int]
+STATES: dict[int, grpc.ChannelConnectivity] = {c.value[0]: c for c in grpc.ChannelConnectivity}
+_SHUTDOWN_CODE = grpc.ChannelConnectivity.SHUTDOWN.value[0]
 
 
 class Watch(Protocol):
@@ -93,8 +95,9 @@ class Watch(Protocol):
 def checker(raw: object) -> Check | None:
     """grpcio's private connectivity read of a channel (``grpc._channel.Channel._channel``,
     a ``cygrpc.Channel``; through wrappers that keep the real channel as ``_channel``,
-    as OpenTelemetry's does), as ``check(try_to_connect) -> ChannelConnectivity``;
-    None when this grpcio has no such method or it answers something unknown."""
+    as OpenTelemetry's does): ``check(try_to_connect)`` -> the state's code (a key of
+    ``STATES``); None when this grpcio has no such method or it answers something
+    unknown."""
     channel = raw
     for _ in range(4):
         inner = getattr(channel, "_channel", None)
@@ -107,15 +110,11 @@ def checker(raw: object) -> Check | None:
     else:
         return None
     try:
-        if read(False) not in _BY_CODE:
+        if read(False) not in STATES:
             return None
     except Exception:  # closed already, or another signature
         return None
-
-    def check(try_to_connect: bool) -> grpc.ChannelConnectivity:
-        return _BY_CODE[read(try_to_connect)]
-
-    return check
+    return read  # type: ignore[no-any-return]
 
 
 def polling_supported(version: str | None = None) -> bool:
@@ -138,7 +137,7 @@ class _Watched:
 
     def __init__(self, channel_id: str, check: Check, put: Put) -> None:
         self.channel_id, self.check, self.put = channel_id, check, put
-        self.last: grpc.ChannelConnectivity | None = None
+        self.last = -1  # the code last delivered; none yet
 
 
 class PollWatch:
@@ -148,8 +147,12 @@ class PollWatch:
         self._pool_name = pool_name
         self._lock = threading.Lock()
         self._watched: dict[str, _Watched] = {}  # by channel id
+        self._looked: tuple[_Watched, ...] = ()  # its values, for the thread's looks
         self._fallback: SubscribeWatch | None = None  # channels it cannot read
-        self._wake = threading.Event()
+        # Held while the thread waits: a release (``_ring``) ends the wait early; a
+        # lock's timed acquire costs the idle thread less than an Event's wait.
+        self._bell = threading.Lock()
+        self._bell.acquire()
         self._hurry = False  # a new channel or a kick: look again at FAST_TICK
         self._stopped = False
         self._parking = Parking()
@@ -165,7 +168,7 @@ class PollWatch:
     def stop(self) -> None:
         self._stopped = True
         self._parking.release()
-        self._wake.set()
+        self._ring()
 
     def join(self, deadline: float) -> None:
         if self.thread.ident is not None:
@@ -179,11 +182,13 @@ class PollWatch:
             return
         with self._lock:
             self._watched[channel.channel_id] = _Watched(channel.channel_id, check, put)
+            self._looked = tuple(self._watched.values())
         self.kick(channel)
 
     def unwatch(self, channel: PooledChannel) -> None:
         with self._lock:
             found = self._watched.pop(channel.channel_id, None)
+            self._looked = tuple(self._watched.values())
         if found is None and self._fallback is not None:
             self._fallback.unwatch(channel)
 
@@ -197,7 +202,7 @@ class PollWatch:
         with contextlib.suppress(ValueError):  # closed meanwhile: the next look says SHUTDOWN
             found.check(True)  # on the caller's thread (a worker): a short C call
         self._hurry = True
-        self._wake.set()
+        self._ring()
 
     def _subscribe_instead(self) -> SubscribeWatch:
         with self._lock:
@@ -214,7 +219,7 @@ class PollWatch:
     # -- fork (Parkable) -----------------------------------------------------------
     def park(self) -> None:
         self._parking.request()
-        self._wake.set()
+        self._ring()
         if self._fallback is not None:
             self._fallback.park()
 
@@ -237,26 +242,30 @@ class PollWatch:
                 continue
             hurry, self._hurry = self._hurry, False  # before the look: a later kick counts
             tick = FAST_TICK if self._look() or hurry else min(SLOW_TICK, tick * 2)
-            self._wake.wait(tick if self._watched else None)  # none: until a watch()
-            self._wake.clear()
+            if self._looked:
+                self._bell.acquire(timeout=tick)
+            else:  # nothing to look at: until a watch, a park or the stop
+                self._bell.acquire()
         self._parking.ended()
+
+    def _ring(self) -> None:
+        with contextlib.suppress(RuntimeError):  # rung already: the wait ends once
+            self._bell.release()
 
     def _look(self) -> bool:
         """Every watched channel's state; the changes delivered. Whether any changed."""
-        with self._lock:
-            watched = list(self._watched.values())
         changed = False
-        for entry in watched:
+        for entry in self._looked:
             try:
                 state = entry.check(False)
             except ValueError:  # closed: its worker has let it go already
-                state = _SHUTDOWN
+                state = _SHUTDOWN_CODE
             except Exception:  # never end the thread: the others' states still matter
                 logger.exception("pool %s: reading a channel's state failed", self._pool_name)
                 continue
-            if state is not entry.last:
+            if state != entry.last:
                 entry.last = state
-                entry.put((entry.channel_id, state))
+                entry.put((entry.channel_id, STATES.get(state, grpc.ChannelConnectivity.SHUTDOWN)))
                 changed = True
         return changed
 
