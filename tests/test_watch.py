@@ -198,3 +198,40 @@ def test_a_late_wake_keeps_the_next_forks_park_request() -> None:
         thread.join(5)
     assert not thread.is_alive()
     assert parking.wanted
+
+
+@needs_polling
+def test_a_channel_whose_state_cannot_be_read_is_replaced(
+    make_pool: Any, server: EchoServer, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """When reading one channel's state starts failing (an unexpected error from
+    grpcio), the watcher reports it SHUTDOWN once (logged once), its worker replaces
+    it with a new channel that serves, and the watcher thread goes on."""
+    broken: set[object] = set()
+    real = watch.checker
+
+    def failing(raw: object) -> Any:
+        read = real(raw)
+
+        def check(try_to_connect: bool) -> int:
+            if raw in broken:
+                raise RuntimeError("injected")
+            return read(try_to_connect)  # type: ignore[misc]
+
+        return check if read is not None else None
+
+    monkeypatch.setattr(watch, "checker", failing)
+    caplog.set_level(logging.ERROR, logger="grpc_pool._workers.watch")
+    pool = make_pool(server.target, size=1)
+    pool.wait_ready(timeout=10)
+    first = pool.get_channel()
+    broken.add(first._raw)
+    wait_until(
+        lambda: pool.stats().slots[0].channel_id not in (None, first.channel_id),
+        10,
+        "a new channel in the slot",
+    )
+    assert pool.wait_ready(timeout=10).state == "healthy"
+    assert pool.get_channel() is not first
+    assert caplog.text.count("reading a channel's state failed") == 1
+    assert pool._writer._crew.watch.thread.is_alive()

@@ -261,8 +261,9 @@ class PollWatch:
             except ValueError:  # closed: its worker has let it go already
                 state = _SHUTDOWN_CODE
             except Exception:  # never end the thread: the others' states still matter
-                logger.exception("pool %s: reading a channel's state failed", self._pool_name)
-                continue
+                if entry.last != _SHUTDOWN_CODE:  # once: its worker replaces the channel
+                    logger.exception("pool %s: reading a channel's state failed", self._pool_name)
+                state = _SHUTDOWN_CODE
             if state != entry.last:
                 entry.last = state
                 entry.put((entry.channel_id, STATES.get(state, grpc.ChannelConnectivity.SHUTDOWN)))
