@@ -1,12 +1,12 @@
 """5. The slow paths: the writer publishing and retiring, recovery after a restart,
-and what a live pool adds to os.fork()."""
+what a live pool adds to os.fork(), and what an idle pool costs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from grpc_pool.cli.bench import core, fork, restart, writer
+from grpc_pool.cli.bench import core, fork, idle, restart, writer
 
 from .conftest import SETTINGS
 
@@ -45,5 +45,15 @@ def test_fork_with_a_live_pool(benchmark: Any, remote_target: str, report: Repor
     process. pytest-benchmark times the whole scenario once."""
     rows = benchmark.pedantic(
         lambda: fork.fork_rows(remote_target, SETTINGS), rounds=1, iterations=1
+    )
+    report(rows)
+
+
+def test_idle_pool_cpu_threads_and_fork(benchmark: Any, remote_target: str, report: Report) -> None:
+    """Idle CPU (process CPU time over a window), OS threads and os.fork() of a ready
+    pool of 8, against 8 raw channels and a process with no channel: each in its own
+    child process, idling side by side. pytest-benchmark times the whole scenario once."""
+    rows = benchmark.pedantic(
+        lambda: idle.idle_rows(remote_target, SETTINGS), rounds=1, iterations=1
     )
     report(rows)

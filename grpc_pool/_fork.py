@@ -2,12 +2,15 @@
 
 grpcio (checked on 1.85) crashes a child that uses gRPC when, at fork time,
 other threads of the parent were inside gRPC calls: without
-GRPC_ENABLE_FORK_SUPPORT, children building a channel died of SIGSEGV while a
-pool's connectivity pollers were running or RPCs were in flight; with it, grpcio
+GRPC_ENABLE_FORK_SUPPORT, children building a channel died of SIGSEGV while
+grpcio's connectivity pollers were running or RPCs were in flight; with it, grpcio
 skips its own fork handlers in that case. So before fork new RPCs through any
 pool are held at the gate (outside gRPC) and those in flight get
 ``fork_drain_timeout`` to end; then every pool's threads park outside gRPC (one
-protocol, ``Parkable``: the writer asks them, this thread waits). After fork the
+protocol, ``Parkable``: the writer asks them, this thread waits). They wait on
+Python queues and events between their short gRPC calls, so that takes a few
+thread wake-ups (no poller tick: the pool's watcher is its own thread, see
+``_workers/watch.py``). After fork the
 parent unparks them and releases the held RPCs; the child drops the inherited
 channels untouched, and its pool rebuilds on first use (``ForkSupport.revive``,
 the one revive point, called by the readers and by every command to the writer).

@@ -16,6 +16,7 @@ import grpc_pool
 from grpc_pool import PoolConfig
 from grpc_pool._config.validate import MAX_SECONDS, MAX_SIZE
 from grpc_pool._contract.commands import Wake
+from grpc_pool._workers.watch import polling_supported
 from grpc_pool.testing.echo import ECHO, EchoServer
 
 from .conftest import FAST, Recorder, pool_threads, wait_until
@@ -318,8 +319,9 @@ def test_failed_resize_rolls_back(
         pool.resize(5)
     assert pool.status().expected_size == 2
     assert [slot.slot for slot in pool.stats().slots] == [0, 1]
-    # The writer, the reaper and the two workers.
-    wait_until(lambda: len(pool_threads()) == 4, what="the stopped slot's thread to end")
+    # The writer, the reaper, the two workers (and the watcher where the pool polls).
+    own = 4 + polling_supported()
+    wait_until(lambda: len(pool_threads()) == own, what="the stopped slot's thread to end")
     assert pool.get_channel().unary_unary(ECHO)(b"r", timeout=5) == b"r"
     failing_start("none", 0)
     assert pool.resize(3) == 3

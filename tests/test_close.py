@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 import grpc_pool
+from grpc_pool._workers.watch import polling_supported
 from grpc_pool.testing.echo import ECHO, SLOW, EchoServer
 
 from .conftest import FAST, pool_threads, wait_until
@@ -21,7 +22,8 @@ def test_close_twice_joins_threads_and_refuses_later_calls(server: EchoServer) -
     pool = grpc_pool.Pool(server.target, size=3, **FAST)
     pool.wait_ready(timeout=10, min_ready=3)
     names = {t.name for t in pool_threads()}
-    assert names == {f"grpc_pool-writer-{pool.name}", f"grpc_pool-reaper-{pool.name}"} | {
+    own = {"writer", "reaper"} | ({"watch"} if polling_supported() else set())
+    assert names == {f"grpc_pool-{role}-{pool.name}" for role in own} | {
         f"grpc_pool-worker-{pool.name}-{i}" for i in range(3)
     }
     pool.close()

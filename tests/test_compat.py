@@ -8,9 +8,11 @@ import threading
 from pathlib import Path
 
 import grpc
+import pytest
 from packaging.version import Version
 
 from grpc_pool._channel.pooled import _connectivity_state
+from grpc_pool._workers.watch import checker
 from grpc_pool.testing import EchoServer
 
 from .conftest import wait_until
@@ -52,6 +54,26 @@ def test_grpcio_poller_flag_tracks_the_poller_thread(server: EchoServer) -> None
             assert not thread.is_alive(), f"{thread.name} still runs after polling is False"
     finally:
         channel.close()
+
+
+def test_grpcio_check_connectivity_state_reads_and_connects(server: EchoServer) -> None:
+    """grpcio's private ``channel._channel.check_connectivity_state(try_to_connect)``
+    (what the pool's watcher reads, ``_workers/watch.py``) exists on this grpcio,
+    answers a known state, connects when asked, reads READY, and raises ValueError
+    once the channel is closed (the watcher's SHUTDOWN). If grpcio renames or drops
+    it, the pool falls back to grpcio's subscribe() pollers; this test fails first."""
+    channel = grpc.insecure_channel(server.target)
+    try:
+        read = channel._channel.check_connectivity_state  # type: ignore[attr-defined]
+        codes = {c.value[0] for c in grpc.ChannelConnectivity}
+        assert read(True) in codes
+        ready = grpc.ChannelConnectivity.READY.value[0]
+        wait_until(lambda: read(False) == ready, 10, "READY read")
+        assert checker(channel) is not None
+    finally:
+        channel.close()
+    with pytest.raises(ValueError):
+        read(False)
 
 
 def _pins(text: str) -> dict[str, str]:

@@ -60,18 +60,23 @@ def test_children_rebuild_and_parent_keeps_serving(
 INFLIGHT = Path(__file__).parent / "scripts" / "fork_inflight.py"
 
 
-@pytest.mark.parametrize("fork_support", [False, True], ids=["default-env", "fork-support"])
-def test_fork_with_rpcs_in_flight(echo_server_process: str, fork_support: bool) -> None:
+@pytest.mark.parametrize(
+    ("fork_support", "watch"),
+    [(False, "poll"), (True, "poll"), (False, "subscribe")],
+    ids=["default-env", "fork-support", "subscribe-fallback"],
+)
+def test_fork_with_rpcs_in_flight(echo_server_process: str, fork_support: bool, watch: str) -> None:
     """20 forks while 16 threads are mid-RPC through pool.channel: no child crashes
     (new RPCs are held and those in flight drain before the fork), every child's
     first RPC (wait_for_ready, within 10 s: a failed first attempt is retried) works
-    on connections of its own, and the parent's RPCs all succeed."""
+    on connections of its own, and the parent's RPCs all succeed; also when the pool
+    watches connectivity through grpcio's subscribe() pollers (the fallback)."""
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
     env["GRPC_VERBOSITY"] = "ERROR"
     if fork_support:
         env["GRPC_ENABLE_FORK_SUPPORT"] = "1"
     done = subprocess.run(
-        [sys.executable, str(INFLIGHT), echo_server_process, "20", "16"],
+        [sys.executable, str(INFLIGHT), echo_server_process, "20", "16", watch],
         capture_output=True,
         text=True,
         timeout=120,

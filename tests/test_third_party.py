@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 import grpc_pool
+from grpc_pool._workers.watch import checker
 from grpc_pool.testing import CHAT, ECHO, ECHO_STREAM, EchoServer
 
 from .conftest import FAST, wait_until
@@ -225,6 +226,8 @@ def test_opentelemetry_auto_instrumentation_streams(server: EchoServer) -> None:
     try:
         with grpc_pool.Pool(server.target, size=2, **FAST) as pool:
             assert type(pool.get_channel(timeout=10)._raw).__module__.startswith("opentelemetry")
+            # The watcher reads grpcio's state through the wrapper: no poller per channel.
+            assert all(checker(c._raw) is not None for c in pool._snapshot)
             _check_streams(pool)
             channels = list(pool._snapshot)
         assert all(not c._poller_running() for c in channels)

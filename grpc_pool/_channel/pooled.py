@@ -255,7 +255,8 @@ class PooledChannel(grpc.Channel):
         return "unknown"
 
     def _kick(self) -> None:
-        """Ask an IDLE channel to connect: the subscription poller sees try_to_connect."""
+        """Ask an IDLE channel to connect through grpcio's subscribe() (its poller sees
+        try_to_connect): the ``SubscribeWatch`` fallback's kick."""
         self._raw.subscribe(_noop, try_to_connect=True)
         self._raw.unsubscribe(_noop)
 
@@ -267,7 +268,8 @@ class PooledChannel(grpc.Channel):
         return bool(polling)
 
     def _wait_for_poller(self, deadline: float) -> bool:
-        """Wait until grpcio's connectivity poller thread of this channel has ended.
+        """Wait until grpcio's connectivity poller thread of this channel has ended
+        (at once when none runs: the pool's own watcher starts none).
 
         It ends within two 0.2 s ticks once nobody is subscribed. Also needed
         before fork: a thread inside gRPC at fork time can crash the child.

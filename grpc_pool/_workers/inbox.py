@@ -1,5 +1,7 @@
 """What reaches a worker's thread besides its own calls: connectivity changes of
-its channels (put by gRPC's thread) and the signals of the writer and the fork."""
+its channels (put by the pool's watcher, ``watch.py``, or on its ``subscribe()``
+fallback by gRPC's thread), RPC outcomes on them, and the signals of the writer
+and the fork."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 
@@ -22,6 +21,7 @@ from . import health
 from .health import HealthStatus
 from .inbox import EJECT, GRANT, LOST, MOVED, MOVED_REASON, PAUSE, REFRESH, Item, Move, Signal
 from .upkeep import Upkeep
+from .watch import Watch
 
 __all__ = ["Worker"]
 
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 _C = grpc.ChannelConnectivity
 _READY, _IDLE, _LOST = _C.READY, _C.IDLE, (_C.TRANSIENT_FAILURE, _C.SHUTDOWN, LOST)
-_TICK = 5.0  # longest single wait: a stop flag is seen even if a wake-up were lost
+_TICK = 30.0  # longest single wait: a stop flag is seen even if a wake-up were lost (idle: rare)
 
 
 class Worker:
@@ -44,13 +44,18 @@ class Worker:
 
     Ownership: a channel is the worker's until it posts ``Register``; from then
     on the writer retires and closes it. A worker never gives up; it ends only
-    when ``stop()`` is called. ``park()`` parks it outside gRPC (before fork): no
-    subscription, so no gRPC poller thread of its channels runs.
+    when ``stop()`` is called. ``park()`` parks it outside gRPC (before fork).
+
+    Connectivity: the pool's ``Watch`` delivers its channel's states to the
+    worker's queue (``watch``/``unwatch``; ``kick`` asks an IDLE channel to
+    connect); RPC outcomes on the channel (a failed pick, UNAVAILABLE in a row)
+    reach the same queue at once.
     """
 
     def __init__(
         self,
         slot: int,
+        watch: Watch,
         config: PoolConfig,
         credentials: grpc.ChannelCredentials | None,
         pool_name: str,
@@ -61,6 +66,7 @@ class Worker:
     ) -> None:
         self.slot = slot
         self._close = close  # a channel never published: to the pool's reaper
+        self._watch_of = watch  # the pool's connectivity watcher
         # Spreading: the config of the assigned address; the slot waits for its
         # first address before connecting. None: the pool's target.
         self._dial = dial
@@ -78,8 +84,6 @@ class Worker:
         self._backoff = Backoff(
             c.backoff_initial, c.backoff_multiplier, c.backoff_jitter, c.backoff_max
         )
-        # What the thread is subscribed to now, for park(); set and read on its thread.
-        self._subscriptions: list[tuple[PooledChannel, Callable[[Any], None]]] = []
         self._upkeep = Upkeep(config)
         self._refresh_wanted = False
         self._parking = Parking()
@@ -136,7 +140,7 @@ class Worker:
             if not self._stopped and connected != MOVED_REASON:
                 self._fail(connected)
             return
-        channel, callback, took, serving = connected
+        channel, took, serving = connected
         self._failures = 0
         self._post(cmd.Register(self, self.slot, channel, took, serving))
         up_since = time.monotonic()
@@ -150,15 +154,15 @@ class Worker:
                     self._watching = False
                 if reason != REFRESH:
                     break
-                replacement = self._replace(channel, callback)
+                replacement = self._replace(channel)
                 if replacement is None:  # keep the old one; try again after a backoff
                     refresh_at = time.monotonic() + self._backoff.next_delay()
                     continue
-                channel, callback, serving = replacement
+                channel, serving = replacement
                 up_since = time.monotonic()
                 refresh_at = self._upkeep.age_deadline(up_since)
         finally:
-            self._unsubscribe(channel, callback)  # before any close: see PooledChannel._close
+            self._watch_of.unwatch(channel)  # before any close
         if reason is None:  # stopped: the writer retires the registered channel
             return
         if healthy and time.monotonic() - up_since >= self._config.backoff_initial:
@@ -171,14 +175,14 @@ class Worker:
         if delay:
             self._sleep(delay)
 
-    def _connect(self) -> tuple[PooledChannel, Callable[[Any], None], float, bool] | str:
-        """A new channel READY, subscribed, its health check answered, primed when
-        SERVING: (channel, callback, seconds taken, serving); else why not (closed)."""
+    def _connect(self) -> tuple[PooledChannel, float, bool] | str:
+        """A new channel READY, watched, its health check answered, primed when
+        SERVING: (channel, seconds taken, serving); else why not (closed)."""
         started = time.monotonic()
         config = self._config if self._dial is None else self._dial(self._address)
         channel = build_channel(config, *self._build)
-        callback = self._subscriber(channel)
-        self._subscribe(channel, callback)
+        self._listen(channel)
+        self._watch_of.watch(channel, self._inbox.put)
         error: str | None = "stopped"
         serving = True
         try:
@@ -191,15 +195,13 @@ class Worker:
                 error = self._upkeep.prime(channel)
         finally:
             if error is not None:
-                self._unsubscribe(channel, callback)
+                self._watch_of.unwatch(channel)
                 self._discard(channel)
         if error is not None:
             return error
-        return channel, callback, time.monotonic() - started, serving
+        return channel, time.monotonic() - started, serving
 
-    def _replace(
-        self, old: PooledChannel, old_callback: Callable[[Any], None]
-    ) -> tuple[PooledChannel, Callable[[Any], None], bool] | None:
+    def _replace(self, old: PooledChannel) -> tuple[PooledChannel, bool] | None:
         """Max-age refresh or move (the writer granted it): connect a new channel while
         the old one serves, then swap them in one cmd.Register (the writer retires the old)."""
         try:
@@ -207,16 +209,16 @@ class Worker:
             if connected is None or isinstance(connected, str):
                 if connected is not None:
                     self._log(logging.INFO, "refresh failed (%s); keeping the channel", connected)
-                # Events of the old channel were skipped meanwhile: resubscribing
-                # delivers its current state again.
-                self._unsubscribe(old, old_callback)
-                self._subscribe(old, old_callback)
+                # Events of the old channel were skipped meanwhile: watching it
+                # again delivers its current state again.
+                self._watch_of.unwatch(old)
+                self._watch_of.watch(old, self._inbox.put)
                 return None
-            channel, callback, took, serving = connected
+            channel, took, serving = connected
             self._post(cmd.Register(self, self.slot, channel, took, serving))
-            self._unsubscribe(old, old_callback)
+            self._watch_of.unwatch(old)
             self._backoff.reset()
-            return channel, callback, serving
+            return channel, serving
         finally:
             self._post(cmd.RefreshDone(self, self.slot))
 
@@ -232,28 +234,14 @@ class Worker:
         channel._shut()
         self._close(channel)
 
-    def _subscribe(self, channel: PooledChannel, callback: Callable[[Any], None]) -> None:
-        self._subscriptions.append((channel, callback))
-        channel.subscribe(callback, try_to_connect=True)
-
-    def _unsubscribe(self, channel: PooledChannel, callback: Callable[[Any], None]) -> None:
-        if (channel, callback) in self._subscriptions:
-            self._subscriptions.remove((channel, callback))
-        channel.unsubscribe(callback)
-
-    def _subscriber(self, channel: PooledChannel) -> Callable[[grpc.ChannelConnectivity], None]:
+    def _listen(self, channel: PooledChannel) -> None:
+        """RPC outcomes on ``channel`` that reach this worker's queue at once."""
         put, channel_id = self._inbox.put, channel.channel_id
-
-        # Runs on gRPC's delivery thread: hand the state over, never block.
-        def on_state(state: grpc.ChannelConnectivity) -> None:
-            put((channel_id, state))
-
         counter = channel._counter
         if counter is not None:  # an RPC's failed pick: lost now, not at the next tick
             counter.on_lost = lambda: put((channel_id, LOST))
             if self._config.eject_after_unavailable:
                 counter.on_unavailable = lambda: put((channel_id, EJECT))
-        return on_state
 
     def _next_state(
         self, channel_id: str, deadline: float | None
@@ -270,7 +258,7 @@ class Worker:
             if item is None:
                 return None
             if item is PAUSE:
-                self._park()
+                self._parking.park_here()  # the watcher parks its own thread
                 continue
             if item is GRANT:
                 if self._refresh_wanted:
@@ -287,19 +275,6 @@ class Worker:
                 return item[1]
         return None
 
-    def _park(self) -> None:
-        """Before fork: no subscription, no gRPC poller thread of ours, until resumed."""
-        subscriptions = list(self._subscriptions)
-        deadline = time.monotonic() + 1.0
-        for channel, callback in subscriptions:
-            channel.unsubscribe(callback)
-        for channel, _ in subscriptions:
-            channel._wait_for_poller(deadline)
-        self._parking.park_here()
-        if not self._stopped:
-            for channel, callback in subscriptions:
-                channel.subscribe(callback, try_to_connect=True)
-
     def _wait_ready(self, channel: PooledChannel) -> str | None:
         """None when READY; else why not (stop, failure, connect timeout)."""
         timeout = self._config.connect_timeout
@@ -315,7 +290,7 @@ class Worker:
             if state in _LOST:
                 return f"{state.name} while connecting: {channel._why_not_connected()}"
             if state is _IDLE:
-                channel._kick()
+                self._watch_of.kick(channel)
 
     def _watch(
         self, channel: PooledChannel, refresh_at: float | None, serving: bool
@@ -378,7 +353,7 @@ class Worker:
                     why = f"connection went {state}"
                 self._post(cmd.Progress(self, self.slot, SlotStatus.RECONNECTING, error=why))
             if state is _IDLE:
-                channel._kick()  # judge by what follows: READY keeps it, a failure loses it
+                self._watch_of.kick(channel)  # judged by what follows: READY keeps it
 
     def _fail(self, error: str) -> None:
         delay = self._backoff.next_delay()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from .._base.parking import HOLD_LIMIT, Parkable
+from .._workers.watch import Watch, make_watch
 from .._workers.worker import Worker
 
 __all__ = ["Crew"]
@@ -19,11 +20,14 @@ logger = logging.getLogger(__name__)
 
 
 class Crew:
-    """Workers by slot. ``make(slot)`` builds a slot's worker (not started)."""
+    """Workers by slot, and the pool's one connectivity watcher they share (started
+    with the first worker, ended after the last). ``make(slot, watch)`` builds a
+    slot's worker (not started)."""
 
-    def __init__(self, make: Callable[[int], Worker], name: str) -> None:
+    def __init__(self, make: Callable[[int, Watch], Worker], name: str) -> None:
         self._make = make
         self._name = name
+        self.watch = make_watch(name)
         self.by_slot: dict[int, Worker] = {}
         self.stopping: list[Worker] = []
         self.parked_until: float | None = None  # between a fork's Pause and Resume
@@ -39,9 +43,10 @@ class Crew:
         return self.by_slot.get(slot) is worker
 
     def add(self, slot: int) -> None:
-        worker = self._make(slot)
+        worker = self._make(slot, self.watch)
         self.by_slot[slot] = worker
         if self.parked_until is None:
+            self.watch.start()
             worker.start()
         else:  # a fork is under way: no new thread into gRPC now
             self._deferred.append(worker)
@@ -85,7 +90,7 @@ class Crew:
     def park(self, others: list[Parkable]) -> list[Parkable]:
         """Ask every worker (and ``others``) to park; the list to wait for."""
         self.parked_until = time.monotonic() + HOLD_LIMIT
-        threads: list[Parkable] = [*self.by_slot.values(), *self.stopping, *others]
+        threads: list[Parkable] = [*self.by_slot.values(), *self.stopping, self.watch, *others]
         for thread in threads:
             thread.park()
         return threads
@@ -94,11 +99,13 @@ class Crew:
         if self.parked_until is None:
             return
         self.parked_until = None
-        for thread in [*self.by_slot.values(), *self.stopping, *others]:
+        threads: list[Parkable] = [*self.by_slot.values(), *self.stopping, self.watch, *others]
+        for thread in threads:
             thread.unpark()
         deferred, self._deferred = self._deferred, []
         for worker in deferred:
             if self.by_slot.get(worker.slot) is worker:
+                self.watch.start()
                 worker.start()
 
     # -- close -------------------------------------------------------------------------
@@ -115,3 +122,5 @@ class Crew:
         deferred, self._deferred = self._deferred, []
         for worker in deferred:
             worker.stop()
+        self.watch.stop()  # the workers have let their channels go
+        self.watch.join(deadline)

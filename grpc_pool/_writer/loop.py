@@ -89,7 +89,7 @@ class Writer:
             Worker, config=config, credentials=credentials, pool_name=name, reroute=reroute
         )
         self._crew = Crew(
-            lambda slot: make(slot, post=self.queue.put, close=close, dial=dial), name
+            lambda slot, watch: make(slot, watch, post=self.queue.put, close=close, dial=dial), name
         )
         self._closing: cmd.Close | None = None
         self._answers: list[tuple[cmd.Reply, Any, BaseException | None]] = []  # after the publish

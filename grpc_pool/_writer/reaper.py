@@ -1,10 +1,12 @@
 """Who closes channels: the reaper thread, so that the writer never waits on grpcio.
 
 The writer decides (a channel is due: its gate already refuses new RPCs) and
-hands the channel here; the reaper waits for grpcio's connectivity poller of the
-channel to end (closing under a running poller makes it raise ValueError on
-gRPC's thread) and then closes the grpc channel. It waits for many channels at
-once, so a hundred retired channels cost one poller tick, not a hundred.
+hands the channel here; the reaper closes the grpc channel. The pool's own
+watcher runs no grpcio poller, so that is at once; where a grpcio connectivity
+poller of the channel runs (the ``subscribe()`` fallback on grpcio before 1.80,
+or a caller who subscribed to a pooled channel) it waits for it to end first
+(closing under a running poller makes it raise ValueError on gRPC's thread),
+for many channels at once: a hundred retired channels cost one poller tick.
 """
 
 from __future__ import annotations

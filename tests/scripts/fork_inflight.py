@@ -2,6 +2,7 @@
 
 Run by tests/test_fork.py (and by hand for the 100-fork figures in the docs).
 The echo server runs in another process. Usage: fork_inflight.py TARGET FORKS THREADS
+[subscribe] (subscribe: the pools watch through grpcio's subscribe(), the fallback).
 Prints one JSON line: forks, crashed (children killed by a signal), failed
 (children that reported an error), parent_errors, fork cost per fork (s).
 """
@@ -18,11 +19,14 @@ import time
 import grpc
 
 import grpc_pool
+from grpc_pool._workers import watch
 from grpc_pool.testing.echo import ECHO, SLOW
 
 
 def main() -> int:
     target, forks, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if sys.argv[4:5] == ["subscribe"]:
+        watch.USE_PRIVATE_API = False
     # The child's echo is idempotent: a RetryPolicy sends it again on another channel
     # when a child's first connection breaks ("Socket closed", seen once in 20 forks
     # on grpcio 1.60 without GRPC_ENABLE_FORK_SUPPORT). Crashes stay crashes.

@@ -1,11 +1,20 @@
-"""The bench server child: ``python -m grpc_pool.cli.bench serve WORKERS MAX_STREAMS``."""
+"""The bench's child processes: ``python -m grpc_pool.cli.bench serve WORKERS MAX_STREAMS``
+(the bench server) and ``... idle KIND TARGET WINDOW FORKS`` (rows 5g-5j, idle.py)."""
 
 from __future__ import annotations
 
 import sys
 
-from .server import serve
+if sys.argv[1:2] == ["serve"] and len(sys.argv) == 4:
+    from .server import serve
 
-if sys.argv[1:2] != ["serve"] or len(sys.argv) != 4:
-    sys.exit("usage: python -m grpc_pool.cli.bench serve WORKERS MAX_STREAMS")
-serve(int(sys.argv[2]), int(sys.argv[3]))
+    serve(int(sys.argv[2]), int(sys.argv[3]))
+elif sys.argv[1:2] == ["idle"] and len(sys.argv) == 6:
+    from .idle import serve_idle
+
+    serve_idle(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
+else:
+    sys.exit(
+        "usage: python -m grpc_pool.cli.bench serve WORKERS MAX_STREAMS\n"
+        "       python -m grpc_pool.cli.bench idle none|raw|pool TARGET WINDOW FORKS"
+    )

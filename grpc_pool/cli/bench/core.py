@@ -66,6 +66,10 @@ ROWS: dict[str, str] = {
         "5f backend graceful stop -> last RPC picked onto its channels:"
         " pool / pool with the old rotation rule"
     ),
+    "idle.cpu": "5g idle CPU (process CPU time over an idle window): pool of 8 / 8 raw channels",
+    "idle.threads": "5h OS threads, idle: pool of 8 / 8 raw channels",
+    "fork.pool8": "5i os.fork() with an idle pool of 8 / bare os.fork() (each in its own process)",
+    "fork.raw8": "5j os.fork() with an idle pool of 8 / with 8 raw channels",
     "fleet.share": (
         "7a simulated fleet of pools, backends K -> 2K one at a time:"
         " new backends' connections / their fair share"
@@ -108,6 +112,7 @@ class Settings:
     retires: int  # times the writer retires 100 channels at once
     forks: int  # os.fork() calls per measured block, each side
     fork_rounds: int  # blocks per side: bare, idle pool, pool with RPCs in flight
+    idle_window: float = 2.0  # seconds the idle processes are measured (rows 5g-5j)
 
 
 FULL = Settings(
@@ -124,6 +129,7 @@ FULL = Settings(
     retires=3,
     forks=10,
     fork_rounds=3,
+    idle_window=20.0,
 )
 QUICK = Settings(
     rounds=3,

@@ -14,6 +14,7 @@ import grpc
 from .core import FULL, QUICK, ROWS, Row, format_table
 from .fleet import fleet_row
 from .fork import fork_rows
+from .idle import idle_rows
 from .micro import micro_rows
 from .restart import restart_row
 from .rotation import rotation_row
@@ -40,6 +41,7 @@ def run_bench(quick: bool = False, out: TextIO = sys.stdout) -> int:
             ("5c restart -> healthy", lambda: [restart_row(settings)]),
             ("5d-e fork with a live pool", lambda: fork_rows(target, settings)),
             ("5f backend stop -> last pick", lambda: [rotation_row(settings)]),
+            ("5g-5j idle pool: CPU, threads, fork", lambda: idle_rows(target, settings)),
             ("7a fleet simulation", lambda: [fleet_row(quick)]),
         ]
         for title, scenario in scenarios:
