@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -36,8 +37,11 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
     ``grpc_pool.rpcs.in_flight``, ``grpc_pool.connections`` (TCP connections over the
     channels, only with gRFC A105 connectionScaling in ``options``: see
     ``SlotStats.connections``), ``grpc_pool.backend.channels.ready`` (one point per
-    backend address the pool spreads over, attribute ``grpc_pool.backend``);
-    counters ``grpc_pool.connects``, ``grpc_pool.disconnects``,
+    backend address the pool spreads over, attribute ``grpc_pool.backend``),
+    ``grpc_pool.backend.ejected`` (1 while outlier ejection keeps a backend out of the
+    pick, else 0; one point per backend ever ejected, attribute ``grpc_pool.backend``);
+    counters ``grpc_pool.backend.ejections`` (per backend, as above),
+    ``grpc_pool.connects``, ``grpc_pool.disconnects``,
     ``grpc_pool.connection_failures``, ``grpc_pool.rpcs``, ``grpc_pool.retries``
     (sent again transparently), ``grpc_pool.policy_retries`` (by ``PoolConfig.retry``);
     histograms ``grpc_pool.connect.duration`` (s) and ``grpc_pool.reconnect.delay`` (s).
@@ -112,6 +116,31 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
         [observe_backends],
         unit="{channel}",
         description="Channels ready per backend address the pool spreads over.",
+    )
+
+    def observe_ejections(value: Callable[[Any], int]) -> Any:
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            live = ref()
+            if live is None:
+                return []
+            return [
+                Observation(value(e), {**attributes, "grpc_pool.backend": e.backend})
+                for e in live.stats().ejections
+            ]
+
+        return callback
+
+    meter.create_observable_gauge(
+        "grpc_pool.backend.ejected",
+        [observe_ejections(lambda e: int(e.ejected))],
+        unit="{backend}",
+        description="1 while outlier ejection keeps the backend out of the pick, else 0.",
+    )
+    meter.create_observable_counter(
+        "grpc_pool.backend.ejections",
+        [observe_ejections(lambda e: e.ejections)],
+        unit="{ejection}",
+        description="Times outlier ejection took the backend out of the pick.",
     )
     for name, field, unit in (
         ("grpc_pool.connects", "connects", "{connection}"),

@@ -89,6 +89,16 @@ class PoolCollector(Collector):
             "Slots assigned per backend address the pool spreads over.",
             labels=[*labels, "address"],
         )
+        ejected = GaugeMetricFamily(
+            "grpc_pool_backend_ejected",
+            "1 while outlier ejection keeps the backend out of the pick, else 0.",
+            labels=[*labels, "backend"],
+        )
+        ejections = CounterMetricFamily(
+            "grpc_pool_backend_ejections",
+            "Times outlier ejection took the backend out of the pick.",
+            labels=[*labels, "backend"],
+        )
         for pool in list(self._pools):
             stats = pool.stats()
             values = [stats.name, stats.target]
@@ -112,5 +122,9 @@ class PoolCollector(Collector):
             for backend in stats.backends:
                 backend_ready.add_metric([*values, backend.address], backend.ready)
                 backend_slots.add_metric([*values, backend.address], backend.slots)
+            for ejection in stats.ejections:
+                ejected.add_metric([*values, ejection.backend], int(ejection.ejected))
+                ejections.add_metric([*values, ejection.backend], ejection.ejections)
         yield from (ready, expected, retiring, in_flight, delay, connects, disconnects, failures)
         yield from (rpcs, retries, policy_retries, backend_ready, backend_slots, connections)
+        yield from (ejected, ejections)

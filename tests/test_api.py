@@ -10,6 +10,8 @@ import grpc_pool
 
 EVENTS = {
     "AutoscaleEvent",
+    "BackendEjectedEvent",
+    "BackendUnejectedEvent",
     "StreamLimitEvent",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
@@ -30,9 +32,11 @@ EVENTS = {
 EXPECTED = EVENTS | {
     "ChannelRetired",
     "BackendStats",
+    "EjectionStats",
     "GrpcPoolError",
     "InvalidConfig",
     "NoChannelAvailable",
+    "OutlierEjection",
     "Pool",
     "PoolClosed",
     "PoolChannel",

@@ -57,7 +57,7 @@ class _Counted:
         try:
             result = call(request, *args, **kwargs)
         except grpc.RpcError as exc:
-            gate._end(exc.code() if isinstance(exc, grpc.Call) else None)
+            gate._end(exc.code() if isinstance(exc, grpc.Call) else None, exc)
             raise
         except ValueError as exc:  # grpcio's "closed channel": closed after _start
             gate._end(None)

@@ -1,5 +1,5 @@
-"""RPC accounting on a pooled channel: in flight, drain, ejection, and the gate
-that refuses RPCs once the pool has closed the channel."""
+"""RPC accounting on a pooled channel: in flight, outcomes (for outlier ejection),
+drain, ejection, and the gate that refuses RPCs once the pool has closed the channel."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import grpc
 
 from .._base.errors import ChannelRetired, GrpcPoolError
 from .._base.parking import HOLD_LIMIT
+from .outcomes import never_reached
 
 __all__ = [
     "FORK_HOLD",
@@ -31,6 +32,9 @@ UNARY_UNARY, UNARY_STREAM, STREAM_UNARY, STREAM_STREAM = (
     "stream_unary",
     "stream_stream",
 )
+
+
+_OK, _UNAVAILABLE = grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE
 
 
 class ForkHold:
@@ -81,7 +85,7 @@ class Gate:
         if self.closed:
             raise self.refused()
 
-    def _end(self, code: grpc.StatusCode | None) -> None:
+    def _end(self, code: grpc.StatusCode | None, error: object = None) -> None:
         pass
 
     def shut(self, error: GrpcPoolError) -> None:
@@ -93,10 +97,17 @@ class RpcCounter(Gate):
     """Counts RPCs in flight on one channel: +1 at start, -1 when the call is done."""
 
     __slots__ = (
+        "_alarm_every",
         "_eject_after",
+        "_failures",
         "_lock",
+        "_neutral",
         "_streak",
+        "answered",
+        "failed",
+        "failing",
         "in_flight",
+        "on_failing",
         "on_idle",
         "on_lost",
         "on_unavailable",
@@ -105,12 +116,30 @@ class RpcCounter(Gate):
     )
     counts = True
 
-    def __init__(self, eject_after: int = 0) -> None:
+    def __init__(
+        self,
+        eject_after: int = 0,
+        failures: frozenset[grpc.StatusCode] = frozenset(),
+        neutral: frozenset[grpc.StatusCode] = frozenset(),
+        alarm_every: int = 0,
+    ) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self.in_flight = 0
         self.total = 0
         self.peak = 0
+        # Outcomes, for outlier ejection (the writer reads them; only _end writes):
+        # calls a server answered (OK or the caller's own error), calls that failed
+        # with a code in ``failures``, and failures in a row now. ``neutral`` codes
+        # and calls that never reached a server count as neither.
+        self._failures = failures
+        self._neutral = neutral
+        self.answered = 0
+        self.failed = 0
+        self.failing = 0
+        # Set by the writer: called at every ``alarm_every`` failures in a row.
+        self._alarm_every = alarm_every
+        self.on_failing: Callable[[], None] | None = None
         # Set by the writer while the channel drains; called when in_flight drops to 0.
         self.on_idle: Callable[[], None] | None = None
         # Passive ejection: called after eject_after UNAVAILABLE in a row.
@@ -141,14 +170,33 @@ class RpcCounter(Gate):
             peak, self.peak = self.peak, self.in_flight
         return peak
 
-    def _end(self, code: grpc.StatusCode | None) -> None:
-        """An RPC ended with ``code`` (None: unknown, e.g. it never started)."""
-        with self._lock:
+    def _end(self, code: grpc.StatusCode | None, error: object = None) -> None:
+        """An RPC ended with ``code`` (None: unknown, e.g. it never started);
+        ``error``: the failed call or its exception (what tells a failed pick)."""
+        alarm = failed = False
+        answered = code is _OK
+        if not answered and code is not None:  # (Enum hashing is a Python call: not for OK)
+            if code in self._failures:
+                failed = code is not _UNAVAILABLE or not never_reached(error)
+            else:
+                answered = code is not _UNAVAILABLE and code not in self._neutral
+        with self._lock:  # the in-flight count's own lock: no second one per RPC
             self.in_flight -= 1
             idle = self.in_flight == 0
+            if answered:
+                self.answered += 1
+                self.failing = 0
+            elif failed:
+                self.failed += 1
+                self.failing += 1
+                alarm = self._alarm_every > 0 and self.failing % self._alarm_every == 0
         callback = self.on_idle
         if idle and callback is not None:
             callback()
+        if alarm:
+            failing = self.on_failing
+            if failing is not None:
+                failing()
         if self._eject_after and code is not None:
             self._count_unavailable(code is grpc.StatusCode.UNAVAILABLE)
 
@@ -178,15 +226,16 @@ class _Ending:
         except TypeError:
             self._call = None
 
-    def __call__(self, code: grpc.StatusCode | bool | None = True) -> None:
+    def __call__(self, code: grpc.StatusCode | bool | None = True, error: object = None) -> None:
         try:
             counter = self._once.pop()
         except IndexError:
             return
+        call = error
         if code is True:  # from the call's own callback: read its status
             call = self._call() if self._call is not None else None
             code = _code_of(call)
-        counter._end(code)  # type: ignore[arg-type]
+        counter._end(code, call)  # type: ignore[arg-type]
 
 
 def _code_of(call: Any) -> grpc.StatusCode | None:
@@ -221,15 +270,15 @@ class _CountedIterator:
             self._finish(grpc.StatusCode.OK)
             raise
         except grpc.RpcError as exc:
-            self._finish(exc.code() if isinstance(exc, grpc.Call) else None)
+            self._finish(exc.code() if isinstance(exc, grpc.Call) else None, exc)
             raise
         except BaseException:
             self._finish(None)
             raise
 
-    def _finish(self, code: grpc.StatusCode | None) -> None:
+    def _finish(self, code: grpc.StatusCode | None, error: object = None) -> None:
         self._finalizer.detach()
-        self._ending(code)
+        self._ending(code, error)
 
     def close(self) -> None:
         try:

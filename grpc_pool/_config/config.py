@@ -11,6 +11,7 @@ import grpc
 from .._base.errors import InvalidConfig
 from .._base.redact import redact_target, redact_value, remember, secrets_of
 from .env import config_from_env, config_from_mapping
+from .outliers import DEFAULT_EJECTION, OutlierEjection
 from .retry import RetryPolicy
 from .validate import (
     MAX_BACKOFF_MULTIPLIER,
@@ -129,6 +130,10 @@ class PoolConfig:
         addresses") are sent again on another ready channel, at most 3 times,
         within the RPC's timeout. Default True (docs/reliability.md).
     retry: a ``RetryPolicy`` for idempotent methods (opt-in; default None).
+    outlier_ejection: an ``OutlierEjection``: a backend whose calls fail with
+        server-side errors (INTERNAL, UNKNOWN, DATA_LOSS, UNAVAILABLE after
+        reaching it) leaves the pick for a while. Default ``OutlierEjection()``
+        (on); None is off. Needs ``track_in_flight`` (off without it).
 
     Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
     the range; NaN, infinities, bools and non-numbers are refused everywhere):
@@ -192,6 +197,7 @@ class PoolConfig:
     spread: str = "balanced"
     transparent_retry: bool = True
     retry: RetryPolicy | None = None
+    outlier_ejection: OutlierEjection | None = DEFAULT_EJECTION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target, self.resolver))
@@ -211,6 +217,9 @@ class PoolConfig:
         _check_bool("transparent_retry", self.transparent_retry)
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise _invalid("retry", self.retry, "a grpc_pool.RetryPolicy or None")
+        ejection = self.outlier_ejection
+        if ejection is not None and not isinstance(ejection, OutlierEjection):
+            raise _invalid("outlier_ejection", ejection, "a grpc_pool.OutlierEjection or None")
         if self.insecure and self.credentials is not None:
             raise _invalid(
                 "insecure", self.insecure, "False when credentials are given (choose one)"

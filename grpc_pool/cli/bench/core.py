@@ -66,6 +66,14 @@ ROWS: dict[str, str] = {
         "5f backend graceful stop -> last RPC picked onto its channels:"
         " pool / pool with the old rotation rule"
     ),
+    "outliers.round_robin": (
+        "7a failed RPCs, 1 of 4 backends answering INTERNAL, 200 RPC/s open loop, pool of 8"
+        " round_robin / raw round_robin + A50 outlier_detection ((failed + 1) / (failed + 1))"
+    ),
+    "outliers.power_of_two": (
+        "7b failed RPCs, 1 of 4 backends answering INTERNAL, 200 RPC/s open loop, pool of 8"
+        " power_of_two / raw round_robin + A50 outlier_detection ((failed + 1) / (failed + 1))"
+    ),
 }
 
 # Rows only benchmarks/test_deploy.py measures (its harness lives in tests/deploy):

@@ -14,6 +14,7 @@ import grpc
 from .core import FULL, QUICK, ROWS, Row, format_table
 from .fork import fork_rows
 from .micro import micro_rows
+from .outliers import ejection_rows
 from .restart import restart_row
 from .rotation import rotation_row
 from .rpc import channel_rows, rpc_rows, rpc_threads_row, stream_rows
@@ -39,6 +40,7 @@ def run_bench(quick: bool = False, out: TextIO = sys.stdout) -> int:
             ("5c restart -> healthy", lambda: [restart_row(settings)]),
             ("5d-e fork with a live pool", lambda: fork_rows(target, settings)),
             ("5f backend stop -> last pick", lambda: [rotation_row(settings)]),
+            ("7a-7b one backend failing every call", lambda: ejection_rows(settings)),
         ]
         for title, scenario in scenarios:
             print(f"bench: {title} ...", file=sys.stderr, flush=True)
