@@ -23,6 +23,7 @@ from ._base.errors import (
 )
 from ._base.redact import RedactingNullHandler
 from ._channel.pooled import PooledChannel
+from ._channel.signals import ChannelSignals
 from ._config.config import PoolConfig
 from ._config.outliers import OutlierEjection
 from ._config.retry import RetryPolicy
@@ -63,6 +64,7 @@ __all__ = [
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
     "ChannelRetired",
+    "ChannelSignals",
     "ConnectionFailedEvent",
     "EjectionStats",
     "GetChannelEvent",

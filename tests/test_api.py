@@ -31,6 +31,7 @@ EVENTS = {
 }
 EXPECTED = EVENTS | {
     "ChannelRetired",
+    "ChannelSignals",
     "BackendStats",
     "EjectionStats",
     "GrpcPoolError",

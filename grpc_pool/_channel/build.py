@@ -83,7 +83,7 @@ def build_channel(
 
 def _counter(config: PoolConfig) -> RpcCounter:
     ejection = config.outlier_ejection
-    if ejection is None:
+    if ejection is None:  # outcomes still counted (latency, signals); nobody alarmed
         return RpcCounter(config.eject_after_unavailable)
     return RpcCounter(
         config.eject_after_unavailable,

@@ -57,7 +57,8 @@ class PoolConfig:
     insecure: plaintext channels. Default False. Not allowed with ``credentials``.
     options: gRPC channel options passed through to every channel. Default ().
     interceptors: client interceptors, applied in order (the first is outermost).
-    strategy: "round_robin" (default), "random", "power_of_two", or a ``Strategy``.
+    strategy: "round_robin" (default), "random", "power_of_two", "peak_ewma", or a
+        ``Strategy``.
     connect_timeout: seconds a new channel may take to become READY. Default 20.0.
     backoff_initial: seconds before the first retry after a failure. Default 1.0.
     backoff_multiplier: growth factor per failure in a row. Default 1.6.

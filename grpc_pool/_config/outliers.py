@@ -9,7 +9,7 @@ import grpc
 
 from .validate import MAX_COUNT, _check_bool, _check_number, _invalid, check_seconds
 
-__all__ = ["DEFAULT_EJECTION", "FAILURE_CODES", "OutlierEjection"]
+__all__ = ["DEFAULT_EJECTION", "FAILURE_CODES", "NEUTRAL_CODES", "OutlierEjection"]
 
 # What says "this backend is broken" (UNAVAILABLE only when the call reached it:
 # a failed pick is the connection's business, the worker's). Everything else a

@@ -33,7 +33,7 @@ __all__ = [
     "check_target",
 ]
 
-STRATEGY_NAMES = ("round_robin", "random", "power_of_two")
+STRATEGY_NAMES = ("round_robin", "random", "power_of_two", "peak_ewma")
 SPREAD_NAMES = ("balanced", "off")
 
 # Longest duration anywhere (fields and method arguments): 2**31 - 1 milliseconds

@@ -8,6 +8,6 @@ reports pool / baseline. Targets only print PASS or MISS; nothing fails on a mis
 Modules, one per group of rows: ``core`` (labels, settings, table, timing),
 ``server`` (the bench server child process), ``micro`` (1-2), ``rpc`` (3-4),
 ``writer`` (5a-5b), ``restart`` (5c), ``fork`` (5d), ``backends`` (misbehaving
-backends in child processes, the open-loop load), ``outliers`` (7), ``run`` (the
+backends in child processes, the open-loop load), ``outliers`` (7), ``latency`` (8), ``run`` (the
 whole table).
 """

@@ -13,6 +13,7 @@ import grpc
 
 from .core import FULL, QUICK, ROWS, Row, format_table
 from .fork import fork_rows
+from .latency import latency_rows
 from .micro import micro_rows
 from .outliers import ejection_rows
 from .restart import restart_row
@@ -41,6 +42,7 @@ def run_bench(quick: bool = False, out: TextIO = sys.stdout) -> int:
             ("5d-e fork with a live pool", lambda: fork_rows(target, settings)),
             ("5f backend stop -> last pick", lambda: [rotation_row(settings)]),
             ("7a-7b one backend failing every call", lambda: ejection_rows(settings)),
+            ("8a-8b one slow backend", lambda: latency_rows(settings)),
         ]
         for title, scenario in scenarios:
             print(f"bench: {title} ...", file=sys.stderr, flush=True)
