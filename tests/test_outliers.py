@@ -7,6 +7,7 @@ each in a child process (``grpc_pool.cli.bench.backends``), counted per backend.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -236,8 +237,13 @@ def test_the_callers_own_errors_never_eject_a_healthy_backend(four: Backends) ->
     recorder = Recorder()
     policy = OutlierEjection(interval=0.2, request_volume=5, failure_percentage=1)
     with _pool(four, recorder, outlier_ejection=policy) as pool:
-        assert _send(pool, 300, b"bad") == {"INVALID_ARGUMENT": 300}
-        wait_until(lambda: pool.stats().status.current_size == 8, 5)
+        sent: dict[str, int] = {}
+        deadline = time.monotonic() + 1.0  # five intervals judged while they are sent
+        while time.monotonic() < deadline:
+            for name, count in _send(pool, 20, b"bad").items():
+                sent[name] = sent.get(name, 0) + count
+        assert set(sent) == {"INVALID_ARGUMENT"} and sent["INVALID_ARGUMENT"] >= 100
+        assert pool.stats().status.current_size == 8
         assert not recorder.named("backend_ejected") and not pool.stats().ejections
 
 
@@ -249,8 +255,12 @@ def test_all_backends_failing_at_most_max_ejection_percent_leave(four: Backends)
     recorder = Recorder()
     with _pool(four, recorder) as pool:
         assert _send(pool, 100) == {"INTERNAL": 100}
-        ejected = [e for e in pool.stats().ejections if e.ejected]
-        assert len(ejected) == 2
+
+        def ejected() -> int:
+            return sum(1 for e in pool.stats().ejections if e.ejected)
+
+        wait_until(lambda: ejected() == 2, 10, "two ejections")
+        assert _send(pool, 40) == {"INTERNAL": 40} and ejected() == 2  # never a third
         before = four.calls()
         assert _send(pool, 40) == {"INTERNAL": 40}
         after = four.calls()

@@ -86,11 +86,14 @@ class PeakEwma:
     backend would leave no choice). Uncounted channels: round robin, as
     ``PowerOfTwo``. Reads only; writes nothing shared."""
 
-    __slots__ = ("_random", "_turns")
+    __slots__ = ("_random", "_seen", "_turns")
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self._random = (rng or random.Random()).random
         self._turns = itertools.count()
+        # (the channels last given, whether they span several targets): one
+        # attribute, swapped whole, so readers on other threads never see it torn.
+        self._seen: tuple[object, bool] = ((), False)
 
     def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
         n = len(channels)
@@ -100,10 +103,14 @@ class PeakEwma:
         i = int(draw() * n)
         a = channels[i]
         b = channels[(i + 1 + int(draw() * (n - 1))) % n]
-        for _ in range(3):  # another backend, if a draw finds one
-            if b.target != a.target:
-                break
-            b = channels[(i + 1 + int(draw() * (n - 1))) % n]
+        seen = self._seen
+        if seen[0] is not channels:  # a new published state
+            seen = self._seen = (channels, len({c.target for c in channels}) > 1)
+        if seen[1]:
+            for _ in range(3):  # another backend, if a draw finds one
+                if b.target != a.target:
+                    break
+                b = channels[(i + 1 + int(draw() * (n - 1))) % n]
         ca, cb = a._counter, b._counter
         if ca is None or cb is None:
             return channels[next(self._turns) % n]
