@@ -36,9 +36,9 @@ def test_a_slower_reply_replaces_the_estimate_and_faster_ones_decay_in() -> None
     counter = RpcCounter()
     _rpc(counter, 0.060)
     assert 0.060 <= counter.latency < 0.070
-    _rpc(counter, 0.002)  # at once: it weighs 1 - exp(-elapsed / 10 s), almost nothing
+    _rpc(counter, 0.002)  # at once: it weighs 1 - exp(-elapsed / DECAY), almost nothing
     assert counter.latency > 0.059
-    counter.sampled -= 5.0  # five seconds later: it weighs 1 - exp(-0.5), about 0.39
+    counter.sampled -= gate.DECAY / 2  # later: it weighs 1 - exp(-0.5), about 0.39
     _rpc(counter, 0.002)
     assert 0.030 < counter.latency < 0.045
     high = counter.latency
@@ -120,7 +120,7 @@ def test_a_recovered_backend_gets_its_share_back(
     """Slow, then fast again: the idle channels are probed (PROBE_AFTER and DECAY
     shortened here, in proportion) and the backend's share comes back."""
     monkeypatch.setattr(gate, "PROBE_AFTER", 0.2)
-    monkeypatch.setattr(gate, "DECAY", 0.2)  # a probe's reply weighs as after 10 s
+    monkeypatch.setattr(gate, "DECAY", 0.2)  # a probe's reply weighs as it would unpatched
     four.set(3, "ok:60")
     options = {**FAST, "size": 8, "strategy": "peak_ewma"}
     with grpc_pool.Pool(four.target, **options) as pool:

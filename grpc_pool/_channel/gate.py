@@ -42,11 +42,14 @@ UNARY_UNARY, UNARY_STREAM, STREAM_UNARY, STREAM_STREAM = (
 _OK, _UNAVAILABLE = grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE
 _CANCELLED, _DEADLINE = grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED
 # Peak EWMA (Finagle's PeakEwma, tower's peak_ewma): a slower reply replaces the
-# estimate at once; faster ones weigh in by 1 - exp(-elapsed / DECAY).
-DECAY = 10.0
+# estimate at once; faster ones weigh in by 1 - exp(-elapsed / DECAY). Finagle's
+# default is 10 s; 1 s lets a fast channel's estimate come back down within about a
+# second after one late reply (a client-side pause: GIL, a busy machine), which
+# otherwise made it lose picks to a truly slow backend for seconds (bench row 8a).
+DECAY = 1.0
 # The way back for a backend that recovered: an idle channel without a reply for
-# PROBE_AFTER costs 0, so the next pick that draws it probes it; the reply weighs
-# 1 - exp(-idle / DECAY) in the estimate (so the cost decays fast on a recovery).
+# PROBE_AFTER costs 0, so the next pick that draws it probes it; after that long
+# its reply all but replaces the estimate (a recovered backend's cost falls at once).
 # (Decaying an idle channel's cost on every read sent 3x more RPCs to a 60 ms
 # backend in the 8a bench: a fast channel's estimate after one slow reply lost to it.)
 PROBE_AFTER = 10.0
