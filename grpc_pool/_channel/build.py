@@ -85,9 +85,9 @@ def _counter(config: PoolConfig) -> RpcCounter:
     ejection = config.outlier_ejection
     if ejection is None:  # outcomes still counted (latency, signals); nobody alarmed
         return RpcCounter(config.eject_after_unavailable)
+    # Every failure in a row wakes the writer (the Ejector keeps one wake pending at
+    # most): it sums the runs of all the channels on one backend.
+    alarm = 1 if ejection.consecutive_failures else 0
     return RpcCounter(
-        config.eject_after_unavailable,
-        ejection.failure_codes,
-        ejection.neutral_codes,
-        ejection.consecutive_failures,
+        config.eject_after_unavailable, ejection.failure_codes, ejection.neutral_codes, alarm
     )
