@@ -42,10 +42,9 @@ UNARY_UNARY, UNARY_STREAM, STREAM_UNARY, STREAM_STREAM = (
 _OK, _UNAVAILABLE = grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE
 _CANCELLED, _DEADLINE = grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED
 # Peak EWMA (Finagle's PeakEwma, tower's peak_ewma): a slower reply replaces the
-# estimate at once; faster ones weigh in by 1 - exp(-elapsed / DECAY). Finagle's
-# default is 10 s; 1 s lets a fast channel's estimate come back down within about a
-# second after one late reply (a client-side pause: GIL, a busy machine), which
-# otherwise made it lose picks to a truly slow backend for seconds (bench row 8a).
+# estimate at once; faster ones weigh in by 1 - exp(-elapsed / DECAY). Finagle's is
+# 10 s; with 1 s a fast channel raised by one late reply (a client-side pause) stops
+# losing picks to a truly slow backend within a second, not ten (bench row 8a).
 DECAY = 1.0
 # The way back for a backend that recovered: an idle channel without a reply for
 # PROBE_AFTER costs 0, so the next pick that draws it probes it; after that long
