@@ -274,3 +274,49 @@ def test_off_keeps_every_backend(four: Backends) -> None:
     with _pool(four, recorder, outlier_ejection=None) as pool:
         assert _send(pool, 80).get("INTERNAL", 0) >= 10
         assert not recorder.named("backend_ejected") and not pool.stats().ejections
+
+
+def test_both_exporters_show_the_ejection(four: Backends) -> None:
+    """Prometheus and OpenTelemetry show the ejected backend (1 while ejected) and its
+    ejection count, labelled by backend."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from grpc_pool.otel import instrument
+    from grpc_pool.prometheus import PoolCollector
+
+    four.set(0, "fail")
+    recorder = Recorder()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    with _pool(four, recorder) as pool:
+        instrument(pool, meter_provider=provider)
+        registry = CollectorRegistry()
+        registry.register(PoolCollector(pool))
+        wait_until(lambda: bool(_send(pool, 10) and pool.stats().ejections), 10, "an ejection")
+        text = generate_latest(registry).decode()
+        samples = {
+            (s.name, s.labels.get("backend", "")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        (backend,) = [e.backend for e in pool.stats().ejections]
+        assert samples[("grpc_pool_backend_ejected", backend)] == 1
+        assert samples[("grpc_pool_backend_ejections_total", backend)] == 1
+        data = reader.get_metrics_data()
+        assert data is not None
+        points = {
+            (m.name, p.attributes.get("grpc_pool.backend")): p.value
+            for r in data.resource_metrics
+            for sc in r.scope_metrics
+            for m in sc.metrics
+            for p in m.data.data_points
+            if m.name.startswith("grpc_pool.backend.eject")
+        }
+        assert points == {
+            ("grpc_pool.backend.ejected", backend): 1,
+            ("grpc_pool.backend.ejections", backend): 1,
+        }
+    provider.shutdown()
