@@ -1,4 +1,4 @@
-"""7a-7b. One of four backends (child processes) answers every call INTERNAL: failed
+"""7a-7c. One of four backends (child processes) answers every call INTERNAL: failed
 RPCs of the pool's strategies against raw grpcio round_robin with its own A50
 outlier detection, in the same run (grpc_pool.cli.bench.outliers, shared with
 ``python -m grpc_pool bench``). The per-client table goes to stderr (``-s``)."""

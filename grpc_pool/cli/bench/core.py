@@ -75,6 +75,10 @@ ROWS: dict[str, str] = {
         "7b failed RPCs, 1 of 4 backends answering INTERNAL, 200 RPC/s open loop, pool of 8"
         " power_of_two / raw round_robin + A50 outlier_detection ((failed + 1) / (failed + 1))"
     ),
+    "outliers.peak_ewma": (
+        "7c failed RPCs, 1 of 4 backends answering INTERNAL, 200 RPC/s open loop, pool of 8"
+        " peak_ewma / raw round_robin + A50 outlier_detection ((failed + 1) / (failed + 1))"
+    ),
     "latency.steady": (
         "8a p99, 1 of 4 backends at 60 ms (others 2 ms), 200 RPC/s open loop, pool of 8:"
         " peak_ewma / pool over the 3 fast backends only"

@@ -1,6 +1,6 @@
 """7: one bad backend among four, each in a child process, under an open-loop load.
 
-7a-7b (issue 25): one backend answers every call INTERNAL at once; 200 RPC/s for
+7a-7c (issue 25): one backend answers every call INTERNAL at once; 200 RPC/s for
 8 s, pool size 8; failed RPCs of the pool's strategies against raw grpcio
 ``round_robin`` under its own ``outlier_detection_experimental`` (gRFC A50,
 failure percentage, interval 1 s), with raw ``round_robin`` and the pool over the
@@ -97,7 +97,14 @@ def _failed(load: Load) -> str:
 
 def ejection_rows(settings: Settings) -> list[Row]:
     seconds = 8.0 if settings is FULL else 2.0
-    kinds = ("reference", "raw", "raw_od", "pool:round_robin", "pool:power_of_two")
+    kinds = (
+        "reference",
+        "raw",
+        "raw_od",
+        "pool:round_robin",
+        "pool:power_of_two",
+        "pool:peak_ewma",
+    )
     loads = ejection_runs(seconds, kinds)
     od = loads["raw_od"]
     others = f"raw rr+A50 {_failed(od)}; raw rr {loads['raw'].failures}"
@@ -111,7 +118,7 @@ def ejection_rows(settings: Settings) -> list[Row]:
             others,
             ("<=", 1.0),
         )
-        for kind in ("pool:round_robin", "pool:power_of_two")
+        for kind in ("pool:round_robin", "pool:power_of_two", "pool:peak_ewma")
     ]
 
 

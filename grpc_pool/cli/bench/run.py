@@ -41,7 +41,7 @@ def run_bench(quick: bool = False, out: TextIO = sys.stdout) -> int:
             ("5c restart -> healthy", lambda: [restart_row(settings)]),
             ("5d-e fork with a live pool", lambda: fork_rows(target, settings)),
             ("5f backend stop -> last pick", lambda: [rotation_row(settings)]),
-            ("7a-7b one backend failing every call", lambda: ejection_rows(settings)),
+            ("7a-7c one backend failing every call", lambda: ejection_rows(settings)),
             ("8a-8b one slow backend", lambda: latency_rows(settings)),
         ]
         for title, scenario in scenarios:
