@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -173,7 +173,7 @@ class Ejector:
             self._pending = True
             self._wake()
 
-    def tick(self, channels: Iterable[PooledChannel]) -> Effects:
+    def tick(self, channels: Sequence[PooledChannel]) -> Effects:
         policy = self._policy
         if policy is None:
             return NOTHING
@@ -190,14 +190,15 @@ class Ejector:
             return Effects(changed=changed)
         events: list[tuple[Any, dict[str, Any]]] = []
         for record, reason in changes:
-            if record.ejected:
-                for channel in channels:  # what was judged is not judged again
-                    if channel.target == record.backend and channel._counter is not None:
-                        self._skip[channel.channel_id] = channel._counter.failing
+            # What was judged is not judged again: the run at the ejection, and the
+            # calls that failed while it was out (they were in flight before it).
+            for channel in channels:
+                if channel.target == record.backend and channel._counter is not None:
+                    self._skip[channel.channel_id] = channel._counter.failing
             events.append(self._report(record, reason, samples.get(record.backend)))
         return Effects(changed=True, events=tuple(events))
 
-    def _samples(self, channels: Iterable[PooledChannel], statistical: bool) -> dict[str, Sample]:
+    def _samples(self, channels: Sequence[PooledChannel], statistical: bool) -> dict[str, Sample]:
         found: dict[str, list[int]] = {}
         seen: dict[str, tuple[int, int]] = {}
         for channel in channels:
