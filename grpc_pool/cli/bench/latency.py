@@ -58,7 +58,8 @@ def distribution(loads: dict[str, Load], title: str) -> str:
 
 
 def latency_rows(settings: Settings) -> list[Row]:
-    seconds = 12.0 if settings is FULL else 3.0
+    full = settings is FULL  # quick: a smoke run, too few RPCs for a verdict
+    seconds = 12.0 if full else 1.5
     steady = latency_runs("steady", seconds)
     episode = latency_runs("episode", seconds)
     print(distribution(steady, "8a steady, slow backend at 60 ms (ms):"), file=sys.stderr)
@@ -76,13 +77,13 @@ def latency_rows(settings: Settings) -> list[Row]:
             peak / ref if ref else None,
             f"p99 {peak * 1e3:.1f} ms",
             f"reference p99 {ref * 1e3:.1f} ms; {others}",
-            ("<=", 2.0),
+            ("<=", 2.0) if full else None,
         ),
         Row(
             "latency.episode",
             (pe + 1) / (p2 + 1),
             f"{pe} of {total} failed",
             f"power_of_two {p2}; {fails}",
-            ("<=", 0.25),
+            ("<=", 0.25) if full else None,
         ),
     ]
