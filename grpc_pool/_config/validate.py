@@ -67,7 +67,8 @@ class Strategy(Protocol):
 
     ``pick`` runs on the caller's thread with no lock held and must be
     thread-safe; it gets the snapshot (a sequence of ``PooledChannel``) once and
-    must return one of its items.
+    must return one of its items. Each channel's ``signals`` (a read-only
+    ``ChannelSignals``: latency, in flight, outcomes) are what ``peak_ewma`` reads.
     """
 
     def pick(self, channels: Sequence[Any]) -> Any: ...
