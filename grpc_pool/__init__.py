@@ -23,12 +23,16 @@ from ._base.errors import (
 )
 from ._base.redact import RedactingNullHandler
 from ._channel.pooled import PooledChannel
+from ._channel.signals import ChannelSignals
 from ._config.config import PoolConfig
+from ._config.outliers import OutlierEjection
 from ._config.retry import RetryPolicy
 from ._config.validate import Strategy
 from ._constructors import insecure_channel, secure_channel
 from ._contract.events import (
     AutoscaleEvent,
+    BackendEjectedEvent,
+    BackendUnejectedEvent,
     ChannelConnectedEvent,
     ChannelDisconnectedEvent,
     ConnectionFailedEvent,
@@ -48,22 +52,27 @@ from ._contract.events import (
 )
 from ._pool import Pool
 from ._readers.poolchannel import PoolChannel
-from ._readers.stats import BackendStats, PoolStats, PoolStatus, SlotStats
+from ._readers.stats import BackendStats, EjectionStats, PoolStats, PoolStatus, SlotStats
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutoscaleEvent",
+    "BackendEjectedEvent",
     "BackendStats",
+    "BackendUnejectedEvent",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
     "ChannelRetired",
+    "ChannelSignals",
     "ConnectionFailedEvent",
+    "EjectionStats",
     "GetChannelEvent",
     "GrpcPoolError",
     "HealthCheckEvent",
     "InvalidConfig",
     "NoChannelAvailable",
+    "OutlierEjection",
     "Pool",
     "PoolChannel",
     "PoolClosed",

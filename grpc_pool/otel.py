@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -38,8 +39,11 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
     ``SlotStats.connections``), ``grpc_pool.backend.channels.ready`` (one point per
     backend address the pool spreads over, attribute ``grpc_pool.backend``),
     ``grpc_pool.backend.connections`` (TCP connections per backend address, same
-    attribute: sum it by address over a fleet's pools);
-    counters ``grpc_pool.connects``, ``grpc_pool.disconnects``,
+    attribute: sum it by address over a fleet's pools),
+    ``grpc_pool.backend.ejected`` (1 while outlier ejection keeps a backend out of the
+    pick, else 0; one point per backend ever ejected, attribute ``grpc_pool.backend``);
+    counters ``grpc_pool.backend.ejections`` (per backend, as above),
+    ``grpc_pool.connects``, ``grpc_pool.disconnects``,
     ``grpc_pool.connection_failures``, ``grpc_pool.rpcs``, ``grpc_pool.retries``
     (sent again transparently), ``grpc_pool.policy_retries`` (by ``PoolConfig.retry``);
     histograms ``grpc_pool.connect.duration`` (s) and ``grpc_pool.reconnect.delay`` (s).
@@ -123,6 +127,31 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
         [observe_backends("connections")],
         unit="{connection}",
         description="TCP connections per backend address (sum by address over a fleet).",
+    )
+
+    def observe_ejections(value: Callable[[Any], int]) -> Any:
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            live = ref()
+            if live is None:
+                return []
+            return [
+                Observation(value(e), {**attributes, "grpc_pool.backend": e.backend})
+                for e in live.stats().ejections
+            ]
+
+        return callback
+
+    meter.create_observable_gauge(
+        "grpc_pool.backend.ejected",
+        [observe_ejections(lambda e: int(e.ejected))],
+        unit="{backend}",
+        description="1 while outlier ejection keeps the backend out of the pick, else 0.",
+    )
+    meter.create_observable_counter(
+        "grpc_pool.backend.ejections",
+        [observe_ejections(lambda e: e.ejections)],
+        unit="{ejection}",
+        description="Times outlier ejection took the backend out of the pick.",
     )
     for name, field, unit in (
         ("grpc_pool.connects", "connects", "{connection}"),

@@ -94,6 +94,16 @@ class PoolCollector(Collector):
             "TCP connections per backend address (sum by address over a fleet's pools).",
             labels=[*labels, "address"],
         )
+        ejected = GaugeMetricFamily(
+            "grpc_pool_backend_ejected",
+            "1 while outlier ejection keeps the backend out of the pick, else 0.",
+            labels=[*labels, "address"],
+        )
+        ejections = CounterMetricFamily(
+            "grpc_pool_backend_ejections",
+            "Times outlier ejection took the backend out of the pick.",
+            labels=[*labels, "address"],
+        )
         for pool in list(self._pools):
             stats = pool.stats()
             values = [stats.name, stats.target]
@@ -118,6 +128,9 @@ class PoolCollector(Collector):
                 backend_ready.add_metric([*values, backend.address], backend.ready)
                 backend_slots.add_metric([*values, backend.address], backend.slots)
                 backend_connections.add_metric([*values, backend.address], backend.connections)
+            for ejection in stats.ejections:
+                ejected.add_metric([*values, ejection.backend], int(ejection.ejected))
+                ejections.add_metric([*values, ejection.backend], ejection.ejections)
         yield from (ready, expected, retiring, in_flight, delay, connects, disconnects, failures)
         yield from (rpcs, retries, policy_retries, backend_ready, backend_slots, connections)
-        yield backend_connections
+        yield from (backend_connections, ejected, ejections)

@@ -10,6 +10,8 @@ import grpc_pool
 
 EVENTS = {
     "AutoscaleEvent",
+    "BackendEjectedEvent",
+    "BackendUnejectedEvent",
     "StreamLimitEvent",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
@@ -29,10 +31,13 @@ EVENTS = {
 }
 EXPECTED = EVENTS | {
     "ChannelRetired",
+    "ChannelSignals",
     "BackendStats",
+    "EjectionStats",
     "GrpcPoolError",
     "InvalidConfig",
     "NoChannelAvailable",
+    "OutlierEjection",
     "Pool",
     "PoolClosed",
     "PoolChannel",

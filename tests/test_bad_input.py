@@ -149,6 +149,7 @@ BAD: dict[str, st.SearchStrategy[Any]] = {
     "transparent_retry": NOT_A_BOOL,
     "retry": st.one_of(TEXT, st.integers(), OBJECTS, BOOLS, st.just({"max_attempts": 3})),
     "fleet_index": counts(0, MAX_COUNT, optional=True),
+    "outlier_ejection": st.one_of(TEXT, st.integers(), OBJECTS, BOOLS, st.just({"interval": 1})),
 }
 FIELDS = [f.name for f in fields(PoolConfig)]
 

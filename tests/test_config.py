@@ -113,7 +113,7 @@ def test_config_is_frozen_and_defaults_follow_the_spec() -> None:
     assert (config.backoff_jitter, config.backoff_max, config.connect_timeout) == (0.2, 120.0, 20.0)
     with pytest.raises(AttributeError):
         config.size = 3  # type: ignore[misc]
-    assert set(STRATEGY_NAMES) == {"round_robin", "random", "power_of_two"}
+    assert set(STRATEGY_NAMES) == {"round_robin", "random", "power_of_two", "peak_ewma"}
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ TEXT_FIELDS = [
         "compression",
         "retry",
         "resolver",
+        "outlier_ejection",
     )
 ]
 

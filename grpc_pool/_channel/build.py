@@ -73,9 +73,21 @@ def build_channel(
             channelz_id = channelz.find_channel_id(target)
     else:
         raw = create()
-    counter = RpcCounter(config.eject_after_unavailable) if config.track_in_flight else None
+    counter = _counter(config) if config.track_in_flight else None
     interceptors = tuple(config.interceptors)
     rpc = grpc.intercept_channel(raw, *interceptors) if interceptors else raw
     pooled = PooledChannel(raw, rpc, counter, slot, target, channel_id, reroute)
     pooled.channelz_id = channelz_id
     return pooled
+
+
+def _counter(config: PoolConfig) -> RpcCounter:
+    ejection = config.outlier_ejection
+    if ejection is None:  # outcomes still counted (latency, signals); nobody alarmed
+        return RpcCounter(config.eject_after_unavailable)
+    # Every failure in a row wakes the writer (the Ejector keeps one wake pending at
+    # most): it sums the runs of all the channels on one backend.
+    alarm = 1 if ejection.consecutive_failures else 0
+    return RpcCounter(
+        config.eject_after_unavailable, ejection.failure_codes, ejection.neutral_codes, alarm
+    )

@@ -53,37 +53,37 @@ class _Counted:
 
     def _blocking(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
         gate = self._gate
-        gate._start()
+        started = gate._start()
         try:
             result = call(request, *args, **kwargs)
         except grpc.RpcError as exc:
-            gate._end(exc.code() if isinstance(exc, grpc.Call) else None)
+            gate._end(exc.code() if isinstance(exc, grpc.Call) else None, exc, started)
             raise
         except ValueError as exc:  # grpcio's "closed channel": closed after _start
-            gate._end(None)
+            gate._end(None, None, started)
             if gate.closed:
                 raise gate.refused() from exc
             raise
         except BaseException:
-            gate._end(None)
+            gate._end(None, None, started)
             raise
-        gate._end(grpc.StatusCode.OK)
+        gate._end(grpc.StatusCode.OK, None, started)
         return result
 
     def _async(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
         gate = self._gate
-        gate._start()
+        started = gate._start()
         try:
             result = call(request, *args, **kwargs)
         except ValueError as exc:
-            gate._end(None)
+            gate._end(None, None, started)
             if gate.closed:
                 raise gate.refused() from exc
             raise
         except BaseException:
-            gate._end(None)
+            gate._end(None, None, started)
             raise
-        return track(gate, result) if gate.counts else result
+        return track(gate, result, started) if gate.counts else result
 
 
 class _CountedUnaryUnary(_Counted, UnaryUnaryBase):

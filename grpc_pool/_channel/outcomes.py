@@ -24,7 +24,7 @@ _NEVER_REACHED = (
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
 
-def never_reached(error: BaseException) -> bool:
+def never_reached(error: object) -> bool:
     """Whether ``error`` proves its RPC reached no server: the pool's own
     ``ChannelRetired`` (refused before sending) or a failed pick."""
     if isinstance(error, ChannelRetired):

@@ -15,7 +15,15 @@ from .._base.errors import ChannelRetired, GrpcPoolError, PoolClosed
 from .._base.redact import redact_target
 from . import channelz
 from .calls import WRAPPERS, Resend
-from .gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNARY, Gate, RpcCounter
+from .gate import (
+    STREAM_STREAM,
+    STREAM_UNARY,
+    UNARY_STREAM,
+    UNARY_UNARY,
+    Gate,
+    RpcCounter,
+)
+from .signals import ChannelSignals
 
 __all__ = ["CACHE_LIMIT", "MethodKey", "PooledChannel", "Reroute", "bounded_put"]
 
@@ -212,6 +220,13 @@ class PooledChannel(grpc.Channel):
         """TCP connections open on this channel, read from channelz now; None unless
         the pool counts them (connection scaling, see channelz.py) or when unreadable."""
         return channelz.connections(self.channelz_id) if self.channelz_id is not None else None
+
+    @property
+    def signals(self) -> ChannelSignals | None:
+        """A read-only snapshot of what this channel's counting saw (latency, in
+        flight, outcomes), for custom strategies; None when not counted."""
+        counter = self._counter
+        return counter.signals() if counter is not None else None
 
     @property
     def load(self) -> int:

@@ -12,6 +12,7 @@ from .._base.errors import InvalidConfig
 from .._base.redact import redact_target, redact_value, remember, secrets_of
 from .env import config_from_env, config_from_mapping
 from .options import check_options
+from .outliers import DEFAULT_EJECTION, OutlierEjection
 from .retry import RetryPolicy
 from .validate import (
     MAX_BACKOFF_MULTIPLIER,
@@ -56,7 +57,8 @@ class PoolConfig:
     insecure: plaintext channels. Default False. Not allowed with ``credentials``.
     options: gRPC channel options passed through to every channel. Default ().
     interceptors: client interceptors, applied in order (the first is outermost).
-    strategy: "round_robin" (default), "random", "power_of_two", or a ``Strategy``.
+    strategy: "round_robin" (default), "random", "power_of_two", "peak_ewma", or a
+        ``Strategy``.
     connect_timeout: seconds a new channel may take to become READY. Default 20.0.
     backoff_initial: seconds before the first retry after a failure. Default 1.0.
     backoff_multiplier: growth factor per failure in a row. Default 1.6.
@@ -134,6 +136,10 @@ class PoolConfig:
         pool's number there): deterministic subsetting, every backend within one
         connection of the fleet's mean (docs/scaling.md). Default None: random
         subsetting by rendezvous hashing (gRFC A68). Needs ``spread="balanced"``.
+    outlier_ejection: an ``OutlierEjection``: a backend whose calls fail with
+        server-side errors (INTERNAL, UNKNOWN, DATA_LOSS, UNAVAILABLE after
+        reaching it) leaves the pick for a while. Default ``OutlierEjection()``
+        (on); None is off. Needs ``track_in_flight`` (off without it).
 
     Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
     the range; NaN, infinities, bools and non-numbers are refused everywhere):
@@ -198,6 +204,7 @@ class PoolConfig:
     transparent_retry: bool = True
     retry: RetryPolicy | None = None
     fleet_index: int | None = None
+    outlier_ejection: OutlierEjection | None = DEFAULT_EJECTION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target, self.resolver))
@@ -217,6 +224,9 @@ class PoolConfig:
         _check_bool("transparent_retry", self.transparent_retry)
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise _invalid("retry", self.retry, "a grpc_pool.RetryPolicy or None")
+        ejection = self.outlier_ejection
+        if ejection is not None and not isinstance(ejection, OutlierEjection):
+            raise _invalid("outlier_ejection", ejection, "a grpc_pool.OutlierEjection or None")
         if self.insecure and self.credentials is not None:
             raise _invalid(
                 "insecure", self.insecure, "False when credentials are given (choose one)"

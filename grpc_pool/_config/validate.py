@@ -33,7 +33,7 @@ __all__ = [
     "check_target",
 ]
 
-STRATEGY_NAMES = ("round_robin", "random", "power_of_two")
+STRATEGY_NAMES = ("round_robin", "random", "power_of_two", "peak_ewma")
 SPREAD_NAMES = ("balanced", "off")
 
 # Longest duration anywhere (fields and method arguments): 2**31 - 1 milliseconds
@@ -65,7 +65,8 @@ class Strategy(Protocol):
 
     ``pick`` runs on the caller's thread with no lock held and must be
     thread-safe; it gets the snapshot (a sequence of ``PooledChannel``) once and
-    must return one of its items.
+    must return one of its items. Each channel's ``signals`` (a read-only
+    ``ChannelSignals``: latency, in flight, outcomes) are what ``peak_ewma`` reads.
     """
 
     def pick(self, channels: Sequence[Any]) -> Any: ...

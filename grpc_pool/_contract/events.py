@@ -23,6 +23,8 @@ from .._base.errors import InvalidConfig
 __all__ = [
     "SCALE_EVENTS",
     "AutoscaleEvent",
+    "BackendEjectedEvent",
+    "BackendUnejectedEvent",
     "ChannelConnectedEvent",
     "ChannelDisconnectedEvent",
     "ConnectionFailedEvent",
@@ -138,6 +140,31 @@ class ResolvedEvent(PoolEvent):
     added: tuple[str, ...]
     removed: tuple[str, ...]
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendEjectedEvent(PoolEvent):
+    """Outlier ejection took ``backend`` (every channel on it) out of the pick for
+    ``duration`` seconds, its ``ejections``-th time; ``reason`` with the figures;
+    ``answered``/``failed``: its calls in the last interval (0 when judged on
+    failures in a row between intervals)."""
+
+    name: ClassVar[str] = "backend_ejected"
+    backend: str
+    reason: str
+    duration: float
+    ejections: int
+    answered: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendUnejectedEvent(PoolEvent):
+    """``backend`` is back in the pick (its ejection time is over)."""
+
+    name: ClassVar[str] = "backend_unejected"
+    backend: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Generic, Literal, TypeVar
 
 __all__ = [
+    "Ejection",
     "PoolHealth",
     "PoolState",
     "SlotStatus",
@@ -67,6 +68,24 @@ class SlotView(Generic[C]):
 
 
 @dataclass(frozen=True, slots=True)
+class Ejection:
+    """Outlier ejection's record of one backend (a target, or an address when spreading).
+
+    ejected: out of the pick now. ejections: times it was ejected in all.
+    multiplier: ejections in a row (the next lasts base time x multiplier + 1).
+    until: ``time.monotonic()`` when the current ejection ends (None: not ejected).
+    ejected_for: seconds the last ejection lasts (or lasted).
+    """
+
+    backend: str
+    ejected: bool = False
+    ejections: int = 0
+    multiplier: int = 0
+    until: float | None = None
+    ejected_for: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Totals:
     """Pool-lifetime counters; they never decrease."""
 
@@ -87,7 +106,9 @@ class PoolState(Generic[C]):
     backends the pool spreads over (empty when it does not). closing: the pool
     is closing (nothing is handed out). forked: inherited by a forked child, whose
     first use rebuilds the pool. superseded: set once a newer state is published,
-    which wakes whoever waits on this generation.
+    which wakes whoever waits on this generation. ejections: outlier ejection's
+    record of each backend it ever ejected (its channels are not in ``channels``
+    while ejected).
     """
 
     channels: tuple[C, ...] = ()
@@ -100,6 +121,7 @@ class PoolState(Generic[C]):
     closing: bool = False
     forked: bool = False
     superseded: threading.Event = field(default_factory=threading.Event, compare=False)
+    ejections: tuple[Ejection, ...] = ()
 
 
 def bind_picker(channels: tuple[C, ...], pick: Pick[C] | None) -> Callable[[], C] | None:

@@ -10,7 +10,7 @@ from .._channel.pooled import PooledChannel
 from .._config.config import PoolConfig
 from .._config.targets import dial_target, undial
 from .._contract.state import PoolState, SlotStatus, SlotView, health_of
-from .stats import BackendStats, PoolStats, PoolStatus, SlotStats, backend_stats
+from .stats import BackendStats, EjectionStats, PoolStats, PoolStatus, SlotStats, backend_stats
 
 __all__ = ["pool_stats", "pool_status"]
 
@@ -57,6 +57,21 @@ def pool_stats(
         spread_off_reason=spread_off_reason,
         connections=_known_sum(s.connections for s in slots),
         subset=tuple(b.address for b in backends if b.slots),
+        ejections=_ejections(state),
+    )
+
+
+def _ejections(state: PoolState[PooledChannel]) -> tuple[EjectionStats, ...]:
+    now = time.monotonic()
+    return tuple(
+        EjectionStats(
+            backend=e.backend,
+            ejected=e.ejected,
+            ejections=e.ejections,
+            ejected_for=e.ejected_for,
+            remaining=max(0.0, e.until - now) if e.until is not None else None,
+        )
+        for e in state.ejections
     )
 
 

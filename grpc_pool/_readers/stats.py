@@ -8,7 +8,7 @@ from typing import Literal
 
 from .._contract.state import PoolHealth
 
-__all__ = ["BackendStats", "PoolStats", "PoolStatus", "SlotStats", "backend_stats"]
+__all__ = ["BackendStats", "EjectionStats", "PoolStats", "PoolStatus", "SlotStats", "backend_stats"]
 
 SlotState = Literal["connecting", "ready", "unhealthy", "reconnecting", "backoff"]
 
@@ -97,6 +97,23 @@ class BackendStats:
 
 
 @dataclass(frozen=True, slots=True)
+class EjectionStats:
+    """Outlier ejection of one backend (``PoolConfig.outlier_ejection``).
+
+    backend: the target its channels dial (an address when the pool spreads).
+    ejected: out of the pick now. ejections: times ejected in all.
+    ejected_for: seconds the current (or last) ejection lasts.
+    remaining: seconds until the current ejection ends, None when not ejected.
+    """
+
+    backend: str
+    ejected: bool
+    ejections: int
+    ejected_for: float
+    remaining: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class PoolStats:
     """A snapshot of the whole pool: its status, one ``SlotStats`` per slot, and totals.
 
@@ -123,6 +140,8 @@ class PoolStats:
     subset: the resolved addresses this pool has slots on now (its subset when it has
         fewer slots than the target has backends), in resolution order; () when the
         pool does not spread.
+    ejections: one ``EjectionStats`` per backend outlier ejection ever took out of
+        the pick (ejected now or before), else ().
     """
 
     name: str
@@ -143,6 +162,7 @@ class PoolStats:
     spread_off_reason: str | None = None
     connections: int | None = None
     subset: tuple[str, ...] = ()
+    ejections: tuple[EjectionStats, ...] = ()
 
 
 def backend_stats(

@@ -13,9 +13,18 @@ from .._channel.pooled import PooledChannel
 from .._config.validate import Strategy
 from .._contract.events import GetChannelEvent
 
-__all__ = ["PowerOfTwo", "Random", "RoundRobin", "Strategy", "reader_pick", "resolve_strategy"]
+__all__ = [
+    "PeakEwma",
+    "PowerOfTwo",
+    "Random",
+    "RoundRobin",
+    "Strategy",
+    "reader_pick",
+    "resolve_strategy",
+]
 
 logger = logging.getLogger(__name__)
+_monotonic = time.monotonic
 
 
 class RoundRobin:
@@ -67,6 +76,48 @@ class PowerOfTwo:
         return a if ca.in_flight <= cb.in_flight else b
 
 
+class PeakEwma:
+    """Two random channels, the cheaper wins (Finagle's PeakEwma, tower's
+    peak_ewma): cost = the channel's peak-EWMA latency, or the mean age of its RPCs
+    in flight when that is longer (a stalled backend loses before its first RPC
+    returns), times (in flight + 1); an idle channel without a reply for
+    ``PROBE_AFTER`` costs 0 (probed; a fast reply after long idle weighs heavily).
+    The second draw avoids the first's target when it can (two slots on one slow
+    backend would leave no choice). Uncounted channels: round robin, as
+    ``PowerOfTwo``. Reads only; writes nothing shared."""
+
+    __slots__ = ("_random", "_seen", "_turns")
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._random = (rng or random.Random()).random
+        self._turns = itertools.count()
+        # (the channels last given, whether they span several targets): one
+        # attribute, swapped whole, so readers on other threads never see it torn.
+        self._seen: tuple[object, bool] = ((), False)
+
+    def pick(self, channels: Sequence[PooledChannel]) -> PooledChannel:
+        n = len(channels)
+        if n == 1:
+            return channels[0]
+        draw = self._random
+        i = int(draw() * n)
+        a = channels[i]
+        b = channels[(i + 1 + int(draw() * (n - 1))) % n]
+        seen = self._seen
+        if seen[0] is not channels:  # a new published state
+            seen = self._seen = (channels, len({c.target for c in channels}) > 1)
+        if seen[1]:
+            for _ in range(3):  # another backend, if a draw finds one
+                if b.target != a.target:
+                    break
+                b = channels[(i + 1 + int(draw() * (n - 1))) % n]
+        ca, cb = a._counter, b._counter
+        if ca is None or cb is None:
+            return channels[next(self._turns) % n]
+        now = _monotonic()
+        return a if ca.cost(now) <= cb.cost(now) else b
+
+
 class _Guarded:
     """Wraps a user strategy: an exception or a foreign result becomes a ``StrategyError``
     naming the strategy (never a bare exception, never a channel it did not pick)."""
@@ -100,6 +151,8 @@ def resolve_strategy(strategy: str | Strategy) -> Strategy:
         return Random()
     if strategy == "power_of_two":
         return PowerOfTwo()
+    if strategy == "peak_ewma":
+        return PeakEwma()
     assert not isinstance(strategy, str)  # names were checked by PoolConfig
     return _Guarded(strategy)
 

@@ -1,10 +1,9 @@
 """Who writes the published state: the writer thread, sole owner of the channel layout.
 
 It takes commands from its queue a batch at a time, lets the handlers decide
-(``Layout``, ``Spreader``, ``Timers``, ``Retirement``: each returns ``Effects``),
-then acts once: channels to the retirement or the reaper, moves to workers, one
-new ``PoolState`` published, events emitted. It never waits on grpcio.
-"""
+(``Layout``, ``Spreader``, ``Timers``, ``Ejector``, ``Retirement``: each returns
+``Effects``), then acts once: channels to the retirement or the reaper, moves to
+workers, one new ``PoolState`` published, events emitted. It never waits on grpcio."""
 
 from __future__ import annotations
 
@@ -28,6 +27,7 @@ from .._contract.state import Pick, PoolState, bind_picker
 from .._workers.worker import Worker
 from .crew import Crew
 from .layout import NOTHING, Effects, Layout
+from .outliers import Ejector
 from .reaper import Reaper
 from .retire import Retirement, answer_late
 from .spread import Spreader
@@ -40,11 +40,9 @@ logger = logging.getLogger(__name__)
 State = PoolState[PooledChannel]
 # Bound on joining worker threads when the pool closes; they only wait on queues.
 _JOIN_TIMEOUT = 5.0
-# Longest single wait of the writer: timers further off are looked at again then
-# (a wait beyond threading.TIMEOUT_MAX would raise OverflowError).
+# Longest single wait (a wait beyond threading.TIMEOUT_MAX raises OverflowError).
 _MAX_WAIT = 3600.0
-# Most commands handled before one publish.
-_BATCH = 256
+_BATCH = 256  # most commands handled before one publish
 _WORKER_REPORTS: tuple[type, ...] = (cmd.Register, cmd.Lost, cmd.Progress, cmd.HealthResult)
 _WORKER_REPORTS += (cmd.RefreshRequest, cmd.RefreshDone)
 
@@ -52,8 +50,7 @@ _WORKER_REPORTS += (cmd.RefreshRequest, cmd.RefreshDone)
 class Writer:
     """Consumes commands from ``queue`` and publishes one frozen ``PoolState`` per
     batch through ``publish`` (the readers' swap): the channels in rotation with the
-    picker bound to them, the expected size, the slot views, the retired channels
-    and the totals. Channels are closed by the reaper thread.
+    picker bound to them, the sizes, slot views, retired channels, totals and ejections.
 
     make_pick: ``make_pick(emit or None)`` -> the strategy's pick over a tuple of
         channels (None: round robin in C), sampling GetChannelEvents when given emit.
@@ -81,6 +78,7 @@ class Writer:
         self._layout = Layout(config, name, secrets_of(config.targets))
         self._retirement = Retirement(name, config.retire_grace, lambda: self.queue.put(cmd.Wake()))
         self._timers = Timers(config, name)
+        self._ejector = Ejector(config, name, lambda: self.queue.put(cmd.Wake()))
         self._spread = Spreader(config, name, self.queue.put)
         self._reaper = Reaper(name)
         close, dial = self._reaper.close, self._spread.dial
@@ -147,7 +145,7 @@ class Writer:
         """Seconds until the next timer is due (None: none is)."""
         deadlines = self._retirement.deadlines()
         if self._closing is None:
-            deadlines += self._timers.deadlines()
+            deadlines += self._timers.deadlines() + self._ejector.deadlines()
         if self._crew.parked_until is not None:
             deadlines.append(self._crew.parked_until)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
@@ -176,6 +174,7 @@ class Writer:
         if self._closing is not None:
             return effects
         effects += self._timers.status(len(self._crew), self._layout.ready())
+        effects += self._ejector.tick(self._layout.channels())
         channels = (*self._layout.channels(), *self._retirement.channels())
         target, decided = self._timers.autoscale(len(self._crew), self._layout.ready(), channels)
         if target is not None and target != len(self._crew):
@@ -281,7 +280,7 @@ class Writer:
         """One new PoolState, one reference swap (the readers' ``publish`` also wakes
         whoever waits on the last one)."""
         last = self._state
-        channels = () if self._closing is not None else self._layout.channels()
+        channels = self._ejector.kept(self._layout.channels()) if self._closing is None else ()
         pick: Callable[[], PooledChannel] | None
         if channels == last.channels and last.pick is not None and self._bound is self._pick:
             channels, pick = last.channels, last.pick  # keep the round robin going
@@ -296,6 +295,7 @@ class Writer:
             totals=self._layout.totals,
             addresses=self._spread.addresses,
             closing=self._closing is not None,
+            ejections=self._ejector.published(),
         )
         self._publish_to(self._state)
 

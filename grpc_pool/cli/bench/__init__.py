@@ -8,6 +8,8 @@ reports pool / baseline. Targets only print PASS or MISS; nothing fails on a mis
 Modules, one per group of rows: ``core`` (labels, settings, table, timing),
 ``server`` (the bench server child process), ``micro`` (1-2), ``rpc`` (3-4),
 ``writer`` (5a-5b), ``restart`` (5c), ``fork`` (5d-5e), ``rotation`` (5f),
-``idle`` (5g-5j: idle CPU, threads and fork, in child processes), ``run`` (the
+``idle`` (5g-5j: idle CPU, threads and fork, in child processes), ``fleet`` (7a),
+``backends`` (misbehaving backends in child processes, the open-loop load),
+``outliers`` (8), ``latency`` (9), ``run`` (the
 whole table).
 """

@@ -1,5 +1,6 @@
 """The bench's child processes: ``python -m grpc_pool.cli.bench serve WORKERS MAX_STREAMS``
-(the bench server) and ``... idle KIND TARGET WINDOW FORKS`` (rows 5g-5j, idle.py)."""
+(the bench server), ``... idle KIND TARGET WINDOW FORKS`` (rows 5g-5j, idle.py) and
+``... backend MODE`` (misbehaving backends, backends.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ elif sys.argv[1:2] == ["idle"] and len(sys.argv) == 6:
     from .idle import serve_idle
 
     serve_idle(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
+elif sys.argv[1:2] == ["backend"] and len(sys.argv) == 3:
+    from .backends import serve_backend
+
+    serve_backend(sys.argv[2])
 else:
     sys.exit(
         "usage: python -m grpc_pool.cli.bench serve WORKERS MAX_STREAMS\n"
-        "       python -m grpc_pool.cli.bench idle none|raw|pool TARGET WINDOW FORKS"
+        "       python -m grpc_pool.cli.bench idle none|raw|pool TARGET WINDOW FORKS\n"
+        "       python -m grpc_pool.cli.bench backend MODE"
     )

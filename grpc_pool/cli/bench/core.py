@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-STRATEGIES = ("round_robin", "random", "power_of_two")
+STRATEGIES = ("round_robin", "random", "power_of_two", "peak_ewma")
 THREADS = (4, 16, 64)
 STREAMS = 400
 STREAM_LIMIT = 100  # the bench server's grpc.max_concurrent_streams
@@ -35,6 +35,7 @@ ROWS: dict[str, str] = {
     "get.lock": "1d get_channel() round_robin / lock-protected pool",
     "stub": "1e pool.stub(Stub) / Stub(pool.get_channel())",
     "channel.pick": "1f pool.channel per-RPC pick (channel + its multi-callable) / get_channel()",
+    "get.peak_ewma": "1g get_channel() peak_ewma / bare tuple read",
     "threads.4": "2a get_channel() 4 threads / 1 thread (per call)",
     "threads.16": "2b get_channel() 16 threads / 1 thread (per call)",
     "threads.64": "2c get_channel() 64 threads / 1 thread (per call)",
@@ -73,6 +74,25 @@ ROWS: dict[str, str] = {
     "fleet.share": (
         "7a simulated fleet of pools, backends K -> 2K one at a time:"
         " new backends' connections / their fair share"
+    "outliers.round_robin": (
+        "8a failed RPCs, 1 of 4 backends answering INTERNAL, 200 RPC/s open loop, pool of 8"
+        " round_robin / raw round_robin + A50 outlier_detection ((failed + 1) / (failed + 1))"
+    ),
+    "outliers.power_of_two": (
+        "8b failed RPCs, 1 of 4 backends answering INTERNAL, 200 RPC/s open loop, pool of 8"
+        " power_of_two / raw round_robin + A50 outlier_detection ((failed + 1) / (failed + 1))"
+    ),
+    "outliers.peak_ewma": (
+        "8c failed RPCs, 1 of 4 backends answering INTERNAL, 200 RPC/s open loop, pool of 8"
+        " peak_ewma / raw round_robin + A50 outlier_detection ((failed + 1) / (failed + 1))"
+    ),
+    "latency.steady": (
+        "9a p99, 1 of 4 backends at 60 ms (others 2 ms), 200 RPC/s open loop, pool of 8:"
+        " peak_ewma / pool over the 3 fast backends only"
+    ),
+    "latency.episode": (
+        "9b failed RPCs, 1 of 4 backends stalls 1.5 s for the middle third, deadline 1 s:"
+        " peak_ewma / power_of_two ((failed + 1) / (failed + 1))"
     ),
 }
 

@@ -15,7 +15,9 @@ from .core import FULL, QUICK, ROWS, Row, format_table
 from .fleet import fleet_row
 from .fork import fork_rows
 from .idle import idle_rows
+from .latency import latency_rows
 from .micro import micro_rows
+from .outliers import ejection_rows
 from .restart import restart_row
 from .rotation import rotation_row
 from .rpc import channel_rows, rpc_rows, rpc_threads_row, stream_rows
@@ -43,6 +45,8 @@ def run_bench(quick: bool = False, out: TextIO = sys.stdout) -> int:
             ("5f backend stop -> last pick", lambda: [rotation_row(settings)]),
             ("5g-5j idle pool: CPU, threads, fork", lambda: idle_rows(target, settings)),
             ("7a fleet simulation", lambda: [fleet_row(quick)]),
+            ("8a-8c one backend failing every call", lambda: ejection_rows(settings)),
+            ("9a-9b one slow backend", lambda: latency_rows(settings)),
         ]
         for title, scenario in scenarios:
             print(f"bench: {title} ...", file=sys.stderr, flush=True)
