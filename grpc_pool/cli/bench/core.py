@@ -74,6 +74,7 @@ ROWS: dict[str, str] = {
     "fleet.share": (
         "7a simulated fleet of pools, backends K -> 2K one at a time:"
         " new backends' connections / their fair share"
+    ),
     "outliers.round_robin": (
         "8a failed RPCs, 1 of 4 backends answering INTERNAL, 200 RPC/s open loop, pool of 8"
         " round_robin / raw round_robin + A50 outlier_detection ((failed + 1) / (failed + 1))"
