@@ -75,6 +75,36 @@ def test_listed_method_succeeds_on_the_last_attempt() -> None:
         assert pool.stats().policy_retries == 2
 
 
+def _on(pool: grpc_pool.Pool, api: str) -> grpc.Channel:
+    if api == "stub":  # a stub as pool.stub() builds it: on a picked channel
+        return pool.stub(lambda channel: channel)
+    return pool.get_channel() if api == "get_channel" else pool.channel
+
+
+@pytest.mark.parametrize("api", ["channel", "get_channel", "stub"])
+@pytest.mark.parametrize("how", ["call", "with_call", "future", "stream"])
+def test_every_api_and_kind_follows_the_policy(api: str, how: str) -> None:
+    """The one retry serves every API alike: a listed method failing UNAVAILABLE
+    once succeeds on its second attempt through pool.channel, a channel from
+    get_channel() and a pool.stub(), blocking, with_call, future (its backoff
+    waited off grpcio's thread) and server streaming; the server saw 2 calls."""
+    handler = _Flaky(fail=1)
+    policy = RetryPolicy(max_attempts=3, methods=("/t.T/",), **FAST_POLICY)
+    with _Server(handler) as server, _pool(server, policy) as pool:
+        channel = _on(pool, api)
+        if how == "call":
+            assert channel.unary_unary(GET)(b"x", timeout=5) == b"x"
+        elif how == "with_call":
+            response, call = channel.unary_unary(GET).with_call(b"x", timeout=5)
+            assert response == b"x" and call.code() is grpc.StatusCode.OK
+        elif how == "future":
+            assert channel.unary_unary(GET).future(b"x", timeout=5).result(timeout=5) == b"x"
+        else:
+            assert list(channel.unary_stream(STREAM)(b"early", timeout=5)) == [b"early"]
+        assert handler.calls() == 2
+        assert pool.stats().policy_retries == 1
+
+
 def test_attempts_are_bounded() -> None:
     """max_attempts bounds the attempts: failing 5 times with 3 attempts fails."""
     handler = _Flaky(fail=5)

@@ -124,11 +124,14 @@ class PoolConfig:
         every address gets floor(N/K) or ceil(N/K) of the N slots, and slots
         follow the addresses as they change. "off": the target goes to grpcio as
         given. A list of targets is never spread (slot i takes targets[i % len]).
-    transparent_retry: ``pool.channel``'s RPCs that failed on a pooled channel
-        before reaching any server (a failed pick: "failed to connect to all
-        addresses") are sent again on another ready channel, at most 3 times,
-        within the RPC's timeout. Default True (docs/reliability.md).
-    retry: a ``RetryPolicy`` for idempotent methods (opt-in; default None).
+    transparent_retry: RPCs that failed on a pooled channel before reaching any
+        server (a failed pick: "failed to connect to all addresses") are sent
+        again on another ready channel, at most 3 times, within the RPC's
+        timeout: every kind (blocking, ``with_call``, ``future``, the streams),
+        through ``pool.channel``, ``insecure_channel()`` and the channels
+        ``get_channel()``/``stub()`` hand out. Default True (docs/reliability.md).
+    retry: a ``RetryPolicy`` for idempotent methods (opt-in; default None), for
+        the same APIs and kinds.
 
     Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
     the range; NaN, infinities, bools and non-numbers are refused everywhere):

@@ -104,8 +104,8 @@ class PoolStats:
     events_dropped: events not delivered to a listener that did not keep up.
     backends: one ``BackendStats`` per resolved address when the pool spreads
         (addresses with no slot included), else ().
-    retries: RPCs of ``pool.channel`` sent again on another channel after an
-        attempt that never reached a server (``PoolConfig.transparent_retry``).
+    retries: RPCs sent again on another channel after an attempt that never
+        reached a server (``PoolConfig.transparent_retry``), through any API.
     policy_retries: attempts ``PoolConfig.retry`` made after a failed one.
     spread_off_reason: why the pool does not spread its target over the backends
         (then the target goes to grpcio as given), None when it spreads: "spread='off'",
