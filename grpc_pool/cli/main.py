@@ -48,9 +48,19 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="fewer rounds: a smoke run of every row"
     )
+    parser.add_argument(
+        "--deploy",
+        action="store_true",
+        help="only the deploy rows (6a-6b) and the failed RPCs per API and kind through"
+        " a rolling restart, beside raw grpcio (backends in child processes, < 2 min)",
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.deploy:
+        from .bench.deploy import run_deploy
+
+        return run_deploy()
     from .bench.run import run_bench
 
     return run_bench(quick=args.quick)

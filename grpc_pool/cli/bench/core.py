@@ -68,7 +68,7 @@ ROWS: dict[str, str] = {
     ),
 }
 
-# Rows only benchmarks/test_deploy.py measures (its harness lives in tests/deploy):
+# Rows of ``bench --deploy`` and benchmarks/test_deploy.py (grpc_pool.testing.deploy):
 # failed RPCs through deploys, (pool + 1) / (raw round_robin + retryPolicy + 1).
 DEPLOY_ROWS: dict[str, str] = {
     "deploy.restart": (

@@ -1,4 +1,5 @@
-"""Child processes with deadlines: echo backends (``backend.py``), and a DNS server.
+"""Child processes with deadlines: echo backends (``backend.py``), and a DNS server
+(dnsmasq, through the repository's ``tests/dnsmasq.py``).
 
 Every child is started in its own session, remembered, and ended: by the caller
 (``term``/``kill``/``wait``, ``stop``), by ``reap_all()`` in a ``finally``, and by
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import os
 import signal
 import socket
@@ -125,11 +127,15 @@ class Dns:
     """dnsmasq on a loopback port answering A records for names under ``.test``."""
 
     def __init__(self, records: dict[str, list[str]]) -> None:
-        from tests.dnsmasq import DNSMASQ, SKIP_REASON, DnsServer
-
-        if DNSMASQ is None:
-            raise DnsUnavailable(SKIP_REASON)
-        self._server = DnsServer(records).start()
+        try:  # the repository's test helper (not installed with the package)
+            dnsmasq: Any = importlib.import_module("tests.dnsmasq")
+        except ImportError as exc:
+            raise DnsUnavailable(
+                f"the DNS scenarios need tests/dnsmasq.py: run from a source checkout ({exc})"
+            ) from None
+        if dnsmasq.DNSMASQ is None:
+            raise DnsUnavailable(dnsmasq.SKIP_REASON)
+        self._server = dnsmasq.DnsServer(records).start()
         self.port = self._server.port
 
     def set(self, records: dict[str, list[str]]) -> None:

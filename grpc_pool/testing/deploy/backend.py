@@ -1,4 +1,4 @@
-"""An echo backend in a child process: ``python tests/deploy/backend.py --port P ...``.
+"""An echo backend in a child process: ``python .../grpc_pool/testing/deploy/backend.py --port P``.
 
 Run by path (it imports only grpc), so the load it serves is real and a SIGKILL is a
 real crash. Service ``/deploy.Echo`` (raw bytes, no protobuf):
@@ -103,7 +103,7 @@ def build_server(
         if delay:
             time.sleep(delay)
 
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
         "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
