@@ -24,6 +24,7 @@ from ._base.errors import (
 from ._base.redact import RedactingNullHandler
 from ._channel.pooled import PooledChannel
 from ._config.config import PoolConfig
+from ._config.hedging import HedgingPolicy
 from ._config.retry import RetryPolicy
 from ._config.validate import Strategy
 from ._constructors import insecure_channel, secure_channel
@@ -62,6 +63,7 @@ __all__ = [
     "GetChannelEvent",
     "GrpcPoolError",
     "HealthCheckEvent",
+    "HedgingPolicy",
     "InvalidConfig",
     "NoChannelAvailable",
     "Pool",

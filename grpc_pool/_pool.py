@@ -251,7 +251,12 @@ class Pool:
     def stats(self) -> PoolStats:
         """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
         reader = self._reader
-        retries = (read_count(reader.retries), read_count(reader.policy_retries))
+        retries = (
+            read_count(reader.retries),
+            read_count(reader.policy_retries),
+            read_count(reader.hedges),
+            read_count(reader.hedges_won),
+        )
         dropped = self._events.dropped
         return pool_stats(self.name, self._config, reader.state, dropped, retries, self._spread_off)
 

@@ -40,6 +40,7 @@ EXPECTED = EVENTS | {
     "PoolStats",
     "PoolStatus",
     "PoolTimeout",
+    "HedgingPolicy",
     "RetryPolicy",
     "PooledChannel",
     "ScalingInProgress",

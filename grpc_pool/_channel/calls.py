@@ -29,7 +29,10 @@ class BoundRetry(Protocol):
     ``start(how, request, args, kwargs)``: the whole RPC (first attempt on this
     channel, then the next ones); ``how`` is None, "with_call" or "future".
     ``failed(how, request, args, kwargs, error, started)``: a blocking unary call
-    whose first attempt, made inline, failed with ``error``."""
+    whose first attempt, made inline, failed with ``error``. ``hedged``: its
+    RPCs are hedged (a blocking call then goes to ``start`` too)."""
+
+    hedged: bool
 
     def start(self, how: str | None, request: Any, args: Any, kwargs: Any) -> Any: ...
 
@@ -116,12 +119,15 @@ class _CountedUnaryUnary(_Counted, UnaryUnaryBase):
         return self._or_retry("with_call", self._inner.with_call, request, args, kwargs)
 
     def _or_retry(self, how: str | None, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
+        retry = self._retry
+        assert retry is not None
+        if retry.hedged:
+            return retry.start(how, request, args, kwargs)
         started = time.monotonic()
         try:
             return self._blocking(call, request, args, kwargs)
         except grpc.RpcError as error:
-            assert self._retry is not None
-            return self._retry.failed(how, request, args, kwargs, error, started)
+            return retry.failed(how, request, args, kwargs, error, started)
 
     def future(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         if self._retry is None:

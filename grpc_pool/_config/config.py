@@ -11,6 +11,7 @@ import grpc
 from .._base.errors import InvalidConfig
 from .._base.redact import redact_target, redact_value, remember, secrets_of
 from .env import config_from_env, config_from_mapping
+from .hedging import HedgingPolicy
 from .retry import RetryPolicy
 from .validate import (
     MAX_BACKOFF_MULTIPLIER,
@@ -132,6 +133,9 @@ class PoolConfig:
         ``get_channel()``/``stub()`` hand out. Default True (docs/reliability.md).
     retry: a ``RetryPolicy`` for idempotent methods (opt-in; default None), for
         the same APIs and kinds.
+    hedging: a ``HedgingPolicy`` for idempotent methods (opt-in; default None):
+        unary and server-streaming RPCs still unanswered after a delay are sent
+        to another channel too, the first answer wins (docs/reliability.md).
 
     Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
     the range; NaN, infinities, bools and non-numbers are refused everywhere):
@@ -195,6 +199,7 @@ class PoolConfig:
     spread: str = "balanced"
     transparent_retry: bool = True
     retry: RetryPolicy | None = None
+    hedging: HedgingPolicy | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target, self.resolver))
@@ -214,6 +219,8 @@ class PoolConfig:
         _check_bool("transparent_retry", self.transparent_retry)
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
             raise _invalid("retry", self.retry, "a grpc_pool.RetryPolicy or None")
+        if self.hedging is not None and not isinstance(self.hedging, HedgingPolicy):
+            raise _invalid("hedging", self.hedging, "a grpc_pool.HedgingPolicy or None")
         if self.insecure and self.credentials is not None:
             raise _invalid(
                 "insecure", self.insecure, "False when credentials are given (choose one)"

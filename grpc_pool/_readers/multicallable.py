@@ -31,7 +31,7 @@ class PoolMultiCallable:
         self._reader = reader
         self._key = key
         # the pool's one retry when it may send this method again; None: never
-        self._retrier = retrier if retrier.covers(key[1]) else None
+        self._retrier = retrier if retrier.covers(key) else None
 
     def _pick(self, timeout: float | None, wait_for_ready: bool | None) -> tuple[Any, float | None]:
         """The picked channel's multi-callable, and the timeout left to pass on

@@ -25,7 +25,7 @@ def pool_stats(
     config: PoolConfig,
     state: PoolState[PooledChannel],
     events_dropped: int,
-    retries: tuple[int, int] = (0, 0),
+    retries: tuple[int, ...] = (0, 0, 0, 0),
     spread_off_reason: str | None = None,
 ) -> PoolStats:
     """Every figure from the one ``state``: none is torn from another."""
@@ -55,6 +55,8 @@ def pool_stats(
         policy_retries=retries[1],
         spread_off_reason=spread_off_reason,
         connections=_known_sum(s.connections for s in slots),
+        hedges=retries[2] if len(retries) > 2 else 0,
+        hedges_won=retries[3] if len(retries) > 3 else 0,
     )
 
 

@@ -1,19 +1,13 @@
 """The pool's one retry mechanism: every API (``pool.channel``, the channels
 ``get_channel()``/``stub()`` hand out, ``insecure_channel()``) and every kind
-(blocking, ``with_call``, ``future``, the three streaming kinds) drives one
-``Rpc`` per call, which knows its attempts, its deadline and what may be sent
-again (grpc-java's ``RetriableStream``, grpc-go's ``clientStream``).
+drives one ``Rpc`` per call, which knows its attempts, its deadline and what may
+be sent again (grpc-java's ``RetriableStream``, grpc-go's ``clientStream``).
 
-Two reasons to send an RPC again, on another ready channel:
-
-- transparent (``PoolConfig.transparent_retry``): the outcome proves the RPC
-  reached no server (``never_reached``); at most ``MAX_TRANSPARENT`` times;
-- ``PoolConfig.retry`` (``RetryPolicy``) for the idempotent methods it lists: its
-  codes, its backoff or the server's pushback, its attempts.
-
-Never after a response message (a stream commits at its first), never for a
-request iterator consumed beyond what is kept (``REPLAY_LIMIT``), never past
-the caller's deadline.
+Sent again on another ready channel: transparently when the outcome proves the
+RPC reached no server (``never_reached``, at most ``MAX_TRANSPARENT`` times), and
+by ``PoolConfig.retry`` for the idempotent methods it lists; hedged by
+``PoolConfig.hedging`` (``hedge.py``). Never after a response message, never for
+a request iterator consumed beyond what is kept, never past the deadline.
 """
 
 from __future__ import annotations
@@ -26,10 +20,11 @@ import grpc
 
 from .._base.errors import ChannelRetired
 from .._channel.calls import BoundRetry
-from .._channel.gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM
+from .._channel.gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNARY
 from .._channel.outcomes import never_reached
 from .._channel.pooled import MethodKey, PooledChannel
 from .._config.retry import RetryPolicy, pushback
+from .hedge import Hedger
 from .reader import Reader
 from .retrycalls import REPLAY_LIMIT, Requests, RetryingFuture, RetryingStream
 
@@ -92,21 +87,40 @@ class Retrier:
     """The pool's retry rules, built once per pool: which methods a policy covers,
     the counters ``stats()`` reads, and ``call``, the one entry every API takes."""
 
-    __slots__ = ("_methods", "policy", "policy_count", "reader", "transparent", "transparent_count")
+    __slots__ = (
+        "_methods",
+        "hedger",
+        "policy",
+        "policy_count",
+        "reader",
+        "transparent",
+        "transparent_count",
+    )
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
         config = reader.config
         self.transparent = config.transparent_retry
         self.policy = config.retry
+        hedging = config.hedging
+        self.hedger = Hedger(reader, hedging) if hedging is not None else None
         self.transparent_count = reader.retries
         self.policy_count = reader.policy_retries
         self._methods: dict[str, RetryPolicy | None] = {}
 
     @property
     def active(self) -> bool:
-        """Whether any RPC may be sent again at all."""
-        return self.transparent or self.policy is not None
+        """Whether any RPC may be sent again (or hedged) at all."""
+        return self.transparent or self.policy is not None or self.hedger is not None
+
+    def hedges(self, key: MethodKey) -> bool:
+        """Whether an RPC of ``key`` is hedged (unary and server-streaming kinds)."""
+        hedger = self.hedger
+        return (
+            hedger is not None
+            and (key[0] is UNARY_UNARY or key[0] is UNARY_STREAM)
+            and hedger.covers(key[1])
+        )
 
     def policy_for(self, method: str) -> RetryPolicy | None:
         """``PoolConfig.retry`` when it covers ``method``, else None."""
@@ -120,14 +134,14 @@ class Retrier:
                 self._methods[method] = found
         return found
 
-    def covers(self, method: str) -> bool:
-        """Whether an RPC of ``method`` may be sent again (by either rule)."""
-        return self.transparent or self.policy_for(method) is not None
+    def covers(self, key: MethodKey) -> bool:
+        """Whether an RPC of ``key`` may be sent again or hedged."""
+        return self.transparent or self.policy_for(key[1]) is not None or self.hedges(key)
 
     def bind(self, channel: PooledChannel, key: MethodKey) -> BoundRetry | None:
         """What a pooled channel's multi-callable of ``key`` calls (None: it never
         sends again, and runs with no retry frame at all)."""
-        return _Bound(self, channel, key) if self.covers(key[1]) else None
+        return _Bound(self, channel, key) if self.covers(key) else None
 
     def call(
         self, channel: PooledChannel, key: MethodKey, how: str | None, request: Any, call: Any
@@ -144,6 +158,8 @@ class Retrier:
             pulls = Requests(request)
             request = None
         rpc = Rpc(self, key, how, request, pulls, call, channel, deadline)
+        if how != "future" and self.hedger is not None and self.hedges(key):
+            return self.hedger.run(rpc, channel, key[1], kind is UNARY_STREAM)
         try:
             result = rpc.send(channel, timeout)
         except grpc.RpcError as error:
@@ -173,12 +189,13 @@ class _Bound:
     """``Retrier`` for one pooled channel's multi-callable (grpcio's positional
     arguments made keywords)."""
 
-    __slots__ = ("_channel", "_key", "_retrier")
+    __slots__ = ("_channel", "_key", "_retrier", "hedged")
 
     def __init__(self, retrier: Retrier, channel: PooledChannel, key: MethodKey) -> None:
         self._retrier = retrier
         self._channel = channel
         self._key = key
+        self.hedged = retrier.hedges(key)
 
     def start(self, how: str | None, request: Any, args: Any, kwargs: Any) -> Any:
         call = {**dict(zip(_CALL_ARGS, args, strict=False)), **kwargs}
@@ -246,6 +263,23 @@ class Rpc:
         pulls = self.pulls
         request = self._request if pulls is None else pulls.view()  # every request again
         return fn(request, **{**self._call, "timeout": timeout})
+
+    @property
+    def how(self) -> str | None:
+        return self._how
+
+    def remaining(self) -> float | None:
+        return remaining(self.deadline)
+
+    def another(self) -> PooledChannel | None:
+        """A ready channel this RPC has not tried (a hedge's)."""
+        return another(self._retrier.reader, self.tried)
+
+    def send_hedge(self, channel: PooledChannel, timeout: float | None, stream: bool) -> Any:
+        """One hedged attempt: a unary call's future, or a server stream."""
+        once = channel._callable(self._key).once
+        fn = once if stream else once.future
+        return fn(self._request, **{**self._call, "timeout": timeout})
 
     def plan(self, error: BaseException) -> float | None:
         """Seconds to wait before the next attempt after ``error`` on the last

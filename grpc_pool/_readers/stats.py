@@ -107,6 +107,8 @@ class PoolStats:
     retries: RPCs sent again on another channel after an attempt that never
         reached a server (``PoolConfig.transparent_retry``), through any API.
     policy_retries: attempts ``PoolConfig.retry`` made after a failed one.
+    hedges: hedged attempts ``PoolConfig.hedging`` sent to another channel.
+    hedges_won: those of them that answered first (the RPC's answer).
     spread_off_reason: why the pool does not spread its target over the backends
         (then the target goes to grpcio as given), None when it spreads: "spread='off'",
         "a list of targets", "grpcio's load balancing chosen in options", "one IP
@@ -134,6 +136,8 @@ class PoolStats:
     policy_retries: int = 0
     spread_off_reason: str | None = None
     connections: int | None = None
+    hedges: int = 0
+    hedges_won: int = 0
 
 
 def backend_stats(

@@ -13,6 +13,10 @@ On receipt, before anything else, the handler appends ``<id>\\n`` to ``--record`
 one unbuffered ``O_APPEND`` write (it survives a SIGKILL): what reached this server.
 Then it sends initial metadata ``x-seen: <id>``.
 
+``--slow-ms`` makes this backend slow: every handler waits that long before it
+answers (a server stream: before its first message), and records ``<id>:cancelled``
+if the client cancels meanwhile (what a hedge's loser looks like to a server).
+
 SIGTERM or SIGINT: ``server.stop(grace=--grace)`` (a GOAWAY; calls in flight get the
 grace), then exit 0. ``--max-age-ms`` sets ``grpc.max_connection_age_ms`` (with
 ``--max-age-grace-ms``). Prints ``READY <port>`` once serving. Exits by itself after
@@ -64,6 +68,7 @@ def build_server(
     max_age_ms: int = 0,
     max_age_grace_ms: int = 1000,
     workers: int = 64,
+    slow_ms: int = 0,
 ) -> tuple[grpc.Server, int]:
     rec = Recorder(record)
 
@@ -71,6 +76,13 @@ def build_server(
         rid, delay = parse(first)
         rec.seen(rid)
         context.send_initial_metadata((("x-seen", rid),))
+        if slow_ms:
+            until = time.monotonic() + slow_ms / 1000.0
+            while time.monotonic() < until:
+                if not context.is_active():
+                    rec.seen(f"{rid}:cancelled")
+                    break
+                time.sleep(0.005)
         return delay
 
     def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -132,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-age-ms", type=int, default=0)
     ap.add_argument("--max-age-grace-ms", type=int, default=1000)
     ap.add_argument("--lifetime", type=float, default=120.0)
+    ap.add_argument("--slow-ms", type=int, default=0)
     a = ap.parse_args(argv)
-    server, port = build_server(a.port, a.host, a.record, a.max_age_ms, a.max_age_grace_ms)
+    server, port = build_server(
+        a.port, a.host, a.record, a.max_age_ms, a.max_age_grace_ms, slow_ms=a.slow_ms
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -59,10 +59,12 @@ class Backend:
         max_age_ms: int = 0,
         max_age_grace_ms: int = 1000,
         lifetime: float = 90.0,
+        slow_ms: int = 0,
     ) -> None:
         self.port, self.host, self.record, self.grace = port, host, record, grace
         self.max_age_ms, self.max_age_grace_ms = max_age_ms, max_age_grace_ms
         self.lifetime = lifetime
+        self.slow_ms = slow_ms
         self.proc: subprocess.Popen[str] | None = None
 
     @property
@@ -74,7 +76,7 @@ class Backend:
             sys.executable, BACKEND, "--port", str(self.port), "--host", self.host,
             "--grace", str(self.grace), "--lifetime", str(self.lifetime),
             "--max-age-ms", str(self.max_age_ms),
-            "--max-age-grace-ms", str(self.max_age_grace_ms),
+            "--max-age-grace-ms", str(self.max_age_grace_ms), "--slow-ms", str(self.slow_ms),
         ]  # fmt: skip
         if self.record:
             cmd += ["--record", self.record]
