@@ -60,11 +60,13 @@ class Backend:
         max_age_grace_ms: int = 1000,
         lifetime: float = 90.0,
         slow_ms: int = 0,
+        stall_ms: int = 0,
     ) -> None:
         self.port, self.host, self.record, self.grace = port, host, record, grace
         self.max_age_ms, self.max_age_grace_ms = max_age_ms, max_age_grace_ms
         self.lifetime = lifetime
         self.slow_ms = slow_ms
+        self.stall_ms = stall_ms
         self.proc: subprocess.Popen[str] | None = None
 
     @property
@@ -76,7 +78,8 @@ class Backend:
             sys.executable, BACKEND, "--port", str(self.port), "--host", self.host,
             "--grace", str(self.grace), "--lifetime", str(self.lifetime),
             "--max-age-ms", str(self.max_age_ms),
-            "--max-age-grace-ms", str(self.max_age_grace_ms), "--slow-ms", str(self.slow_ms),
+            "--max-age-grace-ms", str(self.max_age_grace_ms),
+            "--slow-ms", str(self.slow_ms), "--stall-ms", str(self.stall_ms),
         ]  # fmt: skip
         if self.record:
             cmd += ["--record", self.record]
@@ -102,6 +105,11 @@ class Backend:
         """SIGTERM: a graceful stop (GOAWAY, then ``grace`` for calls in flight)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def stall(self, on: bool) -> None:
+        """Start (SIGUSR1) or end (SIGUSR2) a stall of ``stall_ms`` per request."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
     def kill(self) -> None:
         """SIGKILL: a crash, connections reset."""
