@@ -30,7 +30,8 @@ class HedgingPolicy:
         ``percentile`` of the method's latency observed over its last
         ``window`` RPCs through the pool, never below ``min_delay``; no hedge
         until ``window // 4`` RPCs have been seen.
-    percentile: the adaptive delay's quantile, 0.5..0.999 (default 0.95).
+    percentile: the adaptive delay's quantile, 0.5..0.999 (default 0.96: a p95
+        delay hedged 5.2% of RPCs on healthy backends, bench row 7c).
     min_delay: seconds, the adaptive delay's floor (default 0.002).
     window: RPCs whose latency the adaptive delay is taken from (16..10000,
         default 200).
@@ -49,7 +50,7 @@ class HedgingPolicy:
     methods: Sequence[str]
     max_attempts: int = 2
     delay: float | None = None
-    percentile: float = 0.95
+    percentile: float = 0.96
     min_delay: float = 0.002
     window: int = 200
     budget: float = 0.1

@@ -155,7 +155,7 @@ class _Race:
         left = rpc.remaining()
         if left is not None and left <= 0:
             return False
-        channel = rpc.another()
+        channel = _other_backend(hedger.reader, rpc.tried)
         if channel is None or not hedger._take():
             return False
         next(hedger.reader.hedges)
@@ -219,6 +219,24 @@ class _Race:
         call, _ = self.winner()
         response = call.result()
         return (response, call) if self.rpc.how == "with_call" else response
+
+
+def _other_backend(reader: Reader, tried: list[PooledChannel]) -> PooledChannel | None:
+    """A hedge's channel: a ready one to a backend the RPC has not tried (the
+    picker's choice when it finds one, else any), else one not tried."""
+    state = reader.state
+    where = {id(v.channel): v.address for v in state.views if v.channel is not None}
+    used = {where.get(id(c)) or c.target for c in tried}
+    fresh = [c for c in state.channels if (where.get(id(c)) or c.target) not in used]
+    if not fresh:
+        fresh = [c for c in state.channels if c not in tried]
+    pick = state.pick
+    if fresh and pick is not None:
+        for _ in range(len(state.channels)):
+            channel = pick()
+            if channel in fresh:
+                return channel
+    return fresh[0] if fresh else None
 
 
 def _exception(future: Any) -> BaseException | None:

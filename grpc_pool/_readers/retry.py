@@ -271,23 +271,6 @@ class Rpc:
     def remaining(self) -> float | None:
         return remaining(self.deadline)
 
-    def another(self) -> PooledChannel | None:
-        """A hedge's channel: a ready one to a backend this RPC has not tried (the
-        picker's choice when it finds one, else any), else one not tried."""
-        reader = self._retrier.reader
-        state = reader.state
-        where = {id(v.channel): v.address for v in state.views if v.channel is not None}
-        used = {where.get(id(c)) or c.target for c in self.tried}
-        fresh = [c for c in state.channels if (where.get(id(c)) or c.target) not in used]
-        if fresh:
-            pick = state.pick
-            for _ in range(len(state.channels) if pick is not None else 0):
-                channel = pick()  # type: ignore[misc]
-                if channel in fresh:
-                    return channel
-            return fresh[0]
-        return another(reader, self.tried)
-
     def send_hedge(self, channel: PooledChannel, timeout: float | None, stream: bool) -> Any:
         """One hedged attempt: a unary call's future, or a server stream."""
         once = channel._callable(self._key).once

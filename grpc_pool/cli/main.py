@@ -54,6 +54,12 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="only the deploy rows (6a-6b) and the failed RPCs per API and kind through"
         " a rolling restart, beside raw grpcio (backends in child processes, < 2 min)",
     )
+    parser.add_argument(
+        "--tail",
+        action="store_true",
+        help="only rows 7a-7c: one slow backend of four, hedging beside raw round_robin"
+        " and the fast-only reference (backends in child processes, about 1 min)",
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -61,6 +67,10 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench.deploy import run_deploy
 
         return run_deploy()
+    if args.tail:
+        from .bench.tail import run_tail_rows
+
+        return run_tail_rows()
     from .bench.run import run_bench
 
     return run_bench(quick=args.quick)

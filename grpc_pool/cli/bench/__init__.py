@@ -8,5 +8,6 @@ reports pool / baseline. Targets only print PASS or MISS; nothing fails on a mis
 Modules, one per group of rows: ``core`` (labels, settings, table, timing),
 ``server`` (the bench server child process), ``micro`` (1-2), ``rpc`` (3-4),
 ``writer`` (5a-5b), ``restart`` (5c), ``fork`` (5d), ``run`` (the whole table),
-``deploy`` (6a-6b and the per-API x kind table: ``bench --deploy``).
+``deploy`` (6a-6b and the per-API x kind table: ``bench --deploy``), ``tail``
+(7a-7c, one slow backend: ``bench --tail``).
 """

@@ -82,6 +82,20 @@ DEPLOY_ROWS: dict[str, str] = {
 }
 
 
+# Rows of ``bench --tail`` and benchmarks/test_tail.py (grpc_pool.testing.deploy.tail):
+# one slow backend of four, open-loop load (issue 26).
+TAIL_ROWS: dict[str, str] = {
+    "tail.steady": (
+        "7a p99, 1 of 4 backends slow (60 ms): pool with hedging / pool over the 3 fast ones"
+    ),
+    "tail.episode": (
+        "7b failed RPCs, 1 of 4 backends stalls 1.5 s for the middle third:"
+        " pool with hedging / raw round_robin ((failed + 1) / (failed + 1))"
+    ),
+    "tail.extra": "7c RPCs sent with hedging / without, on healthy backends (fast-only)",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """How much to measure: FULL for the report, QUICK for a smoke run of every row."""
@@ -148,7 +162,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return ROWS.get(self.key) or DEPLOY_ROWS[self.key]
+        return ROWS.get(self.key) or DEPLOY_ROWS.get(self.key) or TAIL_ROWS[self.key]
 
     @property
     def verdict(self) -> str:
@@ -176,7 +190,7 @@ HEADER = ["benchmark", "ratio", "target", "result", "pool", "baseline"]
 
 def format_table(rows: Sequence[Row]) -> str:
     """A markdown table, rows in ``ROWS`` order."""
-    order = [*ROWS, *DEPLOY_ROWS]
+    order = [*ROWS, *DEPLOY_ROWS, *TAIL_ROWS]
     lines = [HEADER, ["---"] * len(HEADER)]
     lines += [r.cells() for r in sorted(rows, key=lambda r: order.index(r.key))]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
