@@ -287,3 +287,18 @@ def test_never_reached_outcomes() -> None:
     assert never_reached(ChannelRetired("closed"))
     assert not never_reached(ValueError("x"))
     assert not never_reached(grpc_pool.NoChannelAvailable("none"))
+
+
+@pytest.mark.parametrize("kind", ["call", "with_call", "unary_stream", "get_channel:call"])
+def test_a_hedged_method_loses_no_rpc_either(kind: str) -> None:
+    """A hedged method (HedgingPolicy, a delay far beyond these RPCs) runs on the
+    same retry path: after a backend stops, its RPCs that never reached a server
+    are sent again on another channel at once, outside the hedging budget (0 here):
+    none fails, and no hedge is counted."""
+    policy = grpc_pool.HedgingPolicy(methods=(ECHO, ECHO_STREAM), delay=30.0, budget=0.0, burst=1)
+    with EchoServer() as a, EchoServer() as b, _pool(a, b, hedging=policy) as pool:
+        errors = _stop_and_burst(pool, a, kind)
+        assert [f"{e.code()}: {e.details()}" for e in errors] == []  # type: ignore[attr-defined]
+        stats = pool.stats()
+        assert stats.retries > 0
+        assert stats.hedges == 0

@@ -127,7 +127,7 @@ class _Race:
 
     def launch(self, channel: PooledChannel) -> bool:
         rpc = self.rpc
-        if len(self.calls) > 0:
+        if channel not in rpc.tried:
             rpc.tried.append(channel)
         left = rpc.remaining()
         try:
@@ -187,6 +187,8 @@ class _Race:
                 self.hedger._observe(self.method, _monotonic() - self.started)
                 return call, item
             last = error
+            if never_reached(error) and self._resend(error):
+                continue  # the transparent retry's, not a hedge: no budget taken
             if not self._non_fatal(error):
                 self._cancel_others(call)
                 raise error
@@ -197,6 +199,15 @@ class _Race:
                     raise error
             else:  # the next attempt at once, or after the server's pushback
                 due = _monotonic() + (back or 0.0)
+
+    def _resend(self, error: BaseException) -> bool:
+        """An attempt that never reached a server goes again at once, by the
+        transparent retry's rules (``Rpc.plan``); False when they say no."""
+        rpc = self.rpc
+        if rpc.plan(error) != 0.0:
+            return False
+        channel = rpc.next_channel()
+        return channel is not None and self.launch(channel)
 
     def _non_fatal(self, error: BaseException) -> bool:
         if never_reached(error):
