@@ -148,6 +148,7 @@ BAD: dict[str, st.SearchStrategy[Any]] = {
     "spread": st.one_of(TEXT.filter(lambda s: s not in ("balanced", "off")), st.integers(), BOOLS),
     "transparent_retry": NOT_A_BOOL,
     "retry": st.one_of(TEXT, st.integers(), OBJECTS, BOOLS, st.just({"max_attempts": 3})),
+    "hedging": st.one_of(TEXT, st.integers(), OBJECTS, BOOLS, st.just({"methods": ("/a.B/",)})),
 }
 FIELDS = [f.name for f in fields(PoolConfig)]
 
