@@ -150,15 +150,24 @@ class Retrier:
         grpcio's keyword arguments), and, when it fails so that it may be sent
         again, its next attempts; what the caller gets: a result, or a future or
         a response iterator that sends again on its own."""
+        kind = key[0]
+        hedged = self.hedger is not None and self.hedges(key)
+        if kind is UNARY_UNARY and how != "future" and not hedged:  # the hot path: inline
+            started = _monotonic()
+            once = channel._callable(key).once
+            try:
+                return (once if how is None else once.with_call)(request, **call)
+            except grpc.RpcError as error:
+                return self.failed(channel, key, how, request, call, error, started)
         timeout = call.get("timeout")
         deadline = None if timeout is None else _monotonic() + timeout
-        kind = key[0]
         pulls = None
         if kind is STREAM_UNARY or kind is STREAM_STREAM:
             pulls = Requests(request)
             request = None
         rpc = Rpc(self, key, how, request, pulls, call, channel, deadline)
-        if how != "future" and self.hedger is not None and self.hedges(key):
+        if hedged and how != "future":
+            assert self.hedger is not None
             return self.hedger.run(rpc, channel, key[1], kind is UNARY_STREAM)
         try:
             result = rpc.send(channel, timeout)
@@ -218,7 +227,6 @@ class Rpc:
 
     __slots__ = (
         "_call",
-        "_how",
         "_key",
         "_next",
         "_policy",
@@ -227,6 +235,7 @@ class Rpc:
         "_retrier",
         "_transparent_tries",
         "deadline",
+        "how",
         "pulls",
         "tried",
     )
@@ -244,7 +253,7 @@ class Rpc:
     ) -> None:
         self._retrier = retrier
         self._key = key
-        self._how = how
+        self.how = how
         self._request = request
         self._call = call
         self._policy = retrier.policy_for(key[1])
@@ -258,15 +267,11 @@ class Rpc:
     def send(self, channel: PooledChannel, timeout: float | None) -> Any:
         """One attempt on ``channel`` (never sent again by the channel itself)."""
         once = channel._callable(self._key).once
-        how = self._how
+        how = self.how
         fn = once if how is None else getattr(once, how)
         pulls = self.pulls
         request = self._request if pulls is None else pulls.view()  # every request again
         return fn(request, **{**self._call, "timeout": timeout})
-
-    @property
-    def how(self) -> str | None:
-        return self._how
 
     def remaining(self) -> float | None:
         return remaining(self.deadline)
@@ -376,7 +381,7 @@ class Rpc:
     def after(self, error: grpc.RpcError) -> Any:
         """The first attempt raised ``error`` at once (e.g. a retired channel)."""
         kind = self._key[0]
-        if self._how != "future" and kind is not UNARY_STREAM and kind is not STREAM_STREAM:
+        if self.how != "future" and kind is not UNARY_STREAM and kind is not STREAM_STREAM:
             return self.blocking(error)
         again = self.resend(error)
         if again is None:
@@ -385,7 +390,7 @@ class Rpc:
 
     def wrap(self, call: Any) -> Any:
         """The caller's object for a future or a response stream of this RPC."""
-        if self._how == "future":
+        if self.how == "future":
             if not hasattr(call, "add_callback"):  # an interceptor's object: as it is
                 return call
             return RetryingFuture(self, call)
