@@ -58,7 +58,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--tail",
         action="store_true",
         help="only rows 7a-7c: one slow backend of four, hedging beside raw round_robin"
-        " and the fast-only reference (backends in child processes, about 1 min)",
+        " and the fast-only reference (backends in child processes, about 2 min)",
     )
 
 

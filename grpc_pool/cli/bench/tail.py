@@ -1,6 +1,7 @@
 """Rows 7a-7c (``bench --tail``): one slow backend of four (issue 26), hedging
 beside raw grpcio ``round_robin``, the pool without hedging and the fast-only
-reference, all clients at once (``grpc_pool.testing.deploy.tail``).
+reference, one client after another against the same backends
+(``grpc_pool.testing.deploy.tail``).
 benchmarks/test_tail.py runs the same rows."""
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from .core import Row, format_table
 
 __all__ = ["CLIENTS", "run_tail_rows", "tail_rows"]
 
-CLIENTS = ("reference", "reference_hedging", "rr", "pool", "pool_hedging", "pool_p2c_hedging")
+CLIENTS = (
+    "reference",
+    "reference_hedging",
+    "rr",
+    "pool",
+    "pool_hedging",
+    "pool_hedging_10ms",
+    "pool_p2c_hedging",
+)
 
 
 def _ms(seconds: float) -> str:
@@ -30,7 +39,12 @@ def _check(result: TailResult) -> None:
 
 
 def _others(result: TailResult, value: Callable[[TailClient], str]) -> str:
-    names = {"rr": "raw rr", "pool": "pool rr", "pool_p2c_hedging": "p2c + hedging"}
+    names = {
+        "rr": "raw rr",
+        "pool": "pool rr",
+        "pool_hedging_10ms": "hedging 10 ms/30%",
+        "pool_p2c_hedging": "p2c + hedging",
+    }
     return "; ".join(f"{label} {value(result[name])}" for name, label in names.items())
 
 
@@ -74,7 +88,7 @@ def extra_row(steady: TailResult, episode: TailResult) -> Row:
     )
 
 
-def tail_rows(seconds: float = 12.0) -> list[Row]:
+def tail_rows(seconds: float = 6.0) -> list[Row]:
     steady = run_tail(False, CLIENTS, seconds=seconds)
     episode = run_tail(True, CLIENTS, seconds=seconds)
     for result in (steady, episode):
@@ -84,7 +98,7 @@ def tail_rows(seconds: float = 12.0) -> list[Row]:
     return [steady_row(steady), episode_row(episode), extra_row(steady, episode)]
 
 
-def run_tail_rows(out: TextIO = sys.stdout, seconds: float = 12.0) -> int:
+def run_tail_rows(out: TextIO = sys.stdout, seconds: float = 6.0) -> int:
     """Rows 7a-7c; 1 if a scenario failed to run."""
     started = time.monotonic()
     try:
@@ -94,7 +108,8 @@ def run_tail_rows(out: TextIO = sys.stdout, seconds: float = 12.0) -> int:
         return 1
     print(
         "grpc_pool bench --tail: 4 backends answering in 2 ms, one slow; open loop of"
-        " 200 RPC/s per client, all clients at once, deadline 1 s, pool size 8",
+        f" 200 RPC/s for {seconds:g} s per client, one client after another (each its own"
+        " stall in 7b), deadline 1 s, pool size 8",
         file=out,
     )
     print(format_table(rows), file=out)

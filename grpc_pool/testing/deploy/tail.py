@@ -2,9 +2,10 @@
 and picking benchmarks: 4 echo backends in child processes answering in
 ``fast_ms``, one of them slow (``slow_ms`` steady, or a stall of ``stall_ms`` per
 request for the middle third of the run); clients in child processes of their
-own, all at once against the same backends, each an open-loop load of ``rate``
-unary RPCs per second for ``seconds``, every latency counted from its
-scheduled send (so a stalled client is not excused by sending less).
+own, one after another against the same backends (or all at once), each an
+open-loop load of ``rate`` unary RPCs per second for ``seconds``, every latency
+counted from its scheduled send (so a stalled client is not excused by sending
+less).
 
     result = run_tail(episode=False, clients=("reference", "rr", "pool_hedging"))
     result["pool_hedging"].p99       # seconds
@@ -15,7 +16,8 @@ the fast backends only), ``reference_hedging`` (the same with hedging: the extra
 RPCs hedging sends on healthy backends), ``rr`` (raw grpcio ``round_robin`` over
 all four), ``pool`` (the pool, ``round_robin``), ``pool_hedging`` (the pool with
 ``HedgingPolicy(methods=("/deploy.Echo/",))``, every other field defaulted),
-``pool_p2c`` (``strategy="power_of_two"``), ``pool_p2c_hedging`` (both). Add a
+``pool_hedging_10ms`` (a fixed 10 ms delay, a 30% budget), ``pool_p2c``
+(``strategy="power_of_two"``), ``pool_p2c_hedging`` (both). Add a
 client: ``TAIL_CLIENTS[name] = factory(fast_targets, all_targets) -> (channel,
 close, pool or None)``.
 """
@@ -47,10 +49,10 @@ def _pool(targets: Sequence[str], **options: Any) -> tuple[Any, Callable[[], Non
     return pool.channel, pool.close, pool
 
 
-def _hedging() -> Any:
+def _hedging(**fields: Any) -> Any:
     import grpc_pool
 
-    return grpc_pool.HedgingPolicy(methods=(f"/{SERVICE}/",))
+    return grpc_pool.HedgingPolicy(methods=(f"/{SERVICE}/",), **fields)
 
 
 def _raw(targets: Sequence[str]) -> tuple[Any, Callable[[], None], Any]:
@@ -70,6 +72,7 @@ TAIL_CLIENTS: dict[str, TailFactory] = {
     "pool": lambda fast, every: _pool(every),
     "pool_hedging": lambda fast, every: _pool(every, hedging=_hedging()),
     "pool_p2c": lambda fast, every: _pool(every, strategy="power_of_two"),
+    "pool_hedging_10ms": lambda fast, every: _pool(every, hedging=_hedging(delay=0.01, budget=0.3)),
     "pool_p2c_hedging": lambda fast, every: _pool(
         every, strategy="power_of_two", hedging=_hedging()
     ),
@@ -195,9 +198,13 @@ def run_tail(
     fast_ms: int = 2,
     slow_ms: int = 60,
     stall_ms: int = 1500,
+    together: bool = False,
 ) -> TailResult:
     """4 backends (the last slow: ``slow_ms`` steady, or with ``episode`` a stall
-    of ``stall_ms`` per request for the middle third), the clients at once."""
+    of ``stall_ms`` per request for the middle third of each client's run); the
+    clients one after another against the same backends (every client process
+    started and warmed up first), or with ``together`` all at once (one episode):
+    on 2 cores, six open loops at once measure the CPU, not the backends."""
     backends = [Backend(free_port(), slow_ms=fast_ms) for _ in range(3)]
     slow = Backend(free_port(), slow_ms=fast_ms if episode else slow_ms, stall_ms=stall_ms)
     backends.append(slow)
@@ -210,25 +217,29 @@ def run_tail(
     try:
         for backend in backends:
             backend.start()
-        go, out = ctx.Event(), ctx.Queue()
+        out = ctx.Queue()
+        gos = {name: ctx.Event() for name in clients}
         load = {"rate": rate, "seconds": seconds, "deadline": deadline}
         for name in clients:
             proc = ctx.Process(
                 target=_client_main,
-                args=(name, fast, every, go, out, load),
+                args=(name, fast, every, gos[name], out, load),
                 daemon=True,
                 name=f"tail-client-{name}",
             )
             proc.start()
             procs.append(proc)
         _collect(out, len(clients), 60.0, results)
-        go.set()
-        if episode:  # the middle third stalls
-            time.sleep(0.05 + seconds / 3)
-            slow.stall(True)
-            time.sleep(seconds / 3)
-            slow.stall(False)
-        _collect(out, len(clients), seconds + deadline + 60.0, results)
+        groups = [list(clients)] if together else [[name] for name in clients]
+        for group in groups:
+            for name in group:
+                gos[name].set()
+            if episode:  # the middle third stalls
+                time.sleep(0.05 + seconds / 3)
+                slow.stall(True)
+                time.sleep(seconds / 3)
+                slow.stall(False)
+            _collect(out, len(group), seconds + deadline + 60.0, results)
     finally:
         for proc in procs:
             proc.join(5)
