@@ -28,8 +28,10 @@ class HedgingPolicy:
     max_attempts: attempts in all, the first included (2..5, default 2).
     delay: seconds before each next attempt; None (default): adaptive, the
         ``percentile`` of the method's latency observed over its last
-        ``window`` RPCs through the pool, never below ``min_delay``; no hedge
-        until ``window // 4`` RPCs have been seen.
+        ``window`` RPCs through the pool, at most 3 times their median (a slow
+        backend taking a large share of the traffic must not set the delay to
+        its own latency), never below ``min_delay``; no hedge until
+        ``window // 4`` RPCs have been seen.
     percentile: the adaptive delay's quantile, 0.5..0.999 (default 0.96: a p95
         delay hedged 5.2% of RPCs on healthy backends, bench row 7c).
     min_delay: seconds, the adaptive delay's floor (default 0.002).

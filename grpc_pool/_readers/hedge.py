@@ -30,6 +30,8 @@ from .reader import Reader
 __all__ = ["Hedger", "Latencies"]
 
 _monotonic = time.monotonic
+# The adaptive delay's cap, in medians of the method's latency.
+MEDIAN_FACTOR = 3.0
 
 
 class Latencies:
@@ -54,7 +56,10 @@ class Latencies:
                 return
             ordered = sorted(self._window)
         index = min(len(ordered) - 1, math.ceil(policy.percentile * len(ordered)) - 1)
-        self._delay = max(policy.min_delay, ordered[index])
+        # at most MEDIAN_FACTOR x the median: a slow backend that takes more than
+        # the quantile's share of the traffic must not set the delay to its own latency
+        median = ordered[len(ordered) // 2]
+        self._delay = max(policy.min_delay, min(ordered[index], MEDIAN_FACTOR * median))
 
     @property
     def delay(self) -> float | None:
