@@ -40,7 +40,8 @@ class HedgingPolicy:
     budget: hedges at most this fraction of the RPCs of the methods listed, plus a
         burst of ``burst`` (0.0..1.0, default 0.1; gRFC A6's throttling as model:
         every RPC adds ``budget`` tokens, every hedge takes one).
-    burst: the most tokens kept (1..1000, default 10).
+    burst: the most tokens kept (1..1000, default 100: what a backend that
+        stalls all at once gets hedged at once, before the budget's rate rules).
     non_fatal_codes: status codes of a failed attempt after which the next one
         is sent at once rather than the failure returned (default none; an
         attempt that never reached a server is always non-fatal).
@@ -56,7 +57,7 @@ class HedgingPolicy:
     min_delay: float = 0.002
     window: int = 200
     budget: float = 0.1
-    burst: int = 10
+    burst: int = 100
     non_fatal_codes: Sequence[grpc.StatusCode] = ()
 
     def __post_init__(self) -> None:
