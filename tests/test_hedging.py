@@ -189,3 +189,21 @@ def test_hedging_must_be_a_policy() -> None:
     assert HedgingPolicy(methods=("/pkg.Service/",)).max_attempts == 2
     with pytest.raises(InvalidConfig, match=r"^hedging="):
         grpc_pool.PoolConfig("127.0.0.1:1", insecure=True, hedging={"methods": ()})  # type: ignore[arg-type]
+
+
+def test_the_caller_gets_the_winners_call(backends: Backends) -> None:
+    """Through hedging, ``with_call`` returns the response with the winning
+    attempt's call (OK), and a server stream's ``initial_metadata()`` and
+    ``code()`` are its winner's: the fast backend's header, OK."""
+    policy = HedgingPolicy(methods=("/deploy.Echo/",), delay=0.2, budget=1.0)
+    with _pool(backends, policy) as pool:
+        for i in range(4):  # round robin: two of them start on the slow backend
+            rid = f"w-{i}"
+            response, call = pool.channel.unary_unary(UNARY).with_call(rid.encode(), timeout=10)
+            assert response == rid.encode()
+            assert call.code() is grpc.StatusCode.OK
+            stream = pool.channel.unary_stream(SERVER_STREAM)(f"s-{i}".encode(), timeout=10)
+            assert dict(stream.initial_metadata())["x-seen"] == f"s-{i}"
+            assert list(stream) == [f"s-{i}".encode()] * 2
+            assert stream.code() is grpc.StatusCode.OK
+        assert pool.stats().hedges_won >= 2
