@@ -207,3 +207,30 @@ def test_the_caller_gets_the_winners_call(backends: Backends) -> None:
             assert list(stream) == [f"s-{i}".encode()] * 2
             assert stream.code() is grpc.StatusCode.OK
         assert pool.stats().hedges_won >= 2
+
+
+@pytest.mark.parametrize("api", ["channel", "get_channel"])
+def test_a_future_is_hedged_too(backends: Backends, api: str) -> None:
+    """``future()`` of a hedged method: an RPC picked onto the slow backend is
+    hedged to the other channel, the future's result is the fast answer, its
+    done-callback runs once, and the slow backend saw its attempt cancelled."""
+    policy = HedgingPolicy(methods=("/deploy.Echo/",), delay=0.2, budget=1.0)
+    with _pool(backends, policy) as pool:
+        rids = [f"f-{api}-{i}" for i in range(4)]
+        done: list[object] = []
+        for rid in rids:
+            channel = pool.channel if api == "channel" else pool.get_channel()
+            future = channel.unary_unary(UNARY).future(rid.encode(), timeout=10)
+            future.add_done_callback(done.append)
+            assert future.result(timeout=10) == rid.encode()
+            assert future.code() is grpc.StatusCode.OK
+        on_slow = [r for r in rids if r in backends.records("slow")]
+        assert on_slow
+        for rid in on_slow:
+            assert rid in backends.records("fast")
+            assert backends.wait_record("slow", f"{rid}:cancelled"), rid
+        deadline = time.monotonic() + 5  # the last callback runs on the race's thread
+        while len(done) < len(rids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(done) == len(rids)
+        assert pool.stats().hedges >= len(on_slow)

@@ -47,7 +47,8 @@ class HedgingPolicy:
         attempt that never reached a server is always non-fatal).
     The server's ``grpc-retry-pushback-ms`` on a failed attempt delays the next
     hedge by that much; a negative or malformed value stops hedging (gRFC A6).
-    Never past the caller's deadline; ``future()`` calls are not hedged.
+    Never past the caller's deadline. ``future()`` is hedged too (its race waits on a
+    thread of its own); client-streaming and bidi RPCs are not hedged.
     """
 
     methods: Sequence[str]

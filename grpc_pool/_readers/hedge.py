@@ -25,6 +25,7 @@ from .._channel.outcomes import never_reached
 from .._channel.pooled import PooledChannel
 from .._config.hedging import HedgingPolicy
 from .._config.retry import pushback
+from .hedgecalls import END, HedgedFuture, HedgedStream
 from .reader import Reader
 
 __all__ = ["Hedger", "Latencies"]
@@ -110,11 +111,16 @@ class Hedger:
 
     def run(self, rpc: Any, first: PooledChannel, method: str, stream: bool) -> Any:
         """The hedged RPC; ``rpc`` is its ``retry.Rpc`` (channels tried, deadline,
-        how to send). A blocking unary call's result, or a response iterator."""
+        how to send). A blocking unary call's result, a future, or a response
+        iterator."""
         self._deposit()
         race = _Race(self, rpc, method, stream)
         race.launch(first)
-        return race.result() if not stream else _HedgedStream(race)
+        if stream:
+            return HedgedStream(race)
+        if rpc.how == "future":
+            return HedgedFuture(race)
+        return race.result()
 
 
 class _Race:
@@ -186,7 +192,7 @@ class _Race:
                 continue
             self.live -= 1
             if error is None:
-                self._cancel_others(call)
+                self.cancel_others(call)
                 if call is not self.calls[0]:
                     next(self.hedger.reader.hedges_won)
                 self.hedger._observe(self.method, _monotonic() - self.started)
@@ -195,7 +201,7 @@ class _Race:
             if never_reached(error) and self._resend(error):
                 continue  # the transparent retry's, not a hedge: no budget taken
             if not self._non_fatal(error):
-                self._cancel_others(call)
+                self.cancel_others(call)
                 raise error
             back = pushback(_trailing(error))
             if back is not None and back < 0:  # the server says: no more attempts
@@ -223,7 +229,7 @@ class _Race:
         except Exception:
             return False
 
-    def _cancel_others(self, winner: Any) -> None:
+    def cancel_others(self, winner: Any) -> None:
         for call in self.calls:
             if call is not winner:
                 cancel = getattr(call, "cancel", None)
@@ -269,61 +275,15 @@ def _trailing(error: BaseException) -> Any:
         return None
 
 
-_END = object()
-
-
 def _first_message(call: Any, done: queue.SimpleQueue[Any]) -> None:
     """A stream attempt's first message (or its end) onto ``done``."""
     try:
         item = next(call)
     except StopIteration:
-        done.put((call, _END, None))
+        done.put((call, END, None))
     except grpc.RpcError as error:
         done.put((call, None, error))
     except BaseException as error:  # reported to the caller as the attempt's error
         done.put((call, None, error))
     else:
         done.put((call, item, None))
-
-
-class _HedgedStream:
-    """A server stream's response iterator: its first ``next()`` waits for the
-    race; from then on it is the winning call's (its ``grpc.Call`` methods too)."""
-
-    def __init__(self, race: _Race) -> None:
-        self._race: _Race | None = race
-        self._call: Any = race.calls[0]
-        self._first: Any = _END
-
-    def _settle(self) -> None:
-        race = self._race
-        if race is not None:
-            self._race = None
-            self._call, self._first = race.winner()
-            if self._first is _END:
-                self._first = StopIteration
-
-    def __iter__(self) -> _HedgedStream:
-        return self
-
-    def __next__(self) -> Any:
-        if self._race is not None:
-            self._settle()
-        first = self._first
-        if first is not _END:
-            self._first = _END
-            if first is StopIteration:
-                raise StopIteration
-            return first
-        return next(self._call)
-
-    def cancel(self) -> bool:
-        race = self._race
-        if race is not None:
-            race._cancel_others(None)
-        return bool(self._call.cancel())
-
-    def __getattr__(self, name: str) -> Any:  # initial_metadata, code, details, ...
-        if self._race is not None and name != "add_done_callback":
-            self._settle()
-        return getattr(self._call, name)

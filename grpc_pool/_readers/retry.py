@@ -166,7 +166,7 @@ class Retrier:
             pulls = Requests(request)
             request = None
         rpc = Rpc(self, key, how, request, pulls, call, channel, deadline)
-        if hedged and how != "future":
+        if hedged:
             assert self.hedger is not None
             return self.hedger.run(rpc, channel, key[1], kind is UNARY_STREAM)
         try:
