@@ -203,3 +203,36 @@ def test_retry_must_be_a_policy() -> None:
     """PoolConfig.retry takes a RetryPolicy or None."""
     with pytest.raises(InvalidConfig, match=r"^retry="):
         grpc_pool.PoolConfig("127.0.0.1:1", insecure=True, retry={"max_attempts": 3})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("non_fatal", "pushback", "calls", "hedges"),
+    [
+        ((), None, 1, 0),  # a fatal code: the caller's at once
+        ((grpc.StatusCode.UNAVAILABLE,), "-1", 1, 0),  # the server says: no more
+        ((grpc.StatusCode.UNAVAILABLE,), "5", 2, 1),  # the next attempt after 5 ms
+    ],
+)
+def test_hedging_after_a_failed_attempt(
+    non_fatal: tuple[grpc.StatusCode, ...], pushback: str | None, calls: int, hedges: int
+) -> None:
+    """A hedged method's attempt failing UNAVAILABLE (long before the 30 s delay):
+    a fatal code ends the RPC; a non-fatal one sends the next attempt, after the
+    server's pushback, unless the pushback says stop (gRFC A6)."""
+    handler = _Flaky(fail=1, pushback=pushback)
+    policy = grpc_pool.HedgingPolicy(
+        methods=(GET,), delay=30.0, budget=1.0, non_fatal_codes=non_fatal
+    )
+    with (
+        _Server(handler) as server,
+        grpc_pool.Pool(f"127.0.0.1:{server.port}", size=2, hedging=policy, **FAST) as pool,
+    ):
+        pool.wait_ready(timeout=10, min_ready=2)
+        if calls == 1:
+            with pytest.raises(grpc.RpcError) as caught:
+                pool.channel.unary_unary(GET)(b"x", timeout=5)
+            assert caught.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        else:
+            assert pool.channel.unary_unary(GET)(b"x", timeout=5) == b"x"
+        assert handler.calls() == calls
+        assert pool.stats().hedges == hedges
