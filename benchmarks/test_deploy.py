@@ -1,54 +1,27 @@
 """6. Deploys: failed RPCs through a graceful rolling restart and a rolling update
 behind DNS, the pool against a raw grpcio ``round_robin`` channel with a
-``retryPolicy`` (and plain ``round_robin``) in the same run.
+``retryPolicy`` (and plain ``round_robin``) in the same run; and the failed RPCs per
+API and kind (``python -m grpc_pool bench --deploy`` runs the same, outside pytest).
 
 The clients run concurrently, each in its own process, against the same events and
-the same backends (child processes, tests/deploy). The ratio is
+the same backends (child processes, grpc_pool.testing.deploy). The ratio is
 (pool failures + 1) / (raw round_robin + retryPolicy failures + 1): below 1, the
 pool failed fewer RPCs. pytest-benchmark times the whole scenario once.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from grpc_pool.cli.bench import core
-from tests.deploy import ClientResult, DnsUnavailable, rolling_restart, rolling_update, run_scenario
+from grpc_pool.cli.bench.deploy import deploy_row, every_api, kinds_table
+from grpc_pool.testing.deploy import DnsUnavailable, rolling_restart, rolling_update
 
 Report = Callable[[list[core.Row]], None]
-CLIENTS = ("pool", "rr_retry", "rr")
-
-
-def _kinds(client: ClientResult) -> str:
-    short: Counter[str] = Counter()
-    for (code, details), n in client.by_kind().items():
-        if "failed to connect" in details or "connections to all backends failing" in details:
-            short["not connected"] += n
-        elif code == "CANCELLED":
-            short["CANCELLED"] += n
-        else:
-            short[code] += n
-    return ", ".join(f"{k} {v}" for k, v in short.most_common()) or "none"
-
-
-def _row(key: str, event: Callable[..., None], **options: Any) -> core.Row:
-    result = run_scenario(event, CLIENTS, title=core.DEPLOY_ROWS[key], threads=6, **options)
-    result.print()
-    pool, raw, rr = result["pool"], result["rr_retry"], result["rr"]
-    for client in (pool, raw, rr):
-        if client.error:
-            raise RuntimeError(f"{client.name}: {client.error}")
-    return core.Row(
-        key,
-        (pool.failed + 1) / (raw.failed + 1),
-        f"{pool.failed} failed of {pool.ok + pool.failed} ({_kinds(pool)})",
-        f"rr+retryPolicy {raw.failed} failed of {raw.ok + raw.failed} ({_kinds(raw)});"
-        f" rr {rr.failed} failed of {rr.ok + rr.failed} ({_kinds(rr)})",
-    )
+_row = deploy_row
 
 
 def test_graceful_rolling_restart(benchmark: Any, report: Report) -> None:
@@ -73,3 +46,11 @@ def test_rolling_update_behind_dns(benchmark: Any, report: Report) -> None:
         print(f"SKIP: {exc}")
         pytest.skip(str(exc))
     report(rows)
+
+
+def test_every_api_and_kind(benchmark: Any) -> None:
+    """One graceful rolling restart under every API of the pool (insecure_channel(),
+    pool.channel, get_channel(), stub()) and raw round_robin + retryPolicy at once,
+    a thread per kind: the failed RPCs per kind and client, printed (``-s``)."""
+    result = benchmark.pedantic(every_api, rounds=1, iterations=1)
+    print(kinds_table(result))

@@ -25,6 +25,7 @@ from ._base.redact import RedactingNullHandler
 from ._channel.pooled import PooledChannel
 from ._channel.signals import ChannelSignals
 from ._config.config import PoolConfig
+from ._config.hedging import HedgingPolicy
 from ._config.outliers import OutlierEjection
 from ._config.retry import RetryPolicy
 from ._config.validate import Strategy
@@ -70,6 +71,7 @@ __all__ = [
     "GetChannelEvent",
     "GrpcPoolError",
     "HealthCheckEvent",
+    "HedgingPolicy",
     "InvalidConfig",
     "NoChannelAvailable",
     "OutlierEjection",

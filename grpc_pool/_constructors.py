@@ -38,7 +38,7 @@ def _owning(
     elif isinstance(options, Iterable) and not isinstance(options, (str, bytes)):
         given["options"] = tuple(options)  # PoolConfig checks each pair
     pool = Pool(target, **given, **pool_options)
-    return PoolChannel(pool._reader, pool, owns_pool=True)
+    return PoolChannel(pool._reader, pool, pool._retrier, owns_pool=True)
 
 
 def insecure_channel(

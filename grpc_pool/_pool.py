@@ -27,7 +27,7 @@ from ._fork import ForkSupport
 from ._readers.poolchannel import PoolChannel
 from ._readers.reader import Reader, State
 from ._readers.report import pool_stats, pool_status
-from ._readers.retry import read_count, rerouter
+from ._readers.retry import Retrier, read_count
 from ._readers.stats import PoolStats, PoolStatus
 from ._readers.strategy import reader_pick, resolve_strategy
 from ._writer.loop import Writer
@@ -61,6 +61,7 @@ class Pool:
         "_fork",
         "_pool_channel",
         "_reader",
+        "_retrier",
         "_spread_off",
         "_writer",
         "name",
@@ -105,7 +106,8 @@ class Pool:
         self._events = Dispatcher(self.name)
         for listener in config.listeners:
             self._events.add(listener)
-        self._pool_channel = PoolChannel(reader, self)
+        self._retrier = Retrier(reader)  # the one retry of every API and RPC kind
+        self._pool_channel = PoolChannel(reader, self, self._retrier)
         self._launch(config.size)
         self._fork.track()
 
@@ -121,7 +123,7 @@ class Pool:
             return reader_pick(strategy, rate, emit, name)
 
         reader = self._reader
-        reroute = rerouter(reader) if self._config.transparent_retry else None
+        reroute = self._retrier.bind if self._retrier.active else None
         self._writer = Writer(
             self._config, self._credentials, name, self._events, make_pick, reader.publish, reroute
         )
@@ -250,7 +252,12 @@ class Pool:
     def stats(self) -> PoolStats:
         """A frozen snapshot per slot and in total; cheap enough for a health endpoint."""
         reader = self._reader
-        retries = (read_count(reader.retries), read_count(reader.policy_retries))
+        retries = (
+            read_count(reader.retries),
+            read_count(reader.policy_retries),
+            read_count(reader.hedges),
+            read_count(reader.hedges_won),
+        )
         dropped = self._events.dropped
         return pool_stats(self.name, self._config, reader.state, dropped, retries, self._spread_off)
 

@@ -45,7 +45,8 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
     counters ``grpc_pool.backend.ejections`` (per backend, as above),
     ``grpc_pool.connects``, ``grpc_pool.disconnects``,
     ``grpc_pool.connection_failures``, ``grpc_pool.rpcs``, ``grpc_pool.retries``
-    (sent again transparently), ``grpc_pool.policy_retries`` (by ``PoolConfig.retry``);
+    (sent again transparently), ``grpc_pool.policy_retries`` (by ``PoolConfig.retry``),
+    ``grpc_pool.hedges`` and ``grpc_pool.hedges_won`` (``PoolConfig.hedging``);
     histograms ``grpc_pool.connect.duration`` (s) and ``grpc_pool.reconnect.delay`` (s).
 
     Counters are the pool's lifetime totals, observed at collection (exact even
@@ -72,6 +73,8 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
                 "rpcs": stats.rpcs_total,
                 "retries": stats.retries,
                 "policy_retries": stats.policy_retries,
+                "hedges": stats.hedges,
+                "hedges_won": stats.hedges_won,
                 "connections": stats.connections,
             }[field]
             return [] if value is None else [Observation(value, attributes)]
@@ -160,6 +163,8 @@ def instrument(pool: Pool, meter_provider: MeterProvider | None = None) -> None:
         ("grpc_pool.rpcs", "rpcs", "{rpc}"),
         ("grpc_pool.retries", "retries", "{rpc}"),
         ("grpc_pool.policy_retries", "policy_retries", "{rpc}"),
+        ("grpc_pool.hedges", "hedges", "{rpc}"),
+        ("grpc_pool.hedges_won", "hedges_won", "{rpc}"),
     ):
         meter.create_observable_counter(name, [observe(field)], unit=unit)
     connect_duration = meter.create_histogram("grpc_pool.connect.duration", unit="s")

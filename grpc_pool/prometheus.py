@@ -79,6 +79,16 @@ class PoolCollector(Collector):
             "RPCs sent again by the pool's retry policy (PoolConfig.retry).",
             labels=labels,
         )
+        hedges = CounterMetricFamily(
+            "grpc_pool_hedges",
+            "Hedged attempts sent to another channel (PoolConfig.hedging).",
+            labels=labels,
+        )
+        hedges_won = CounterMetricFamily(
+            "grpc_pool_hedges_won",
+            "Hedged attempts that answered first (PoolConfig.hedging).",
+            labels=labels,
+        )
         backend_ready = GaugeMetricFamily(
             "grpc_pool_backend_channels_ready",
             "Channels ready per backend address the pool spreads over.",
@@ -115,6 +125,8 @@ class PoolCollector(Collector):
             failures.add_metric(values, stats.connect_failures)
             retries.add_metric(values, stats.retries)
             policy_retries.add_metric(values, stats.policy_retries)
+            hedges.add_metric(values, stats.hedges)
+            hedges_won.add_metric(values, stats.hedges_won)
             if stats.in_flight is not None:
                 in_flight.add_metric(values, stats.in_flight)
             if stats.rpcs_total is not None:
@@ -132,5 +144,6 @@ class PoolCollector(Collector):
                 ejected.add_metric([*values, ejection.backend], int(ejection.ejected))
                 ejections.add_metric([*values, ejection.backend], ejection.ejections)
         yield from (ready, expected, retiring, in_flight, delay, connects, disconnects, failures)
-        yield from (rpcs, retries, policy_retries, backend_ready, backend_slots, connections)
+        yield from (rpcs, retries, policy_retries, hedges, hedges_won)
+        yield from (backend_ready, backend_slots, connections)
         yield from (backend_connections, ejected, ejections)

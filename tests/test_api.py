@@ -45,6 +45,7 @@ EXPECTED = EVENTS | {
     "PoolStats",
     "PoolStatus",
     "PoolTimeout",
+    "HedgingPolicy",
     "RetryPolicy",
     "PooledChannel",
     "ScalingInProgress",

@@ -150,6 +150,7 @@ BAD: dict[str, st.SearchStrategy[Any]] = {
     "retry": st.one_of(TEXT, st.integers(), OBJECTS, BOOLS, st.just({"max_attempts": 3})),
     "fleet_index": counts(0, MAX_COUNT, optional=True),
     "outlier_ejection": st.one_of(TEXT, st.integers(), OBJECTS, BOOLS, st.just({"interval": 1})),
+    "hedging": st.one_of(TEXT, st.integers(), OBJECTS, BOOLS, st.just({"methods": ("/a.B/",)})),
 }
 FIELDS = [f.name for f in fields(PoolConfig)]
 

@@ -31,6 +31,7 @@ TEXT_FIELDS = [
         "primer",
         "compression",
         "retry",
+        "hedging",
         "resolver",
         "outlier_ejection",
     )

@@ -75,6 +75,36 @@ def test_listed_method_succeeds_on_the_last_attempt() -> None:
         assert pool.stats().policy_retries == 2
 
 
+def _on(pool: grpc_pool.Pool, api: str) -> grpc.Channel:
+    if api == "stub":  # a stub as pool.stub() builds it: on a picked channel
+        return pool.stub(lambda channel: channel)
+    return pool.get_channel() if api == "get_channel" else pool.channel
+
+
+@pytest.mark.parametrize("api", ["channel", "get_channel", "stub"])
+@pytest.mark.parametrize("how", ["call", "with_call", "future", "stream"])
+def test_every_api_and_kind_follows_the_policy(api: str, how: str) -> None:
+    """The one retry serves every API alike: a listed method failing UNAVAILABLE
+    once succeeds on its second attempt through pool.channel, a channel from
+    get_channel() and a pool.stub(), blocking, with_call, future (its backoff
+    waited off grpcio's thread) and server streaming; the server saw 2 calls."""
+    handler = _Flaky(fail=1)
+    policy = RetryPolicy(max_attempts=3, methods=("/t.T/",), **FAST_POLICY)
+    with _Server(handler) as server, _pool(server, policy) as pool:
+        channel = _on(pool, api)
+        if how == "call":
+            assert channel.unary_unary(GET)(b"x", timeout=5) == b"x"
+        elif how == "with_call":
+            response, call = channel.unary_unary(GET).with_call(b"x", timeout=5)
+            assert response == b"x" and call.code() is grpc.StatusCode.OK
+        elif how == "future":
+            assert channel.unary_unary(GET).future(b"x", timeout=5).result(timeout=5) == b"x"
+        else:
+            assert list(channel.unary_stream(STREAM)(b"early", timeout=5)) == [b"early"]
+        assert handler.calls() == 2
+        assert pool.stats().policy_retries == 1
+
+
 def test_attempts_are_bounded() -> None:
     """max_attempts bounds the attempts: failing 5 times with 3 attempts fails."""
     handler = _Flaky(fail=5)
@@ -173,3 +203,36 @@ def test_retry_must_be_a_policy() -> None:
     """PoolConfig.retry takes a RetryPolicy or None."""
     with pytest.raises(InvalidConfig, match=r"^retry="):
         grpc_pool.PoolConfig("127.0.0.1:1", insecure=True, retry={"max_attempts": 3})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("non_fatal", "pushback", "calls", "hedges"),
+    [
+        ((), None, 1, 0),  # a fatal code: the caller's at once
+        ((grpc.StatusCode.UNAVAILABLE,), "-1", 1, 0),  # the server says: no more
+        ((grpc.StatusCode.UNAVAILABLE,), "5", 2, 1),  # the next attempt after 5 ms
+    ],
+)
+def test_hedging_after_a_failed_attempt(
+    non_fatal: tuple[grpc.StatusCode, ...], pushback: str | None, calls: int, hedges: int
+) -> None:
+    """A hedged method's attempt failing UNAVAILABLE (long before the 30 s delay):
+    a fatal code ends the RPC; a non-fatal one sends the next attempt, after the
+    server's pushback, unless the pushback says stop (gRFC A6)."""
+    handler = _Flaky(fail=1, pushback=pushback)
+    policy = grpc_pool.HedgingPolicy(
+        methods=(GET,), delay=30.0, budget=1.0, non_fatal_codes=non_fatal
+    )
+    with (
+        _Server(handler) as server,
+        grpc_pool.Pool(f"127.0.0.1:{server.port}", size=2, hedging=policy, **FAST) as pool,
+    ):
+        pool.wait_ready(timeout=10, min_ready=2)
+        if calls == 1:
+            with pytest.raises(grpc.RpcError) as caught:
+                pool.channel.unary_unary(GET)(b"x", timeout=5)
+            assert caught.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        else:
+            assert pool.channel.unary_unary(GET)(b"x", timeout=5) == b"x"
+        assert handler.calls() == calls
+        assert pool.stats().hedges == hedges

@@ -48,7 +48,7 @@ def build_channel(
     reroute: Reroute | None = None,
 ) -> PooledChannel:
     """A new channel for ``slot`` on its own TCP connection (local subchannel pool);
-    ``reroute``: the pool's transparent retry of its blocking unary calls."""
+    ``reroute``: the pool's retry of its RPCs (``_readers/retry.py``)."""
     channel_id = f"{pool_label}/{slot}/{next(_channel_ids)}"
     target = config.target_of(slot)
     reserved = (LOCAL_SUBCHANNEL_POOL, CHANNEL_ID)

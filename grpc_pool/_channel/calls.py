@@ -1,31 +1,45 @@
 """The counted multi-callables a pooled channel hands out: each RPC passes the
 gate (+1 in flight, refused once the pool closed the channel) and is counted
-until it ends; a blocking unary call that never reached a server may be sent
-again elsewhere (``resend``)."""
+until it ends. With the pool's retry bound (``BoundRetry``, see
+``_readers/retry.py``) every kind of RPC is handed to it; ``once`` is the same
+multi-callable without it (what the retry itself sends each attempt with)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
-from .._base.errors import ChannelRetired
 from .gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNARY, Gate, track
-from .outcomes import never_reached
 
 __all__ = [
     "WRAPPERS",
-    "Resend",
+    "BoundRetry",
     "StreamStreamBase",
     "StreamUnaryBase",
     "UnaryStreamBase",
     "UnaryUnaryBase",
 ]
 
-# resend(how, request, args, kwargs, error, started): the RPC again elsewhere, or raise.
-Resend = Callable[[Any, Any, Any, Any, BaseException, float], Any]
+
+class BoundRetry(Protocol):
+    """The pool's one retry mechanism for one multi-callable of one channel.
+
+    ``start(how, request, args, kwargs)``: the whole RPC (first attempt on this
+    channel, then the next ones); ``how`` is None, "with_call" or "future".
+    ``failed(how, request, args, kwargs, error, started)``: a blocking unary call
+    whose first attempt, made inline, failed with ``error``. ``hedged``: its
+    RPCs are hedged (a blocking call then goes to ``start`` too)."""
+
+    hedged: bool
+
+    def start(self, how: str | None, request: Any, args: Any, kwargs: Any) -> Any: ...
+
+    def failed(
+        self, how: str | None, request: Any, args: Any, kwargs: Any, error: Any, started: float
+    ) -> Any: ...
+
 
 # Counting wraps the multi-callables directly (not a grpc interceptor): a blocking
 # unary call costs one extra frame instead of grpcio's interceptor machinery.
@@ -44,12 +58,14 @@ else:
 
 
 class _Counted:
-    __slots__ = ("_gate", "_inner", "once")
+    __slots__ = ("_gate", "_inner", "_retry", "once")
 
-    def __init__(self, inner: Any, gate: Gate) -> None:
+    def __init__(self, inner: Any, gate: Gate, retry: BoundRetry | None = None) -> None:
         self._inner = inner
         self._gate = gate
-        self.once: _Counted = self  # the same calls, never sent again elsewhere
+        self._retry = retry
+        # the same calls, never sent again elsewhere
+        self.once: _Counted = self if retry is None else type(self)(inner, gate)
 
     def _blocking(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
         gate = self._gate
@@ -87,68 +103,73 @@ class _Counted:
 
 
 class _CountedUnaryUnary(_Counted, UnaryUnaryBase):
-    """Blocking calls failed before reaching any server go to ``resend`` (set for the
-    channels ``get_channel()``/``stub()`` hand out); ``once`` never resends (what
-    ``pool.channel``, which retries itself, calls)."""
+    """A blocking call's first attempt runs inline (the hot path); only its
+    failure reaches the retry."""
 
-    __slots__ = ("_resend",)
-
-    def __init__(self, inner: Any, gate: Gate, resend: Resend | None = None) -> None:
-        super().__init__(inner, gate)
-        self._resend = resend
-        if resend is not None:
-            self.once = _CountedUnaryUnary(inner, gate)
+    __slots__ = ()
 
     def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if self._resend is None:
+        if self._retry is None:
             return self._blocking(self._inner, request, args, kwargs)
-        return self._or_resend(None, request, args, kwargs)
+        return self._or_retry(None, self._inner, request, args, kwargs)
 
     def with_call(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if self._resend is None:
+        if self._retry is None:
             return self._blocking(self._inner.with_call, request, args, kwargs)
-        return self._or_resend("with_call", request, args, kwargs)
+        return self._or_retry("with_call", self._inner.with_call, request, args, kwargs)
 
-    def _or_resend(self, how: str | None, request: Any, args: Any, kwargs: Any) -> Any:
+    def _or_retry(self, how: str | None, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
+        retry = self._retry
+        assert retry is not None
+        if retry.hedged:
+            return retry.start(how, request, args, kwargs)
         started = time.monotonic()
-        call = self._inner if how is None else self._inner.with_call
         try:
             return self._blocking(call, request, args, kwargs)
-        except (grpc.RpcError, ChannelRetired) as error:
-            if kwargs.get("wait_for_ready") or not never_reached(error):
-                raise
-            assert self._resend is not None
-            return self._resend(how, request, args, kwargs, error, started)
+        except grpc.RpcError as error:
+            return retry.failed(how, request, args, kwargs, error, started)
 
     def future(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner.future, request, args, kwargs)
+        if self._retry is None:
+            return self._async(self._inner.future, request, args, kwargs)
+        return self._retry.start("future", request, args, kwargs)
 
 
 class _CountedStreamUnary(_Counted, StreamUnaryBase):
     __slots__ = ()
 
     def __call__(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._blocking(self._inner, request_iterator, args, kwargs)
+        if self._retry is None:
+            return self._blocking(self._inner, request_iterator, args, kwargs)
+        return self._retry.start(None, request_iterator, args, kwargs)
 
     def with_call(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._blocking(self._inner.with_call, request_iterator, args, kwargs)
+        if self._retry is None:
+            return self._blocking(self._inner.with_call, request_iterator, args, kwargs)
+        return self._retry.start("with_call", request_iterator, args, kwargs)
 
     def future(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner.future, request_iterator, args, kwargs)
+        if self._retry is None:
+            return self._async(self._inner.future, request_iterator, args, kwargs)
+        return self._retry.start("future", request_iterator, args, kwargs)
 
 
 class _CountedUnaryStream(_Counted, UnaryStreamBase):
     __slots__ = ()
 
     def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner, request, args, kwargs)
+        if self._retry is None:
+            return self._async(self._inner, request, args, kwargs)
+        return self._retry.start(None, request, args, kwargs)
 
 
 class _CountedStreamStream(_Counted, StreamStreamBase):
     __slots__ = ()
 
     def __call__(self, request_iterator: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._async(self._inner, request_iterator, args, kwargs)
+        if self._retry is None:
+            return self._async(self._inner, request_iterator, args, kwargs)
+        return self._retry.start(None, request_iterator, args, kwargs)
 
 
 WRAPPERS: dict[str, type[_Counted]] = {

@@ -14,15 +14,8 @@ from typing_extensions import Self, override
 from .._base.errors import ChannelRetired, GrpcPoolError, PoolClosed
 from .._base.redact import redact_target
 from . import channelz
-from .calls import WRAPPERS, Resend
-from .gate import (
-    STREAM_STREAM,
-    STREAM_UNARY,
-    UNARY_STREAM,
-    UNARY_UNARY,
-    Gate,
-    RpcCounter,
-)
+from .calls import WRAPPERS, BoundRetry
+from .gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNARY, Gate, RpcCounter
 from .signals import ChannelSignals
 
 __all__ = ["CACHE_LIMIT", "MethodKey", "PooledChannel", "Reroute", "bounded_put"]
@@ -35,8 +28,9 @@ CACHE_LIMIT = 256
 
 # (kind, method, request_serializer, response_deserializer, registered): one multi-callable.
 MethodKey = tuple[str, str, Any, Any, bool]
-# reroute(channel, key): how a failed blocking unary call of ``key`` is sent elsewhere.
-Reroute = Callable[["PooledChannel", MethodKey], Resend]
+# reroute(channel, key): the pool's retry for ``key``'s multi-callable on ``channel``
+# (None: that method is never sent again).
+Reroute = Callable[["PooledChannel", MethodKey], "BoundRetry | None"]
 
 
 def bounded_put(cache: dict[Any, Any], key: Hashable, value: Any) -> None:
@@ -81,8 +75,8 @@ class PooledChannel(grpc.Channel):
         reroute: Reroute | None = None,
     ) -> None:
         self._raw = raw
-        # The pool's transparent retry for blocking unary calls on this channel
-        # (reroute(channel, key) -> a resend, see calls.py); None: off.
+        # The pool's retry for the RPCs of every kind on this channel
+        # (reroute(channel, key) -> what its multi-callable hands them to); None: off.
         self._reroute = reroute
         self._rpc = rpc
         self._counter = counter
@@ -167,9 +161,8 @@ class PooledChannel(grpc.Channel):
                 inner = factory(method, serializer, deserializer, _registered_method=True)
             else:  # grpcio before 1.63 has no _registered_method
                 inner = factory(method, serializer, deserializer)
-        if kind == UNARY_UNARY and self._reroute is not None:
-            return WRAPPERS[kind](inner, gate, self._reroute(self, key))  # type: ignore[call-arg]
-        return WRAPPERS[kind](inner, gate)
+        reroute = self._reroute
+        return WRAPPERS[kind](inner, gate, None if reroute is None else reroute(self, key))
 
     @override
     def subscribe(

@@ -11,6 +11,7 @@ import grpc
 from .._base.errors import InvalidConfig
 from .._base.redact import redact_target, redact_value, remember, secrets_of
 from .env import config_from_env, config_from_mapping
+from .hedging import HedgingPolicy
 from .options import check_options
 from .outliers import DEFAULT_EJECTION, OutlierEjection
 from .retry import RetryPolicy
@@ -126,11 +127,14 @@ class PoolConfig:
         every address gets floor(N/K) or ceil(N/K) of the N slots, and slots
         follow the addresses as they change. "off": the target goes to grpcio as
         given. A list of targets is never spread (slot i takes targets[i % len]).
-    transparent_retry: an RPC that failed on a pooled channel before reaching any
-        server (a failed pick: "failed to connect to all addresses") is sent again
-        on another ready channel, at most 3 times, within the RPC's timeout; which
-        APIs and call kinds: docs/reliability.md. Default True.
-    retry: a ``RetryPolicy`` for idempotent methods (opt-in; default None).
+    transparent_retry: RPCs that failed on a pooled channel before reaching any
+        server (a failed pick: "failed to connect to all addresses") are sent
+        again on another ready channel, at most 3 times, within the RPC's
+        timeout: every kind (blocking, ``with_call``, ``future``, the streams),
+        through ``pool.channel``, ``insecure_channel()`` and the channels
+        ``get_channel()``/``stub()`` hand out. Default True (docs/reliability.md).
+    retry: a ``RetryPolicy`` for idempotent methods (opt-in; default None), for
+        the same APIs and kinds.
     fleet_index: this pool's index in its fleet of pools calling the same service
         (0, 1, 2, ...: a StatefulSet pod's ordinal times the pools per pod plus the
         pool's number there): deterministic subsetting, every backend within one
@@ -140,6 +144,9 @@ class PoolConfig:
         server-side errors (INTERNAL, UNKNOWN, DATA_LOSS, UNAVAILABLE after
         reaching it) leaves the pick for a while. Default ``OutlierEjection()``
         (on); None is off. Needs ``track_in_flight`` (off without it).
+    hedging: a ``HedgingPolicy`` for idempotent methods (opt-in; default None):
+        unary and server-streaming RPCs still unanswered after a delay are sent
+        to another channel too, the first answer wins (docs/reliability.md).
 
     Bounds (each enforced with ``InvalidConfig`` naming the field, the value and
     the range; NaN, infinities, bools and non-numbers are refused everywhere):
@@ -205,6 +212,7 @@ class PoolConfig:
     retry: RetryPolicy | None = None
     fleet_index: int | None = None
     outlier_ejection: OutlierEjection | None = DEFAULT_EJECTION
+    hedging: HedgingPolicy | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _check_target(self.target, self.resolver))
@@ -227,6 +235,8 @@ class PoolConfig:
         ejection = self.outlier_ejection
         if ejection is not None and not isinstance(ejection, OutlierEjection):
             raise _invalid("outlier_ejection", ejection, "a grpc_pool.OutlierEjection or None")
+        if self.hedging is not None and not isinstance(self.hedging, HedgingPolicy):
+            raise _invalid("hedging", self.hedging, "a grpc_pool.HedgingPolicy or None")
         if self.insecure and self.credentials is not None:
             raise _invalid(
                 "insecure", self.insecure, "False when credentials are given (choose one)"

@@ -1,5 +1,5 @@
-"""``RetryPolicy``: the opt-in retry of ``pool.channel``'s RPCs across pooled
-channels, for idempotent methods (``PoolConfig.retry``)."""
+"""``RetryPolicy``: the opt-in retry of RPCs across pooled channels, for
+idempotent methods (``PoolConfig.retry``)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,16 @@ _DEFAULT_CODES = (grpc.StatusCode.UNAVAILABLE,)
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retry ``pool.channel``'s blocking RPCs of the ``methods`` listed, on another
-    ready channel when there is one, like gRPC's service-config ``retryPolicy``
-    (which retries on the same channel: for a pooled channel, the same connection).
+    """Retry the RPCs of the ``methods`` listed, on another ready channel when
+    there is one, like gRPC's service-config ``retryPolicy`` (which retries on
+    the same channel: for a pooled channel, the same connection).
+
+    It covers every API (``pool.channel``, ``insecure_channel()``/``secure_channel()``,
+    the channels ``get_channel()`` and ``stub()`` hand out) and every kind: blocking
+    and ``with_call`` (the backoff waited in the caller's thread), ``future()`` (on
+    a timer thread, never grpcio's), and streams until their first response
+    message (a stream that got one is the caller's from then on). A client-streaming
+    RPC is sent again with the requests it took, up to 32 of them.
 
     Only idempotent methods belong in ``methods``: an attempt that failed with one
     of ``codes`` may have run on the server.

@@ -14,8 +14,7 @@ from .._channel.calls import StreamStreamBase, StreamUnaryBase, UnaryStreamBase,
 from .._channel.gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNARY
 from .._channel.pooled import PooledChannel
 from .reader import Reader
-from .retry import Attempts, Requests
-from .retrycalls import RetryingFuture, RetryingStream, resend
+from .retry import Retrier
 
 __all__ = ["KINDS", "PoolMultiCallable"]
 
@@ -24,20 +23,15 @@ _monotonic = time.monotonic
 
 
 class PoolMultiCallable:
-    __slots__ = ("_key", "_policy", "_reader", "_requests", "_responses", "_retries")
+    __slots__ = ("_key", "_reader", "_retrier")
 
-    def __init__(self, reader: Reader, key: tuple[str, str, Any, Any, bool]) -> None:
+    def __init__(
+        self, reader: Reader, retrier: Retrier, key: tuple[str, str, Any, Any, bool]
+    ) -> None:
         self._reader = reader
         self._key = key
-        kind = key[0]
-        self._requests = kind in (STREAM_UNARY, STREAM_STREAM)  # a request iterator
-        self._responses = kind in (UNARY_STREAM, STREAM_STREAM)  # a response iterator
-        # PoolConfig.retry, when it applies to this method
-        policy = reader.config.retry
-        self._policy = policy if policy is not None and policy.applies(key[1]) else None
-        # any retry on: the pool's counter of transparent ones; off: None
-        on = reader.config.transparent_retry or self._policy is not None
-        self._retries = reader.retries if on else None
+        # the pool's one retry when it may send this method again; None: never
+        self._retrier = retrier if retrier.covers(key) else None
 
     def _pick(self, timeout: float | None, wait_for_ready: bool | None) -> tuple[Any, float | None]:
         """The picked channel's multi-callable, and the timeout left to pass on
@@ -59,25 +53,17 @@ class PoolMultiCallable:
         compression: Any,
     ) -> Any:
         """The RPC on a picked channel (``how``: None for a call, or "with_call",
-        "future"); sent again on another channel when it fails before reaching
-        a server (see retry.py)."""
+        "future"), through the pool's retry (``retry.Retrier.call``) when on."""
         reader = self._reader
         pick = reader.state.pick  # bound to the published channels
         if pick is not None:
             channel = pick()
         else:
             channel, timeout = _wait_channel(reader, timeout, wait_for_ready)
-        retries = self._retries
-        pulls = deadline = None
-        if retries is not None:
-            deadline = None if timeout is None else _monotonic() + timeout
-            if self._requests:
-                pulls = Requests(request)
-                request = pulls.view()
-        error: grpc.RpcError | None = None
-        try:
-            inner = channel._callable(self._key).once  # pool.channel retries itself
-            result = (inner if how is None else getattr(inner, how))(
+        retrier = self._retrier
+        if retrier is None:
+            inner = channel._callable(self._key).once
+            return (inner if how is None else getattr(inner, how))(
                 request,
                 timeout=timeout,
                 metadata=metadata,
@@ -85,78 +71,14 @@ class PoolMultiCallable:
                 wait_for_ready=wait_for_ready,
                 compression=compression,
             )
-        except grpc.RpcError as failed:
-            if retries is None:
-                raise
-            error = failed
-        blocking = how != "future" and not self._responses
-        if retries is None or (error is None and blocking):
-            return result
-        attempts = self._attempts(
-            how,
-            request,
-            metadata,
-            credentials,
-            wait_for_ready,
-            compression,
-            channel,
-            deadline,
-            pulls,
-        )
-        if error is None:  # a future or a response stream: re-issued if it fails unseen
-            return self._wrap(how, result, attempts)
-        if blocking:  # with its result
-            return attempts.blocking(error)
-        again = resend(attempts, error)
-        if again is None:
-            raise error
-        return self._wrap(how, again, attempts)
-
-    def _attempts(
-        self,
-        how: str | None,
-        request: Any,
-        metadata: Any,
-        credentials: Any,
-        wait_for_ready: bool | None,
-        compression: Any,
-        channel: PooledChannel,
-        deadline: float | None,
-        pulls: Requests | None,
-    ) -> Attempts:
-        key = self._key
-
-        def send(channel: PooledChannel, timeout: float | None) -> Any:
-            inner = channel._callable(key).once
-            return (inner if how is None else getattr(inner, how))(
-                request if pulls is None else pulls.view(),  # every request again
-                timeout=timeout,
-                metadata=metadata,
-                credentials=credentials,
-                wait_for_ready=wait_for_ready,
-                compression=compression,
-            )
-
-        assert self._retries is not None
-        reader = self._reader
-        return Attempts(
-            reader,
-            self._retries,
-            send,
-            channel,
-            deadline,
-            pulls,
-            reader.config.transparent_retry,
-            None if how == "future" else self._policy,  # it would sleep on grpc's thread
-            reader.policy_retries,
-        )
-
-    def _wrap(self, how: str | None, call: Any, attempts: Attempts) -> Any:
-        if how == "future":
-            if not hasattr(call, "add_callback"):  # an interceptor's object: as it is
-                return call
-            return RetryingFuture(attempts, call)
-        return RetryingStream(attempts, call)
+        call = {
+            "timeout": timeout,
+            "metadata": metadata,
+            "credentials": credentials,
+            "wait_for_ready": wait_for_ready,
+            "compression": compression,
+        }
+        return retrier.call(channel, self._key, how, request, call)
 
     def __call__(
         self,

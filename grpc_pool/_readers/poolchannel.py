@@ -20,6 +20,7 @@ from .._channel.gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNA
 from .._channel.pooled import bounded_put
 from .multicallable import KINDS, PoolMultiCallable
 from .reader import Reader
+from .retry import Retrier
 
 __all__ = ["Owner", "PoolChannel"]
 
@@ -127,9 +128,12 @@ class PoolChannel(grpc.Channel):
     ``close()`` (and ``with`` exit) close the pool.
     """
 
-    def __init__(self, reader: Reader, pool: Owner, owns_pool: bool = False) -> None:
+    def __init__(
+        self, reader: Reader, pool: Owner, retrier: Retrier, owns_pool: bool = False
+    ) -> None:
         self.pool = pool
         self._reader = reader
+        self._retrier = retrier
         self._owns_pool = owns_pool
         self._callables: dict[Any, PoolMultiCallable] = {}
         self._watch = _Watch(reader, pool.name)
@@ -142,9 +146,9 @@ class PoolChannel(grpc.Channel):
         try:
             found = callables.get(key)
         except TypeError:  # an unhashable serializer: a new one each time
-            return KINDS[kind](self._reader, key)
+            return KINDS[kind](self._reader, self._retrier, key)
         if found is None:
-            found = KINDS[kind](self._reader, key)
+            found = KINDS[kind](self._reader, self._retrier, key)
             bounded_put(callables, key, found)
         return found
 

@@ -54,6 +54,8 @@ class Reader:
         "_timeouts",
         "closed",
         "config",
+        "hedges",
+        "hedges_won",
         "on_publish",
         "policy_retries",
         "retries",
@@ -77,6 +79,9 @@ class Reader:
         # server) and by PoolConfig.retry; next() is atomic, read by read_count.
         self.retries = itertools.count()
         self.policy_retries = itertools.count()
+        # Hedged attempts sent (PoolConfig.hedging), and those that answered first.
+        self.hedges = itertools.count()
+        self.hedges_won = itertools.count()
 
     @property
     def owner(self) -> object | None:

@@ -25,7 +25,7 @@ def pool_stats(
     config: PoolConfig,
     state: PoolState[PooledChannel],
     events_dropped: int,
-    retries: tuple[int, int] = (0, 0),
+    retries: tuple[int, ...] = (0, 0, 0, 0),
     spread_off_reason: str | None = None,
 ) -> PoolStats:
     """Every figure from the one ``state``: none is torn from another."""
@@ -58,6 +58,8 @@ def pool_stats(
         connections=_known_sum(s.connections for s in slots),
         subset=tuple(b.address for b in backends if b.slots),
         ejections=_ejections(state),
+        hedges=retries[2] if len(retries) > 2 else 0,
+        hedges_won=retries[3] if len(retries) > 3 else 0,
     )
 
 

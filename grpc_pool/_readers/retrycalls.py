@@ -1,19 +1,26 @@
-"""The calls a transparent retry hands back: a future that re-issues a
-never-reached RPC on another channel, and a response iterator that does so
-while no response has arrived. Both are a ``grpc.Call`` and a ``grpc.Future``."""
+"""What a retried RPC keeps and hands back (``retry.Rpc`` drives them): the
+replayable requests of a client stream, a future that sends its RPC again when
+an attempt fails so that it may, and a response iterator that does so while no
+response has arrived. Both calls are a ``grpc.Call`` and a ``grpc.Future``."""
 
 from __future__ import annotations
 
 import threading
+import time
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
-from .retry import Attempts, never_reached, remaining
+from .._channel.outcomes import never_reached
 
-__all__ = ["RetryingFuture", "RetryingStream", "resend"]
+__all__ = ["REPLAY_LIMIT", "Attempts", "Requests", "RetryingFuture", "RetryingStream"]
+
+# Requests of a client-streaming RPC kept for sending it again (a failed pick
+# comes within milliseconds: grpcio has pulled one or two by then).
+REPLAY_LIMIT = 32
+
 
 if TYPE_CHECKING:
     _Future = grpc.Future[Any]
@@ -21,17 +28,62 @@ else:
     _Future = grpc.Future
 
 
-def resend(attempts: Attempts, error: BaseException) -> Any:
-    """The next attempt's call after ``error``, or None when it does not qualify
-    (or no other channel is ready, or the time is spent)."""
-    while True:
-        channel = attempts.next_channel(error)
-        if channel is None:
-            return None
-        try:
-            return attempts.send(channel)
-        except grpc.RpcError as again:  # e.g. that channel closed meanwhile
-            error = again
+class Requests:
+    """A client-streaming RPC's request iterator, replayable: the first
+    ``REPLAY_LIMIT`` requests pulled are kept, so an attempt that never reached a
+    server is sent again with every request it took (the caller's iterator is
+    never iterated twice). Past the limit nothing is sent again. Thread-safe: a
+    failed attempt's grpcio thread may still be pulling when the next starts."""
+
+    __slots__ = ("_inner", "_kept", "_lock", "pulled")
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = iter(inner)
+        self._kept: list[Any] = []
+        self._lock = threading.Lock()
+        self.pulled = 0
+
+    @property
+    def replayable(self) -> bool:
+        return self.pulled <= REPLAY_LIMIT
+
+    def view(self) -> Iterator[Any]:
+        """The requests from the first on: the kept ones, then new ones."""
+        index = 0
+        while True:
+            with self._lock:  # one puller at a time: a generator is not re-entrant
+                if index < len(self._kept):
+                    item = self._kept[index]
+                elif index < self.pulled:  # taken by another attempt, past the limit
+                    return
+                else:
+                    try:
+                        item = next(self._inner)
+                    except StopIteration:
+                        return
+                    self.pulled += 1
+                    if self.pulled <= REPLAY_LIMIT:
+                        self._kept.append(item)
+            index += 1
+            yield item
+
+
+class Attempts(Protocol):
+    """What these calls need of their RPC (``retry.Rpc``)."""
+
+    deadline: float | None
+
+    def plan(self, error: BaseException) -> float | None: ...
+
+    def next_channel(self) -> Any: ...
+
+    def send(self, channel: Any, timeout: float | None) -> Any: ...
+
+    def resend(self, error: BaseException) -> Any: ...
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
 
 
 class RetryingFuture(grpc.Call, _Future):
@@ -53,13 +105,46 @@ class RetryingFuture(grpc.Call, _Future):
             return
         if not self._cancelled and not inner.cancelled():
             error = inner.exception()
-            if error is not None:
-                again = resend(self._attempts, error)
-                if again is not None:
-                    with self._condition:
-                        self._current = again
-                    _when_done(again, self)
-                    return
+            if error is not None and self._again(error):
+                return
+        self._settle()
+
+    def _again(self, error: BaseException) -> bool:
+        """Send the RPC again after ``error`` if it may be (after a policy's delay,
+        waited on a timer thread, never on grpcio's); False: ``error`` is final."""
+        attempts = self._attempts
+        delay = attempts.plan(error)
+        if delay is None:
+            return False
+        if delay > 0:
+            timer = threading.Timer(delay, self._send_next, (error,))
+            timer.name = "grpc_pool-retry-delay"
+            timer.daemon = True
+            timer.start()
+            return True
+        return self._send_next(error, waited=False)
+
+    def _send_next(self, error: BaseException, waited: bool = True) -> bool:
+        while True:
+            channel = None if self._cancelled else self._attempts.next_channel()
+            if channel is None:
+                break
+            try:
+                again = self._attempts.send(channel, _remaining(self._attempts.deadline))
+            except grpc.RpcError as failed:  # e.g. that channel closed meanwhile
+                error = failed
+                if self._attempts.plan(error) == 0.0:
+                    continue
+                break
+            with self._condition:
+                self._current = again
+            _when_done(again, self)
+            return True
+        if waited:  # on the timer's thread: nobody else settles it
+            self._settle()
+        return False
+
+    def _settle(self) -> None:
         with self._condition:
             self._settled = True
             self._condition.notify_all()
@@ -123,7 +208,7 @@ class RetryingFuture(grpc.Call, _Future):
         return not self._settled
 
     def time_remaining(self) -> Any:
-        left = remaining(self._attempts.deadline)
+        left = _remaining(self._attempts.deadline)
         return None if left is None else max(0.0, left)
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
@@ -178,7 +263,7 @@ class RetryingStream(grpc.Call, _Future):
             try:
                 item = next(self._call)
             except grpc.RpcError as error:
-                again = resend(self._attempts, error)
+                again = self._attempts.resend(error)
                 if again is None:
                     self._settled = True
                     raise
@@ -196,7 +281,7 @@ class RetryingStream(grpc.Call, _Future):
             metadata = call.initial_metadata()
             if self._settled or not (call.done() and never_reached(call)):
                 return metadata
-            again = resend(self._attempts, call)
+            again = self._attempts.resend(call)
             if again is None:
                 self._settled = True
                 return metadata

@@ -126,9 +126,11 @@ class PoolStats:
     backends: one ``BackendStats`` per resolved address when the pool spreads
         (addresses with no slot included), then one per address no longer resolved
         that a ready channel still connects to (its slot moving off it), else ().
-    retries: RPCs the transparent retry sent again on another channel after an
-        attempt that never reached a server (``PoolConfig.transparent_retry``).
+    retries: RPCs sent again on another channel after an attempt that never
+        reached a server (``PoolConfig.transparent_retry``), through any API.
     policy_retries: attempts ``PoolConfig.retry`` made after a failed one.
+    hedges: hedged attempts ``PoolConfig.hedging`` sent to another channel.
+    hedges_won: those of them that answered first (the RPC's answer).
     spread_off_reason: why the pool does not spread its target over the backends
         (then the target goes to grpcio as given), None when it spreads: "spread='off'",
         "a list of targets", "grpcio's load balancing chosen in options", "one IP
@@ -163,6 +165,8 @@ class PoolStats:
     connections: int | None = None
     subset: tuple[str, ...] = ()
     ejections: tuple[EjectionStats, ...] = ()
+    hedges: int = 0
+    hedges_won: int = 0
 
 
 def backend_stats(

@@ -54,6 +54,18 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="only the simulated fleet of pools (K -> 2K -> K backends), every placement",
     )
     parser.add_argument("--fleet-json", metavar="PATH", help="with --fleet: write its data here")
+    parser.add_argument(
+        "--deploy",
+        action="store_true",
+        help="only the deploy rows (6a-6b) and the failed RPCs per API and kind through"
+        " a rolling restart, beside raw grpcio (backends in child processes, < 2 min)",
+    )
+    parser.add_argument(
+        "--tail",
+        action="store_true",
+        help="only rows 9c-9e: one slow backend of four, hedging beside raw round_robin"
+        " and the fast-only reference (backends in child processes, about 2 min)",
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -62,6 +74,14 @@ def _bench(args: argparse.Namespace) -> int:
 
         print_fleet(sys.stdout, pools=200 if args.quick else 1000, json_path=args.fleet_json)
         return 0
+    if args.deploy:
+        from .bench.deploy import run_deploy
+
+        return run_deploy()
+    if args.tail:
+        from .bench.tail import run_tail_rows
+
+        return run_tail_rows()
     from .bench.run import run_bench
 
     return run_bench(quick=args.quick)

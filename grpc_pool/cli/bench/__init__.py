@@ -10,6 +10,7 @@ Modules, one per group of rows: ``core`` (labels, settings, table, timing),
 ``writer`` (5a-5b), ``restart`` (5c), ``fork`` (5d-5e), ``rotation`` (5f),
 ``idle`` (5g-5j: idle CPU, threads and fork, in child processes), ``fleet`` (7a),
 ``backends`` (misbehaving backends in child processes, the open-loop load),
-``outliers`` (8), ``latency`` (9), ``run`` (the
-whole table).
+``outliers`` (8), ``latency`` (9a-9b), ``run`` (the whole table), ``deploy``
+(6a-6b and the per-API x kind table: ``bench --deploy``), ``tail`` (9c-9e, one
+slow backend, hedging: ``bench --tail``).
 """

@@ -1,4 +1,4 @@
-"""An echo backend in a child process: ``python tests/deploy/backend.py --port P ...``.
+"""An echo backend in a child process: ``python .../grpc_pool/testing/deploy/backend.py --port P``.
 
 Run by path (it imports only grpc), so the load it serves is real and a SIGKILL is a
 real crash. Service ``/deploy.Echo`` (raw bytes, no protobuf):
@@ -12,6 +12,11 @@ A request (the first message of a stream) is ``b"<id>"`` or ``b"<id>:<delay_ms>"
 On receipt, before anything else, the handler appends ``<id>\\n`` to ``--record`` with
 one unbuffered ``O_APPEND`` write (it survives a SIGKILL): what reached this server.
 Then it sends initial metadata ``x-seen: <id>``.
+
+``--slow-ms`` makes this backend slow: every handler waits that long before it
+answers (a server stream: before its first message), and records ``<id>:cancelled``
+if the client cancels meanwhile (what a hedge's loser looks like to a server).
+SIGUSR1 makes it stall (``--stall-ms`` per request instead) until SIGUSR2.
 
 SIGTERM or SIGINT: ``server.stop(grace=--grace)`` (a GOAWAY; calls in flight get the
 grace), then exit 0. ``--max-age-ms`` sets ``grpc.max_connection_age_ms`` (with
@@ -64,13 +69,24 @@ def build_server(
     max_age_ms: int = 0,
     max_age_grace_ms: int = 1000,
     workers: int = 64,
+    slow_ms: int = 0,
+    stall: list[int] | None = None,
 ) -> tuple[grpc.Server, int]:
     rec = Recorder(record)
+    stall = stall if stall is not None else [0]  # [ms]: set by a signal, read per call
 
     def enter(first: bytes, context: grpc.ServicerContext) -> float:
         rid, delay = parse(first)
         rec.seen(rid)
         context.send_initial_metadata((("x-seen", rid),))
+        wait_ms = stall[0] or slow_ms
+        if wait_ms:
+            until = time.monotonic() + wait_ms / 1000.0
+            while (left := until - time.monotonic()) > 0:
+                if not context.is_active():
+                    rec.seen(f"{rid}:cancelled")
+                    break
+                time.sleep(min(0.005, left))
         return delay
 
     def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -103,7 +119,7 @@ def build_server(
         if delay:
             time.sleep(delay)
 
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
         "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
@@ -132,8 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-age-ms", type=int, default=0)
     ap.add_argument("--max-age-grace-ms", type=int, default=1000)
     ap.add_argument("--lifetime", type=float, default=120.0)
+    ap.add_argument("--slow-ms", type=int, default=0)
+    ap.add_argument("--stall-ms", type=int, default=0)
     a = ap.parse_args(argv)
-    server, port = build_server(a.port, a.host, a.record, a.max_age_ms, a.max_age_grace_ms)
+    stall = [0]
+    server, port = build_server(
+        a.port, a.host, a.record, a.max_age_ms, a.max_age_grace_ms, slow_ms=a.slow_ms, stall=stall
+    )
+    signal.signal(signal.SIGUSR1, lambda *_: stall.__setitem__(0, a.stall_ms))
+    signal.signal(signal.SIGUSR2, lambda *_: stall.__setitem__(0, 0))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -1,4 +1,5 @@
-"""Child processes with deadlines: echo backends (``backend.py``), and a DNS server.
+"""Child processes with deadlines: echo backends (``backend.py``), and a DNS server
+(dnsmasq, through the repository's ``tests/dnsmasq.py``).
 
 Every child is started in its own session, remembered, and ended: by the caller
 (``term``/``kill``/``wait``, ``stop``), by ``reap_all()`` in a ``finally``, and by
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import os
 import signal
 import socket
@@ -57,10 +59,14 @@ class Backend:
         max_age_ms: int = 0,
         max_age_grace_ms: int = 1000,
         lifetime: float = 90.0,
+        slow_ms: int = 0,
+        stall_ms: int = 0,
     ) -> None:
         self.port, self.host, self.record, self.grace = port, host, record, grace
         self.max_age_ms, self.max_age_grace_ms = max_age_ms, max_age_grace_ms
         self.lifetime = lifetime
+        self.slow_ms = slow_ms
+        self.stall_ms = stall_ms
         self.proc: subprocess.Popen[str] | None = None
 
     @property
@@ -73,6 +79,7 @@ class Backend:
             "--grace", str(self.grace), "--lifetime", str(self.lifetime),
             "--max-age-ms", str(self.max_age_ms),
             "--max-age-grace-ms", str(self.max_age_grace_ms),
+            "--slow-ms", str(self.slow_ms), "--stall-ms", str(self.stall_ms),
         ]  # fmt: skip
         if self.record:
             cmd += ["--record", self.record]
@@ -98,6 +105,11 @@ class Backend:
         """SIGTERM: a graceful stop (GOAWAY, then ``grace`` for calls in flight)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def stall(self, on: bool) -> None:
+        """Start (SIGUSR1) or end (SIGUSR2) a stall of ``stall_ms`` per request."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
     def kill(self) -> None:
         """SIGKILL: a crash, connections reset."""
@@ -125,11 +137,15 @@ class Dns:
     """dnsmasq on a loopback port answering A records for names under ``.test``."""
 
     def __init__(self, records: dict[str, list[str]]) -> None:
-        from tests.dnsmasq import DNSMASQ, SKIP_REASON, DnsServer
-
-        if DNSMASQ is None:
-            raise DnsUnavailable(SKIP_REASON)
-        self._server = DnsServer(records).start()
+        try:  # the repository's test helper (not installed with the package)
+            dnsmasq: Any = importlib.import_module("tests.dnsmasq")
+        except ImportError as exc:
+            raise DnsUnavailable(
+                f"the DNS scenarios need tests/dnsmasq.py: run from a source checkout ({exc})"
+            ) from None
+        if dnsmasq.DNSMASQ is None:
+            raise DnsUnavailable(dnsmasq.SKIP_REASON)
+        self._server = dnsmasq.DnsServer(records).start()
         self.port = self._server.port
 
     def set(self, records: dict[str, list[str]]) -> None:

@@ -37,10 +37,29 @@ class ClientResult:
     failures: list[dict[str, Any]]
     reached: dict[str, set[str]]  # failed rid -> labels of the backends it reached
     error: str | None = None
+    ok_by_kind: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
         return len(self.failures)
+
+    def of_kind(self, kind: str) -> ClientResult:
+        """The same client's RPCs of one kind only."""
+        return ClientResult(
+            self.name,
+            self.ok_by_kind.get(kind, 0),
+            [f for f in self.failures if f["kind"] == kind],
+            self.reached,
+            self.error,
+            {kind: self.ok_by_kind.get(kind, 0)},
+        )
+
+    def shutdown_cancelled(self) -> list[dict[str, Any]]:
+        """CANCELLED RPCs that reached no handler: a grpcio server's stop() cancels
+        the calls it had received but not yet handed to its application (its
+        Python layer takes one at a time); no client can tell them from a
+        cancellation after the handler ran (docs/reliability.md)."""
+        return [f for f in self.cancelled() if not self.reached_any(f)]
 
     def by_kind(self) -> Counter[tuple[str, str]]:
         return Counter((f["code"], f["details"]) for f in self.failures)
@@ -211,8 +230,9 @@ def _client_main(
     from .load import CLIENTS, run_load
 
     try:
-        channel, close = CLIENTS[name](target)
+        client = CLIENTS[name](target)
         try:
+            channel = client.channel
             if hasattr(channel, "pool"):
                 channel.pool.wait_ready(timeout=15)
             else:
@@ -220,13 +240,18 @@ def _client_main(
             out.put(("ready", name))
             go.wait(60)
             done = threading.Event()
-            threading.Thread(target=lambda: (stop.wait(120), done.set()), daemon=True).start()
-            ok, failures = run_load(channel, done, prefix=prefix, **load)
+
+            def stop_later() -> None:
+                stop.wait(120)
+                done.set()
+
+            threading.Thread(target=stop_later, daemon=True).start()
+            ok, failures = run_load(client, done, prefix=prefix, **load)
         finally:
-            close()
+            client.close()
         out.put(("result", name, ok, failures, None))
     except BaseException as exc:  # reported, never a hung parent
-        out.put(("result", name, -1, [], repr(exc)))
+        out.put(("result", name, {}, [], repr(exc)))
 
 
 def run_scenario(
@@ -277,14 +302,14 @@ def run_scenario(
         go, stop, q = ctx.Event(), ctx.Event(), ctx.Queue()
         load = {"threads": threads, "kinds": tuple(kinds), "timeout": timeout, "delay_ms": delay_ms}
         for i, name in enumerate(clients):
-            p = ctx.Process(
+            proc = ctx.Process(
                 target=_client_main,
                 args=(name, target, go, stop, q, f"{i}-", load),
                 daemon=True,
                 name=f"deploy-client-{name}",
             )
-            p.start()
-            procs.append(p)
+            proc.start()
+            procs.append(proc)
         pending = _collect(q, len(procs), 30.0, "ready", results)
         started = time.monotonic()
         log(f"{len(clients) - pending} clients ready; load starts")
@@ -337,7 +362,8 @@ def _collect(
             break
         if message[0] == "result":
             _, name, ok, failures, error = message
-            results[name] = ClientResult(name, ok, failures, {}, error)
+            total = sum(ok.values()) if not error else -1
+            results[name] = ClientResult(name, total, failures, {}, error, ok)
             got += kind == "result"
         else:
             got += message[0] == kind
