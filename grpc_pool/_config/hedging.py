@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from .retry import check_methods, lists
 from .validate import _check_number, _invalid, check_seconds
 
 __all__ = ["HedgingPolicy"]
@@ -62,17 +63,7 @@ class HedgingPolicy:
     non_fatal_codes: Sequence[grpc.StatusCode] = ()
 
     def __post_init__(self) -> None:
-        methods = self.methods
-        if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
-            raise _invalid("methods", methods, 'a non-empty sequence of "/pkg.Service/Method"')
-        for method in methods:
-            if not isinstance(method, str) or not method.startswith("/") or len(method) < 2:
-                raise _invalid(
-                    "methods",
-                    methods,
-                    'full method names "/pkg.Service/Method" or prefixes "/pkg.Service/"',
-                )
-        object.__setattr__(self, "methods", tuple(methods))
+        object.__setattr__(self, "methods", check_methods(self.methods))
         attempts = self.max_attempts
         if isinstance(attempts, bool) or not isinstance(attempts, int) or not 2 <= attempts <= 5:
             raise _invalid("max_attempts", attempts, "an int 2..5")
@@ -97,4 +88,4 @@ class HedgingPolicy:
 
     def applies(self, method: str) -> bool:
         """Whether ``method`` (a full method name) is one this policy hedges."""
-        return any(method == m or (m.endswith("/") and method.startswith(m)) for m in self.methods)
+        return lists(self.methods, method)

@@ -11,7 +11,7 @@ import grpc
 
 from .validate import _check_number, _invalid, check_seconds
 
-__all__ = ["PUSHBACK_KEY", "RetryPolicy"]
+__all__ = ["PUSHBACK_KEY", "RetryPolicy", "check_methods", "lists"]
 
 # gRFC A6: the server's pushback, in trailing metadata; a negative or malformed
 # value means "do not retry".
@@ -76,31 +76,40 @@ class RetryPolicy:
             if not isinstance(code, grpc.StatusCode) or code is grpc.StatusCode.OK:
                 raise _invalid("codes", codes, "grpc.StatusCode values other than OK")
         object.__setattr__(self, "codes", tuple(codes))
-        methods = self.methods
-        if methods is not None:
-            if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
-                raise _invalid("methods", methods, 'a non-empty sequence of "/pkg.Service/Method"')
-            for method in methods:
-                if not isinstance(method, str) or not method.startswith("/") or len(method) < 2:
-                    raise _invalid(
-                        "methods",
-                        methods,
-                        'full method names "/pkg.Service/Method" or prefixes "/pkg.Service/"',
-                    )
-            object.__setattr__(self, "methods", tuple(methods))
+        if self.methods is not None:
+            object.__setattr__(self, "methods", check_methods(self.methods))
 
     def applies(self, method: str) -> bool:
         """Whether ``method`` (a full method name) is one this policy retries."""
         methods = self.methods
-        if methods is None:
-            return True
-        return any(method == m or (m.endswith("/") and method.startswith(m)) for m in methods)
+        return methods is None or lists(methods, method)
 
     def delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Seconds before retry number ``retry`` (1 for the second attempt)."""
         base = min(self.initial_backoff * self.backoff_multiplier ** (retry - 1), self.max_backoff)
         spread = (rng or random).uniform(-self.jitter, self.jitter)
         return max(0.0, base * (1 + spread))
+
+
+def check_methods(methods: object) -> tuple[str, ...]:
+    """A policy's ``methods`` as a tuple: full names ("/pkg.Service/Get") or service
+    prefixes ending in "/" ("/pkg.Service/"); InvalidConfig naming ``methods`` else.
+    One rule for ``RetryPolicy`` and ``HedgingPolicy``."""
+    if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
+        raise _invalid("methods", methods, 'a non-empty sequence of "/pkg.Service/Method"')
+    for method in methods:
+        if not isinstance(method, str) or not method.startswith("/") or len(method) < 2:
+            raise _invalid(
+                "methods",
+                methods,
+                'full method names "/pkg.Service/Method" or prefixes "/pkg.Service/"',
+            )
+    return tuple(methods)
+
+
+def lists(methods: Sequence[str], method: str) -> bool:
+    """Whether ``method`` (a full name) is among ``methods`` (names or "/pkg.Service/")."""
+    return any(method == m or (m.endswith("/") and method.startswith(m)) for m in methods)
 
 
 def pushback(trailing: object) -> float | None:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .harness import Backend, Dns, free_port, reap_all
+from grpc_pool.testing.deploy.harness import Backend, Dns, free_port, reap_all
 
 NAME = "svc.test"
 OLD = [f"127.0.0.{i}" for i in range(2, 6)]

@@ -26,6 +26,7 @@ import grpc
 
 from .core import Row, Settings
 from .fork import timed_fork
+from .server import _stop_process
 
 KINDS = ("none", "raw", "pool")
 IDLE_SIZE = 8
@@ -98,7 +99,7 @@ def idle_rows(target: str, settings: Settings) -> list[Row]:
             timed[kind] = json.loads(_line(proc, 60.0))["forks"]
     finally:
         for proc in procs.values():
-            _stop(proc)
+            _stop_process(proc)
     return _rows(idle, timed, window)
 
 
@@ -149,14 +150,3 @@ def _line(proc: subprocess.Popen[str], timeout: float) -> str:
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     return proc.stdout.readline().strip() if ready else ""
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    for stdio in (proc.stdin, proc.stdout):
-        if stdio is not None:
-            stdio.close()  # closing stdin is the child's signal to end
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
