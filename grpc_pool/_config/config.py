@@ -161,10 +161,8 @@ class PoolConfig:
     - other counts (telemetry_sample_rate, eject_after_unavailable,
       *_rpcs_per_channel, stream_limit): at most 2**31 - 1; max_resize_delta at
       most 1,024; backoff_multiplier 1.0..100.0;
-    - options: each a (key, value) pair, key a non-empty str or bytes, value an
-      int within int32 (bools count as 0/1), a str or bytes, without NUL
-      characters (what grpcio passes to gRPC core unchanged), or a
-      ``grpc.experimental.session_cache.SSLSessionCache`` (shared by every channel).
+    - options: (key, value) pairs with the values grpcio takes: an int within int32,
+      a str or bytes without NUL, or a pointer object (``_config/options.py``).
     """
 
     target: str | Sequence[str]
@@ -230,13 +228,10 @@ class PoolConfig:
         _check_bool("insecure", self.insecure)
         _check_bool("track_in_flight", self.track_in_flight)
         _check_bool("transparent_retry", self.transparent_retry)
-        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
-            raise _invalid("retry", self.retry, "a grpc_pool.RetryPolicy or None")
-        ejection = self.outlier_ejection
-        if ejection is not None and not isinstance(ejection, OutlierEjection):
-            raise _invalid("outlier_ejection", ejection, "a grpc_pool.OutlierEjection or None")
-        if self.hedging is not None and not isinstance(self.hedging, HedgingPolicy):
-            raise _invalid("hedging", self.hedging, "a grpc_pool.HedgingPolicy or None")
+        policies = (("retry", RetryPolicy), ("outlier_ejection", OutlierEjection))
+        for name, kind in (*policies, ("hedging", HedgingPolicy)):
+            if (value := getattr(self, name)) is not None and not isinstance(value, kind):
+                raise _invalid(name, value, f"a grpc_pool.{kind.__name__} or None")
         if self.insecure and self.credentials is not None:
             raise _invalid(
                 "insecure", self.insecure, "False when credentials are given (choose one)"

@@ -176,8 +176,8 @@ def _client(
 
     import grpc_pool
 
-    from .backend import UNARY
-    from .load import FAST_DNS, RR_CONFIG
+    from grpc_pool.testing.deploy.backend import UNARY
+    from grpc_pool.testing.deploy.load import FAST_DNS, RR_CONFIG
 
     made: list[grpc_pool.Pool] = []
     raw = grpc.insecure_channel(target, options=[("grpc.service_config", RR_CONFIG), FAST_DNS])
