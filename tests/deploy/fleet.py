@@ -175,7 +175,6 @@ def _client(
     import grpc
 
     import grpc_pool
-
     from grpc_pool.testing.deploy.backend import UNARY
     from grpc_pool.testing.deploy.load import FAST_DNS, RR_CONFIG
 
