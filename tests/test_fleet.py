@@ -27,7 +27,9 @@ def test_a_scale_out_reaches_running_pools_and_a_graceful_scale_in_fails_nothing
     out, back = run.when("scale-out"), run.when("scale-in (DNS)")
     term = run.when("SIGTERM new")
     during = run.connection_share_after(out, back)
-    assert during and during[-1][1] >= 0.125, during
+    # The highest share while scaled out: the window's last sample can already see the
+    # scale-in on a busy machine (CI's floor run: 0.40 for 2.5 s, then 0.08 at 2.98 s).
+    assert during and max(share for _, share in during) >= 0.125, during
     new_rpcs = sum(
         counts[h] for b, counts in run.rpcs["pool"].items() for h in NEW if out < b * 0.5 < back
     )

@@ -114,25 +114,6 @@ def _wait_full(pool: grpc_pool.Pool) -> None:
     wait_until(lambda: pool.status().current_size == pool.status().expected_size, 10)
 
 
-# Every kind: client-streaming calls are sent again with the requests they took
-# (grpcio pulls the first one as soon as the call starts).
-HOWS = ["call", "with_call", "future", "unary_stream", "stream_unary", "stream_stream"]
-HOWS += ["stream_unary_future"]
-# Through pool.channel and on the channels get_channel()/stub() hand out alike.
-KINDS = HOWS + [f"get_channel:{how}" for how in HOWS]
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_stopped_backend_loses_no_rpc(kind: str) -> None:
-    """After one of two backends stops, RPCs of every kind, through pool.channel
-    and on channels from get_channel(), that picked its channels are sent again
-    on the other: none fails, and stats() counts the retries."""
-    with EchoServer() as a, EchoServer() as b, _pool(a, b) as pool:
-        errors = _stop_and_burst(pool, a, kind)
-        assert [f"{e.code()}: {e.details()}" for e in errors] == []  # type: ignore[attr-defined]
-        assert pool.stats().retries > 0
-
-
 # An RPC written onto the stopped backend's connection as it went away: it may
 # have reached the server, so it is never sent again. grpcio 1.60 reports the write
 # that lost the connection as UNAVAILABLE "Broken pipe" (seen once in CI, on the
@@ -146,6 +127,28 @@ def _connection_lost(error: BaseException) -> bool:
         and error.code() is grpc.StatusCode.UNAVAILABLE
         and any(mark in (error.details() or "") for mark in CONNECTION_LOST)
     )
+
+
+# Every kind: client-streaming calls are sent again with the requests they took
+# (grpcio pulls the first one as soon as the call starts).
+HOWS = ["call", "with_call", "future", "unary_stream", "stream_unary", "stream_stream"]
+HOWS += ["stream_unary_future"]
+# Through pool.channel and on the channels get_channel()/stub() hand out alike.
+KINDS = HOWS + [f"get_channel:{how}" for how in HOWS]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stopped_backend_loses_no_rpc(kind: str) -> None:
+    """After one of two backends stops, RPCs of every kind, through pool.channel
+    and on channels from get_channel(), that picked its channels are sent again
+    on the other: none fails but an RPC whose connection the abrupt stop broke
+    mid-write (it may have reached the server: never sent again, by raw grpcio
+    either; seen once in 888 on grpcio 1.85), and stats() counts the retries."""
+    with EchoServer() as a, EchoServer() as b, _pool(a, b) as pool:
+        errors = _stop_and_burst(pool, a, kind)
+        unexpected = [e for e in errors if not _connection_lost(e)]
+        assert [f"{e.code()}: {e.details()}" for e in unexpected] == []  # type: ignore[attr-defined]
+        assert pool.stats().retries > 0
 
 
 def test_without_transparent_retry_the_stopped_backend_fails_rpcs() -> None:
