@@ -123,7 +123,7 @@ def draw_tail(data: Any) -> Any:
         "steady": "steady: 1 of 4 backends answers in 60 ms (others 2 ms)",
         "episode": "episode: 1 of 4 stalls 1.5 s for the middle third (deadline 1 s)",
     }
-    figure = Figure(figsize=(10, 7.5), layout="constrained")
+    figure = Figure(figsize=(12, 7.5), layout="constrained")
     axes = figure.subplots(2, 1, sharex=True)
     for ax, (key, title) in zip(axes, scenarios.items(), strict=True):
         for name, (colour, line) in TAIL_STYLES.items():
@@ -147,7 +147,7 @@ def draw_tail(data: Any) -> Any:
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("share of RPCs slower than x")
         ax.grid(True, which="major", linewidth=0.3)
-        ax.legend(loc="lower left", fontsize=7)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     axes[-1].set_xlabel(
         "latency from the scheduled send, ms (200 RPC/s open loop, pool of 8, one client at a time)"
     )
