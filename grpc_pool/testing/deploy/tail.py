@@ -209,6 +209,7 @@ def _client_main(
     out: Any,
     load: dict[str, Any],
     warmup: int,
+    turn: float,
 ) -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
@@ -221,7 +222,10 @@ def _client_main(
                 unary(f"w{i}".encode(), timeout=5)
             before = _counts(pool)
             out.put(("ready", name))
-            go.wait(60)
+            # Its turn comes after every client before it (a shorter bound once let
+            # the last clients start together, overlapping the one still running).
+            if not go.wait(turn):
+                raise RuntimeError(f"no start signal within {turn:.0f} s")
             latencies, failed, sent = _open_loop(channel, **load)
             after = _counts(pool)
             stats = {k: after[k] - before[k] for k in after}
@@ -279,10 +283,11 @@ def run_tail(
         out = ctx.Queue()
         gos = {name: ctx.Event() for name in clients}
         load = {"rate": rate, "seconds": seconds, "deadline": deadline}
+        turn = 60.0 + len(clients) * (seconds + deadline + 60.0)  # every wait before it
         for name in clients:
             proc = ctx.Process(
                 target=_client_main,
-                args=(name, fast, every, gos[name], out, load, warmup),
+                args=(name, fast, every, gos[name], out, load, warmup, turn),
                 daemon=True,
                 name=f"tail-client-{name}",
             )
