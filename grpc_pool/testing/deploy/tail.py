@@ -262,12 +262,16 @@ def run_tail(
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario={scenario!r}: expected one of {SCENARIOS}")
     episode = scenario == "episode"
-    backends = [Backend(free_port(), slow_ms=fast_ms) for _ in range(3)]
+    # Every client's turn, then the backends' own deadline (their default 90 s
+    # once ended a run of eight 12 s clients early).
+    turn = 60.0 + len(clients) * (seconds + deadline + 60.0)
+    backends = [Backend(free_port(), slow_ms=fast_ms, lifetime=turn + 60) for _ in range(3)]
     slow = Backend(
         free_port(),
         slow_ms=slow_ms if scenario == "steady" else fast_ms,
         stall_ms=stall_ms,
         fail=scenario == "failing",
+        lifetime=turn + 60,
     )
     backends.append(slow)
     warmup = 0 if scenario == "failing" else 100
@@ -283,7 +287,6 @@ def run_tail(
         out = ctx.Queue()
         gos = {name: ctx.Event() for name in clients}
         load = {"rate": rate, "seconds": seconds, "deadline": deadline}
-        turn = 60.0 + len(clients) * (seconds + deadline + 60.0)  # every wait before it
         for name in clients:
             proc = ctx.Process(
                 target=_client_main,
