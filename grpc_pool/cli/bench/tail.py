@@ -172,7 +172,7 @@ def tail_rows(seconds: float = 12.0, json_path: str | None = None) -> list[Row]:
 
 def write_json(path: str, steady: TailResult, episode: TailResult) -> None:
     data = {
-        "seconds": steady.seconds,
+        "wall_seconds": [steady.seconds, episode.seconds],  # each scenario's whole run
         "labels": LABELS,
         "steady": steady.data(),
         "episode": episode.data(),
