@@ -4,6 +4,9 @@
     python -m grpc_pool bench --fleet --fleet-json benchmarks/data/fleet.json
     python benchmarks/chart.py fleet benchmarks/data/fleet.json docs/img/fleet-scale-out.png
 
+    python -m grpc_pool bench --tail --tail-json benchmarks/data/tail.json
+    python benchmarks/chart.py tail benchmarks/data/tail.json docs/img/tail-latency.png
+
     GRPC_POOL_CHART_DATA=benchmarks/data python -m pytest benchmarks/test_fleet.py -k loopback
     python benchmarks/chart.py loopback benchmarks/data/fleet-loopback.json \
         docs/img/fleet-loopback.png
@@ -98,7 +101,60 @@ def draw_loopback(data: Any) -> Any:
     return figure
 
 
-CHARTS: dict[str, Chart] = {"fleet": draw_fleet, "loopback": draw_loopback}
+# The tail chart's clients (keys of ``bench --tail``'s JSON): colour, line style.
+TAIL_STYLES = {
+    "reference": ("black", "-"),
+    "rr": ("#d62728", ":"),
+    "pool": ("#ff7f0e", "--"),
+    "pool_p2c": ("#9467bd", "--"),
+    "pool_peak_ewma": ("#1f77b4", "-"),
+    "pool_hedging": ("#2ca02c", "-."),
+    "pool_peak_ewma_hedging": ("#17becf", "-"),
+}
+
+
+def draw_tail(data: Any) -> Any:
+    """Latency CCDF per client (the share of RPCs slower than x, log-log), one panel
+    per scenario; a failed RPC counts as slower than every x, so a curve that ends in
+    a plateau ends at its share of failures. Input: ``bench --tail --tail-json``."""
+    from matplotlib.figure import Figure
+
+    scenarios = {
+        "steady": "steady: 1 of 4 backends answers in 60 ms (others 2 ms)",
+        "episode": "episode: 1 of 4 stalls 1.5 s for the middle third (deadline 1 s)",
+    }
+    figure = Figure(figsize=(12, 7.5), layout="constrained")
+    axes = figure.subplots(2, 1, sharex=True)
+    for ax, (key, title) in zip(axes, scenarios.items(), strict=True):
+        for name, (colour, line) in TAIL_STYLES.items():
+            client = data[key].get(name)
+            if not client or not client["sent"]:
+                continue
+            sent, failed = client["sent"], client["failed"]
+            xs = client["latencies_ms"]
+            # Share of all RPCs (failures included) slower than each success's latency.
+            ys = [(len(xs) - 1 - i + failed) / sent for i in range(len(xs))]
+            xs, ys = [x for x, y in zip(xs, ys, strict=True) if y > 0], [y for y in ys if y > 0]
+            if failed:  # the plateau of failures, drawn out to the deadline
+                xs, ys = [*xs, 1000.0], [*ys, failed / sent]
+            label = f"{data['labels'][name]} (failed {failed})"
+            ax.step(xs, ys, where="post", color=colour, linestyle=line, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_ylim(1 / 3000, 1.0)
+        ax.axhline(0.01, color="#9e9e9e", linewidth=0.6)
+        ax.annotate("p99", (1.0, 0.01), fontsize=7, va="bottom", color="#616161")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("share of RPCs slower than x")
+        ax.grid(True, which="major", linewidth=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    axes[-1].set_xlabel(
+        "latency from the scheduled send, ms (200 RPC/s open loop, pool of 8, one client at a time)"
+    )
+    return figure
+
+
+CHARTS: dict[str, Chart] = {"fleet": draw_fleet, "loopback": draw_loopback, "tail": draw_tail}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,10 +7,22 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from grpc_pool.cli.bench.deploy import kinds_table
-from grpc_pool.cli.bench.tail import episode_row, extra_row, steady_row
+from grpc_pool.cli.bench.tail import (
+    CLIENTS,
+    both_row,
+    client_table,
+    episode_row,
+    extra_row,
+    latency_episode_row,
+    latency_steady_row,
+    rows_of,
+    steady_row,
+)
 from grpc_pool.testing.deploy import HOWS, ClientResult, ScenarioResult
-from grpc_pool.testing.deploy.tail import TailClient, TailResult
+from grpc_pool.testing.deploy.tail import TailClient, TailResult, run_tail
 
 
 def test_bench_help_lists_deploy_and_tail() -> None:
@@ -48,20 +60,49 @@ def test_kinds_table_counts_failures_per_kind_and_client() -> None:
 
 
 def test_tail_rows_compare_what_they_say() -> None:
-    """9c is the hedging client's p99 over the reference's, 9d failures + 1 over raw
-    round_robin's + 1, 9e one plus the hedges per RPC on healthy backends."""
-    names = ("reference", "reference_hedging", "rr", "pool", "pool_hedging")
-    names += ("pool_hedging_10ms", "pool_p2c_hedging")
+    """9a is peak_ewma's p99 over the reference's, 9b its failures + 1 over
+    power_of_two's + 1, 9c hedging's p99 over the reference's, 9d its failures + 1
+    over raw round_robin's + 1, 9e one plus the hedges per RPC on healthy backends,
+    9f peak_ewma + hedging's p99 over the reference's; the client table has one line
+    per client of the issue."""
 
     def clients(slow: float, failed: int) -> dict[str, TailClient]:
-        made = {n: TailClient(n, 100, 0, [0.004] * 100, {"hedges": 0}) for n in names}
+        made = {n: TailClient(n, 100, 0, [0.004] * 100) for n in CLIENTS}
         made["pool_hedging"] = TailClient("pool_hedging", 100, failed, [slow] * (100 - failed))
+        made["pool_peak_ewma"] = TailClient(
+            "pool_peak_ewma", 100, failed, [slow / 2] * (100 - failed)
+        )
+        made["pool_p2c"] = TailClient("pool_p2c", 100, 7, [0.004] * 93)
+        made["pool_peak_ewma_hedging"] = TailClient("pool_peak_ewma_hedging", 100, 0, [0.006] * 100)
         made["rr"] = TailClient("rr", 100, 9, [0.004] * 91)
         made["reference_hedging"].stats = {"hedges": 3}
         return made
 
-    steady = TailResult(False, clients(0.008, 0), 1.0)
-    episode = TailResult(True, clients(0.004, 1), 1.0)
+    steady = TailResult("steady", clients(0.008, 0), 1.0)
+    episode = TailResult("episode", clients(0.004, 1), 1.0)
+    assert latency_steady_row(steady).ratio == 1.0
+    assert latency_episode_row(episode).ratio == (1 + 1) / (7 + 1)
     assert steady_row(steady).ratio == 2.0
     assert episode_row(episode).ratio == (1 + 1) / (9 + 1)
     assert extra_row(steady, episode).ratio == 1.03
+    assert both_row(steady, episode).ratio == 1.5
+    assert [r.key for r in rows_of(steady, episode)] == [
+        "latency.steady",
+        "latency.episode",
+        "tail.steady",
+        "tail.episode",
+        "tail.extra",
+        "tail.both",
+    ]
+    table = client_table(steady, episode).splitlines()
+    assert len(table) == 2 + len(CLIENTS)
+    assert "| raw grpcio round_robin | 4.0 ms | inf | 9 of 100 | inf | - |" in table
+
+
+def test_a_failed_rpc_counts_as_slower_than_any_success() -> None:
+    """A failure is never a fast latency: 2 failed of 100 put the p99 at inf, and an
+    unknown scenario is refused before any backend starts."""
+    assert TailClient("c", 100, 2, [0.001] * 98).p99 == float("inf")
+    assert TailClient("c", 100, 0, [0.001] * 100).p99 == 0.001
+    with pytest.raises(ValueError, match="scenario='stalled'"):
+        run_tail("stalled")

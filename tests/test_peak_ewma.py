@@ -32,7 +32,9 @@ def _rpc(counter: RpcCounter, seconds: float, code: grpc.StatusCode = OK) -> Non
 def test_a_slower_reply_replaces_the_estimate_and_faster_ones_decay_in() -> None:
     """Peak: a reply slower than the estimate is the estimate at once; a faster one
     moves it part of the way; a failure or deadline only raises it (failing fast
-    never looks fast); a cancelled call is no sample."""
+    never looks fast); a cancelled call only raises it too (a hedge's loser on a slow
+    backend) and counts as the idle channel's probe, so a backend whose every attempt
+    loses a hedge is not probed again at every pick."""
     counter = RpcCounter()
     _rpc(counter, 0.060)
     assert 0.060 <= counter.latency < 0.070
@@ -43,8 +45,13 @@ def test_a_slower_reply_replaces_the_estimate_and_faster_ones_decay_in() -> None
     assert 0.030 < counter.latency < 0.045
     high = counter.latency
     _rpc(counter, 0.0001, INTERNAL)
+    counter.sampled -= gate.PROBE_AFTER + 1  # idle long enough: due a probe
+    assert counter.cost(gate._monotonic()) == 0.0
     _rpc(counter, 0.0001, grpc.StatusCode.CANCELLED)
     assert counter.latency == high
+    assert counter.cost(gate._monotonic()) == high  # the cancelled probe counted
+    _rpc(counter, 0.080, grpc.StatusCode.CANCELLED)
+    assert counter.latency >= 0.080
     _rpc(counter, 1.0, grpc.StatusCode.DEADLINE_EXCEEDED)
     assert counter.latency >= 1.0
 

@@ -266,11 +266,11 @@ class RpcCounter(Gate):
 
     def _sample(self, started: float, code: grpc.StatusCode | None, answered: bool) -> None:
         """Under the lock: the RPC leaves ``pending``; its round trip updates the peak
-        EWMA. A reply the caller cancelled or dropped says nothing; a failure or a
-        deadline only ever raises the estimate (failing fast must not look fast)."""
+        EWMA. A failure, deadline or cancel only ever raises it and counts as the probe
+        (a hedge's cancelled loser on a slow backend had no answer for that long)."""
         count, starts = self.pending
         self.pending = (count - 1, starts - started) if count > 1 else (0, 0.0)
-        if code is None or code is _CANCELLED:
+        if code is None:
             return
         now = _monotonic()
         rtt, estimate = now - started, self.latency

@@ -63,8 +63,12 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tail",
         action="store_true",
-        help="only rows 9c-9e: one slow backend of four, hedging beside raw round_robin"
-        " and the fast-only reference (backends in child processes, about 2 min)",
+        help="only rows 9a-9f and their per-client table: one slow backend of four, every"
+        " strategy and hedging beside raw round_robin and the fast-only reference (backends"
+        " and clients in child processes, about 5 min)",
+    )
+    parser.add_argument(
+        "--tail-json", metavar="PATH", help="with --tail: write every latency here (the chart)"
     )
 
 
@@ -81,7 +85,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.tail:
         from .bench.tail import run_tail_rows
 
-        return run_tail_rows()
+        return run_tail_rows(json_path=args.tail_json)
     from .bench.run import run_bench
 
     return run_bench(quick=args.quick)

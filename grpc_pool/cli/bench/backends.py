@@ -1,4 +1,8 @@
-"""Backends that misbehave on demand, each in a child process, and an open-loop load.
+"""Backends whose behaviour a test changes at any time, each in a child process.
+
+For tests/test_outliers.py and tests/test_peak_ewma.py (a backend switched from
+healthy to failing or slow and back, calls counted per backend). The benchmark
+scenarios (rows 8a-8c, 9a-9f) run on ``grpc_pool.testing.deploy.tail`` instead.
 
 A backend serves ``/grpc_pool.bench.Backend/Work`` (unary, raw bytes) as its mode
 says, and takes a new mode at any time over ``Mode``. A mode is ``KIND[:MS]``:
@@ -18,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent import futures
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -28,7 +32,7 @@ import grpc
 
 from .server import _read_port, _stop_process
 
-__all__ = ["COUNT", "MODE", "WORK", "Backends", "Load", "backends", "open_loop", "serve_backend"]
+__all__ = ["COUNT", "MODE", "WORK", "Backends", "backends", "serve_backend"]
 
 SERVICE = "grpc_pool.bench.Backend"
 WORK, MODE, COUNT = f"/{SERVICE}/Work", f"/{SERVICE}/Mode", f"/{SERVICE}/Count"
@@ -131,76 +135,3 @@ def backends(modes: Sequence[str]) -> Iterator[Backends]:
         for channel in control:
             stack.callback(channel.close)
         yield Backends(addresses, control)
-
-
-@dataclass
-class Load:
-    """What an open-loop run saw: each RPC's latency from its scheduled send (s),
-    and the failed ones by status code."""
-
-    latencies: list[float]
-    failed: dict[str, int]
-
-    @property
-    def failures(self) -> int:
-        return sum(self.failed.values())
-
-    def quantile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
-def open_loop(
-    call: Any,
-    rate: float,
-    seconds: float,
-    timeout: float = 1.0,
-    at: Sequence[tuple[float, Callable[[], None]]] = (),
-) -> Load:
-    """``rate`` RPCs a second for ``seconds``, each sent at its scheduled time with
-    ``call.future`` (no waiting on the previous: open loop); ``at``: (second, action)
-    run from the sending thread when their time comes (e.g. slow a backend down)."""
-    latencies: list[float] = []
-    failed: dict[str, int] = {}
-    lock = threading.Lock()
-    total = int(rate * seconds)
-    done = threading.Semaphore(0)
-    actions = sorted(at, key=lambda a: a[0])
-    start = time.monotonic() + 0.05
-    held: list[Any] = []
-
-    def finished(scheduled: float, future: Any) -> None:
-        latency = time.monotonic() - scheduled
-        try:
-            error = future.exception()
-            code = None if error is None else getattr(error, "code", lambda: None)()
-            name = None if error is None else getattr(code, "name", type(error).__name__)
-            with lock:
-                latencies.append(latency)
-                if name is not None:
-                    failed[name] = failed.get(name, 0) + 1
-        finally:
-            done.release()
-
-    for i in range(total):
-        scheduled = start + i / rate
-        while actions and start + actions[0][0] <= scheduled:
-            actions.pop(0)[1]()
-        pause = scheduled - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        try:
-            future = call.future(b"x", timeout=timeout)
-        except Exception as exc:  # a pool refusing at once counts as a failure
-            with lock:
-                failed[type(exc).__name__] = failed.get(type(exc).__name__, 0) + 1
-                latencies.append(time.monotonic() - scheduled)
-            done.release()
-            continue
-        held.append(future)  # a dropped call is cancelled (grpcio's rule, and the pool's)
-        future.add_done_callback(lambda f, s=scheduled: finished(s, f))
-    deadline = time.monotonic() + timeout + 10.0
-    for _ in range(total):
-        if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise RuntimeError(f"open loop: RPCs still pending {timeout + 10:g}s after the last")
-    return Load(latencies, failed)

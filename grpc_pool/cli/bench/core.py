@@ -95,6 +95,17 @@ ROWS: dict[str, str] = {
         "9b failed RPCs, 1 of 4 backends stalls 1.5 s for the middle third, deadline 1 s:"
         " peak_ewma / power_of_two ((failed + 1) / (failed + 1))"
     ),
+    "tail.steady": (
+        "9c p99, 1 of 4 backends slow (60 ms): pool with hedging / pool over the 3 fast ones"
+    ),
+    "tail.episode": (
+        "9d failed RPCs, 1 of 4 backends stalls 1.5 s for the middle third:"
+        " pool with hedging / raw round_robin ((failed + 1) / (failed + 1))"
+    ),
+    "tail.extra": "9e RPCs sent with hedging / without, on healthy backends (fast-only)",
+    "tail.both": (
+        "9f p99, 1 of 4 backends slow (60 ms): pool peak_ewma + hedging / pool over the 3 fast ones"
+    ),
 }
 
 # Rows of ``bench --deploy`` and benchmarks/test_deploy.py (grpc_pool.testing.deploy):
@@ -113,20 +124,6 @@ DEPLOY_ROWS: dict[str, str] = {
         " of connections / their fair share, 5 s after the scale-out (random subsets;"
         " fleet_index in the cell; baseline: raw round_robin)"
     ),
-}
-
-
-# Rows of ``bench --tail`` and benchmarks/test_tail.py (grpc_pool.testing.deploy.tail):
-# one slow backend of four, open-loop load (issue 26).
-TAIL_ROWS: dict[str, str] = {
-    "tail.steady": (
-        "9c p99, 1 of 4 backends slow (60 ms): pool with hedging / pool over the 3 fast ones"
-    ),
-    "tail.episode": (
-        "9d failed RPCs, 1 of 4 backends stalls 1.5 s for the middle third:"
-        " pool with hedging / raw round_robin ((failed + 1) / (failed + 1))"
-    ),
-    "tail.extra": "9e RPCs sent with hedging / without, on healthy backends (fast-only)",
 }
 
 
@@ -198,7 +195,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        return ROWS.get(self.key) or DEPLOY_ROWS.get(self.key) or TAIL_ROWS[self.key]
+        return ROWS.get(self.key) or DEPLOY_ROWS[self.key]
 
     @property
     def verdict(self) -> str:
@@ -226,7 +223,7 @@ HEADER = ["benchmark", "ratio", "target", "result", "pool", "baseline"]
 
 def format_table(rows: Sequence[Row]) -> str:
     """A markdown table, rows in ``ROWS`` order."""
-    order = [*ROWS, *DEPLOY_ROWS, *TAIL_ROWS]
+    order = [*ROWS, *DEPLOY_ROWS]
     lines = [HEADER, ["---"] * len(HEADER)]
     lines += [r.cells() for r in sorted(rows, key=lambda r: order.index(r.key))]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)

@@ -17,6 +17,7 @@ Then it sends initial metadata ``x-seen: <id>``.
 answers (a server stream: before its first message), and records ``<id>:cancelled``
 if the client cancels meanwhile (what a hedge's loser looks like to a server).
 SIGUSR1 makes it stall (``--stall-ms`` per request instead) until SIGUSR2.
+``--fail`` makes it answer every call INTERNAL at once (a broken backend).
 
 SIGTERM or SIGINT: ``server.stop(grace=--grace)`` (a GOAWAY; calls in flight get the
 grace), then exit 0. ``--max-age-ms`` sets ``grpc.max_connection_age_ms`` (with
@@ -71,6 +72,7 @@ def build_server(
     workers: int = 64,
     slow_ms: int = 0,
     stall: list[int] | None = None,
+    fail: bool = False,
 ) -> tuple[grpc.Server, int]:
     rec = Recorder(record)
     stall = stall if stall is not None else [0]  # [ms]: set by a signal, read per call
@@ -78,6 +80,8 @@ def build_server(
     def enter(first: bytes, context: grpc.ServicerContext) -> float:
         rid, delay = parse(first)
         rec.seen(rid)
+        if fail:
+            context.abort(grpc.StatusCode.INTERNAL, "backend broken")
         context.send_initial_metadata((("x-seen", rid),))
         wait_ms = stall[0] or slow_ms
         if wait_ms:
@@ -150,10 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lifetime", type=float, default=120.0)
     ap.add_argument("--slow-ms", type=int, default=0)
     ap.add_argument("--stall-ms", type=int, default=0)
+    ap.add_argument("--fail", action="store_true")
     a = ap.parse_args(argv)
     stall = [0]
     server, port = build_server(
-        a.port, a.host, a.record, a.max_age_ms, a.max_age_grace_ms, slow_ms=a.slow_ms, stall=stall
+        a.port,
+        a.host,
+        a.record,
+        a.max_age_ms,
+        a.max_age_grace_ms,
+        slow_ms=a.slow_ms,
+        stall=stall,
+        fail=a.fail,
     )
     signal.signal(signal.SIGUSR1, lambda *_: stall.__setitem__(0, a.stall_ms))
     signal.signal(signal.SIGUSR2, lambda *_: stall.__setitem__(0, 0))

@@ -61,12 +61,14 @@ class Backend:
         lifetime: float = 90.0,
         slow_ms: int = 0,
         stall_ms: int = 0,
+        fail: bool = False,
     ) -> None:
         self.port, self.host, self.record, self.grace = port, host, record, grace
         self.max_age_ms, self.max_age_grace_ms = max_age_ms, max_age_grace_ms
         self.lifetime = lifetime
         self.slow_ms = slow_ms
         self.stall_ms = stall_ms
+        self.fail = fail
         self.proc: subprocess.Popen[str] | None = None
 
     @property
@@ -83,6 +85,8 @@ class Backend:
         ]  # fmt: skip
         if self.record:
             cmd += ["--record", self.record]
+        if self.fail:
+            cmd += ["--fail"]
         env = {**os.environ, "GRPC_VERBOSITY": "ERROR"}
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, text=True, start_new_session=True, env=env

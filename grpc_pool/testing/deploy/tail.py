@@ -1,25 +1,32 @@
-"""Tail latency with one slow backend (issue 26's scenarios), shared by the hedging
-and picking benchmarks: 4 echo backends in child processes answering in
-``fast_ms``, one of them slow (``slow_ms`` steady, or a stall of ``stall_ms`` per
-request for the middle third of the run); clients in child processes of their
-own, one after another against the same backends (or all at once), each an
-open-loop load of ``rate`` unary RPCs per second for ``seconds``, every latency
-counted from its scheduled send (so a stalled client is not excused by sending
-less).
+"""One bad backend of four (issue 25's and 26's scenarios), the one harness of the
+tail-latency and outlier-ejection benchmarks: 4 echo backends in child processes
+answering in ``fast_ms``, the last one bad; clients in child processes of their
+own, every one started and warmed up first, then run one after another against the
+same backends, each an open-loop load of ``rate`` unary RPCs per second for
+``seconds`` (from a pool of threads, so a slow RPC never delays the next send),
+every latency counted from its scheduled send and a failed RPC counted as at least
+the deadline (so neither sending less nor failing fast improves a percentile).
 
-    result = run_tail(episode=False, clients=("reference", "rr", "pool_hedging"))
-    result["pool_hedging"].p99       # seconds
-    result["pool_hedging"].failed    # RPCs that failed (deadline 1 s)
+Scenarios: ``steady`` (the bad one answers in ``slow_ms``), ``episode`` (it stalls
+``stall_ms`` per request for the middle third of each client's run), ``failing``
+(it answers every call INTERNAL at once; no warm-up, so an ejection starts from
+nothing). One client at a time: on 2 cores, six open loops at once measure the
+CPU, not the backends.
+
+    result = run_tail("steady", clients=("reference", "rr", "pool_peak_ewma"))
+    result["pool_peak_ewma"].p99       # seconds
+    result["pool_peak_ewma"].failed    # RPCs that failed (deadline 1 s)
 
 Clients (``TAIL_CLIENTS``; a pool of ``size`` 8 each): ``reference`` (the pool over
 the fast backends only), ``reference_hedging`` (the same with hedging: the extra
 RPCs hedging sends on healthy backends), ``rr`` (raw grpcio ``round_robin`` over
-all four), ``pool`` (the pool, ``round_robin``), ``pool_hedging`` (the pool with
-``HedgingPolicy(methods=("/deploy.Echo/",))``, every other field defaulted),
-``pool_hedging_10ms`` (a fixed 10 ms delay, a 30% budget), ``pool_p2c``
-(``strategy="power_of_two"``), ``pool_p2c_hedging`` (both). Add a
-client: ``TAIL_CLIENTS[name] = factory(fast_targets, all_targets) -> (channel,
-close, pool or None)``.
+all four), ``rr_od`` (the same under grpcio's own outlier detection, gRFC A50),
+``pool`` (the pool, ``round_robin``), ``pool_p2c`` (``power_of_two``),
+``pool_peak_ewma``, ``pool_hedging`` (``HedgingPolicy(methods=("/deploy.Echo/",))``,
+every other field defaulted), ``pool_peak_ewma_hedging``, ``pool_hedging_10ms`` (a
+fixed 10 ms delay, a 30% budget), ``pool_p2c_hedging``. Add a client:
+``TAIL_CLIENTS[name] = factory(fast_targets, all_targets) -> (channel, close, pool
+or None)``.
 """
 
 from __future__ import annotations
@@ -37,7 +44,33 @@ from typing import Any
 from .backend import SERVICE, UNARY
 from .harness import Backend, free_port, reap_all
 
-__all__ = ["TAIL_CLIENTS", "TailClient", "TailResult", "run_tail"]
+__all__ = ["OD_CONFIG", "SCENARIOS", "TAIL_CLIENTS", "TailClient", "TailResult", "run_tail"]
+
+SCENARIOS = ("steady", "episode", "failing")
+# grpcio's own outlier ejection, with the pool's default figures (A50's minimum
+# hosts of 5 would never judge 4 backends).
+OD_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [
+            {
+                "outlier_detection_experimental": {
+                    "interval": "1s",
+                    "baseEjectionTime": "30s",
+                    "maxEjectionTime": "300s",
+                    "maxEjectionPercent": 50,
+                    "failurePercentageEjection": {
+                        "threshold": 85,
+                        "enforcementPercentage": 100,
+                        "minimumHosts": 3,
+                        "requestVolume": 20,
+                    },
+                    "childPolicy": [{"round_robin": {}}],
+                }
+            }
+        ]
+    }
+)
+RR_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 TailFactory = Callable[[Sequence[str], Sequence[str]], tuple[Any, Callable[[], None], Any]]
 
@@ -55,13 +88,13 @@ def _hedging(**fields: Any) -> Any:
     return grpc_pool.HedgingPolicy(methods=(f"/{SERVICE}/",), **fields)
 
 
-def _raw(targets: Sequence[str]) -> tuple[Any, Callable[[], None], Any]:
+def _raw(targets: Sequence[str], config: str = RR_CONFIG) -> tuple[Any, Callable[[], None], Any]:
     import grpc
 
-    config = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
     channel = grpc.insecure_channel(
         "ipv4:" + ",".join(targets), options=[("grpc.service_config", config)]
     )
+    grpc.channel_ready_future(channel).result(timeout=20)
     return channel, channel.close, None
 
 
@@ -69,9 +102,14 @@ TAIL_CLIENTS: dict[str, TailFactory] = {
     "reference": lambda fast, every: _pool(fast),
     "reference_hedging": lambda fast, every: _pool(fast, hedging=_hedging()),
     "rr": lambda fast, every: _raw(every),
+    "rr_od": lambda fast, every: _raw(every, OD_CONFIG),
     "pool": lambda fast, every: _pool(every),
-    "pool_hedging": lambda fast, every: _pool(every, hedging=_hedging()),
     "pool_p2c": lambda fast, every: _pool(every, strategy="power_of_two"),
+    "pool_peak_ewma": lambda fast, every: _pool(every, strategy="peak_ewma"),
+    "pool_hedging": lambda fast, every: _pool(every, hedging=_hedging()),
+    "pool_peak_ewma_hedging": lambda fast, every: _pool(
+        every, strategy="peak_ewma", hedging=_hedging()
+    ),
     "pool_hedging_10ms": lambda fast, every: _pool(every, hedging=_hedging(delay=0.01, budget=0.3)),
     "pool_p2c_hedging": lambda fast, every: _pool(
         every, strategy="power_of_two", hedging=_hedging()
@@ -110,15 +148,23 @@ class TailClient:
         hedges, rpcs = self.stats.get("hedges"), self.sent
         return None if hedges is None or not rpcs else hedges / rpcs
 
+    def data(self) -> dict[str, Any]:
+        """As JSON: the successes' latencies (ms, sorted), failures, the pool's counts."""
+        latencies = [round(x * 1000, 3) for x in sorted(self.latencies)]
+        return {"sent": self.sent, "failed": self.failed, "latencies_ms": latencies, **self.stats}
+
 
 @dataclass
 class TailResult:
-    episode: bool
+    scenario: str
     clients: dict[str, TailClient]
     seconds: float
 
     def __getitem__(self, name: str) -> TailClient:
         return self.clients[name]
+
+    def data(self) -> dict[str, Any]:
+        return {n: c.data() for n, c in self.clients.items()}
 
 
 def _open_loop(
@@ -126,7 +172,6 @@ def _open_loop(
 ) -> tuple[list[float], int, int]:
     """RPCs sent at their scheduled times (from a pool of threads, so a slow one
     never delays the next); (latencies of the successes, failures, sent)."""
-    import grpc
 
     unary = channel.unary_unary(UNARY)
     latencies: list[float] = []
@@ -136,7 +181,7 @@ def _open_loop(
     def one(i: int, scheduled: float) -> None:
         try:
             unary(f"t{i}".encode(), timeout=deadline)
-        except grpc.RpcError:
+        except Exception:  # an RpcError, or a pool refusing at once: a failure either way
             with lock:
                 failed[0] += 1
             return
@@ -157,7 +202,14 @@ def _open_loop(
 
 
 def _client_main(
-    name: str, fast: Sequence[str], every: Sequence[str], go: Any, out: Any, load: dict[str, Any]
+    name: str,
+    fast: Sequence[str],
+    every: Sequence[str],
+    go: Any,
+    out: Any,
+    load: dict[str, Any],
+    warmup: int,
+    turn: float,
 ) -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
@@ -166,11 +218,14 @@ def _client_main(
             if pool is not None:
                 pool.wait_ready(timeout=15, min_ready=8)
             unary = channel.unary_unary(UNARY)
-            for i in range(100):  # warm up (and give an adaptive hedging delay its samples)
+            for i in range(warmup):  # warm up (and give an adaptive hedging delay its samples)
                 unary(f"w{i}".encode(), timeout=5)
             before = _counts(pool)
             out.put(("ready", name))
-            go.wait(60)
+            # Its turn comes after every client before it (a shorter bound once let
+            # the last clients start together, overlapping the one still running).
+            if not go.wait(turn):
+                raise RuntimeError(f"no start signal within {turn:.0f} s")
             latencies, failed, sent = _open_loop(channel, **load)
             after = _counts(pool)
             stats = {k: after[k] - before[k] for k in after}
@@ -182,14 +237,14 @@ def _client_main(
 
 
 def _counts(pool: Any) -> dict[str, int]:
-    if pool is None:
+    if pool is None or pool.config.hedging is None:  # counted only where it hedges
         return {}
     stats = pool.stats()
     return {"hedges": stats.hedges, "hedges_won": stats.hedges_won}
 
 
 def run_tail(
-    episode: bool,
+    scenario: str,
     clients: Sequence[str] = ("reference", "rr", "pool", "pool_hedging"),
     *,
     rate: float = 200.0,
@@ -200,14 +255,26 @@ def run_tail(
     stall_ms: int = 1500,
     together: bool = False,
 ) -> TailResult:
-    """4 backends (the last slow: ``slow_ms`` steady, or with ``episode`` a stall
-    of ``stall_ms`` per request for the middle third of each client's run); the
-    clients one after another against the same backends (every client process
-    started and warmed up first), or with ``together`` all at once (one episode):
-    on 2 cores, six open loops at once measure the CPU, not the backends."""
-    backends = [Backend(free_port(), slow_ms=fast_ms) for _ in range(3)]
-    slow = Backend(free_port(), slow_ms=fast_ms if episode else slow_ms, stall_ms=stall_ms)
+    """4 backends, the last one bad as ``scenario`` says (``SCENARIOS``); the clients
+    one after another against the same backends (every client process started and
+    warmed up first), or with ``together`` all at once (one episode): on 2 cores,
+    six open loops at once measure the CPU, not the backends."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario={scenario!r}: expected one of {SCENARIOS}")
+    episode = scenario == "episode"
+    # Every client's turn, then the backends' own deadline (their default 90 s
+    # once ended a run of eight 12 s clients early).
+    turn = 60.0 + len(clients) * (seconds + deadline + 60.0)
+    backends = [Backend(free_port(), slow_ms=fast_ms, lifetime=turn + 60) for _ in range(3)]
+    slow = Backend(
+        free_port(),
+        slow_ms=slow_ms if scenario == "steady" else fast_ms,
+        stall_ms=stall_ms,
+        fail=scenario == "failing",
+        lifetime=turn + 60,
+    )
     backends.append(slow)
+    warmup = 0 if scenario == "failing" else 100
     fast = [b.address for b in backends[:3]]
     every = [b.address for b in backends]
     ctx = mp.get_context("spawn")
@@ -223,7 +290,7 @@ def run_tail(
         for name in clients:
             proc = ctx.Process(
                 target=_client_main,
-                args=(name, fast, every, gos[name], out, load),
+                args=(name, fast, every, gos[name], out, load, warmup, turn),
                 daemon=True,
                 name=f"tail-client-{name}",
             )
@@ -253,7 +320,7 @@ def run_tail(
         reap_all()
     for name in clients:
         results.setdefault(name, TailClient(name, error="no result (timed out)"))
-    return TailResult(episode, {n: results[n] for n in clients}, time.monotonic() - started)
+    return TailResult(scenario, {n: results[n] for n in clients}, time.monotonic() - started)
 
 
 def _collect(out: Any, count: int, timeout: float, results: dict[str, TailClient]) -> None:
