@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from grpc_pool.testing.deploy.harness import Backend, Dns, free_port, reap_all
+from grpc_pool.testing.deploy.harness import Backend, Dns, end_children, free_port, reap_all
 
 NAME = "svc.test"
 OLD = [f"127.0.0.{i}" for i in range(2, 6)]
@@ -359,15 +359,7 @@ def run_fleet(
             run.errors.append(f"{processes - got} clients sent no result")
     finally:
         stop.set()
-        for proc in procs:
-            proc.join(15)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
-        for b in backends:
-            b.term()
-        for b in backends:
-            b.wait(5)
+        end_children(procs, backends, join=15)
         if dns is not None:
             dns.stop()
         reap_all()

@@ -159,6 +159,20 @@ class Dns:
         self._server.stop()
 
 
+def end_children(procs: Sequence[Any], backends: Sequence[Backend], join: float = 5.0) -> None:
+    """Client processes joined (killed past ``join`` seconds), then every backend
+    sent SIGTERM at once and waited for: one teardown for every scenario."""
+    for proc in procs:
+        proc.join(join)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+    for backend in backends:
+        backend.term()
+    for backend in backends:
+        backend.wait(5)
+
+
 def spread_hosts(count: int, first: int = 1) -> Sequence[str]:
     """Loopback addresses 127.0.0.<first>.. (Linux routes all of 127/8 to lo)."""
     return [f"127.0.0.{first + i}" for i in range(count)]

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backend import SERVICE, UNARY
-from .harness import Backend, free_port, reap_all
+from .harness import Backend, end_children, free_port, reap_all
 
 __all__ = ["OD_CONFIG", "SCENARIOS", "TAIL_CLIENTS", "TailClient", "TailResult", "run_tail"]
 
@@ -308,15 +308,7 @@ def run_tail(
                 slow.stall(False)
             _collect(out, len(group), seconds + deadline + 60.0, results)
     finally:
-        for proc in procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
-        for backend in backends:
-            backend.term()
-        for backend in backends:
-            backend.wait(5)
+        end_children(procs, backends)
         reap_all()
     for name in clients:
         results.setdefault(name, TailClient(name, error="no result (timed out)"))
