@@ -133,7 +133,9 @@ def test_a_recovered_backend_gets_its_share_back(
     with grpc_pool.Pool(four.target, **options) as pool:
         pool.wait_ready(timeout=10, min_ready=8)
         _share(pool, four, 20, 3)
-        assert _share(pool, four, 60, 3) < 0.1
+        # Under its fair quarter by far, probes included: PROBE_AFTER is 0.2 s here, so
+        # a slower machine (CI's side-by-side suites: 6 of 60) probes more often.
+        assert _share(pool, four, 60, 3) < 0.15
         four.set(3, "ok:2")
         wait_until(lambda: _share(pool, four, 80, 3) > 0.15, 30, "its share back")
         signals = [c.signals for c in pool._snapshot]
