@@ -381,7 +381,7 @@ class _CountedIterator:
         return getattr(self._inner, name)
 
 
-def track(gate: Gate, result: Any, started: float = 0.0) -> Any:
+def track(gate: Gate, result: Any, started: float) -> Any:
     """Count ``result`` until its RPC ends, whatever an interceptor returned;
     ``started``: what the gate's ``_start`` returned."""
     ending = _Ending(gate, result, started)

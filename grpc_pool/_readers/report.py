@@ -58,8 +58,8 @@ def pool_stats(
         connections=_known_sum(s.connections for s in slots),
         subset=tuple(b.address for b in backends if b.slots),
         ejections=_ejections(state),
-        hedges=retries[2] if len(retries) > 2 else 0,
-        hedges_won=retries[3] if len(retries) > 3 else 0,
+        hedges=retries[2],
+        hedges_won=retries[3],
     )
 
 
