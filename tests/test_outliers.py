@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -17,7 +18,7 @@ import grpc_pool
 from grpc_pool._channel.gate import RpcCounter
 from grpc_pool._config.outliers import OutlierEjection
 from grpc_pool._contract.state import Ejection
-from grpc_pool._writer.outliers import Sample, decide, ejection_limit
+from grpc_pool._writer.outliers import IDLE_INTERVAL, Ejector, Sample, decide, ejection_limit
 from grpc_pool.cli.bench.backends import WORK, Backends, backends
 from tests.conftest import FAST, Recorder, wait_until
 
@@ -86,6 +87,34 @@ def test_an_interval_without_failure_earns_a_step_back() -> None:
     assert records["a"].multiplier == 2
     records, _ = decide(policy, [Sample("a", answered=30, failed=1)], records, 1.0, True)
     assert records["a"].multiplier == 2
+
+
+def test_an_idle_pool_is_judged_rarely_and_a_busy_one_every_interval() -> None:
+    """While no call ends and no backend is out or on a multiplier, the next
+    statistical check is IDLE_INTERVAL away (an idle pool's writer sleeps); once
+    calls end it is back to every ``interval``, and a backend on a multiplier
+    keeps the interval (its step back must not wait)."""
+    config = grpc_pool.PoolConfig(
+        target="127.0.0.1:1", outlier_ejection=OutlierEjection(interval=0.5)
+    )
+    ejector = Ejector(config, "t", lambda: None)
+    counter = RpcCounter(0)
+    channel = SimpleNamespace(channel_id="c", target="a", _counter=counter)
+    ejector._next = 0.0  # the statistical check is due now
+    before = time.monotonic()
+    ejector.tick([channel])  # type: ignore[list-item]
+    assert min(ejector.deadlines()) >= before + IDLE_INTERVAL
+    counter._start()
+    counter._end(OK)
+    ejector._next = 0.0
+    before = time.monotonic()
+    ejector.tick([channel])  # type: ignore[list-item]
+    assert before + 0.5 <= min(ejector.deadlines()) < before + IDLE_INTERVAL
+    ejector.records = {"a": Ejection("a", ejections=2, multiplier=2)}  # one step back: 1 left
+    ejector._next = 0.0
+    before = time.monotonic()
+    ejector.tick([channel])  # type: ignore[list-item]
+    assert min(ejector.deadlines()) < before + IDLE_INTERVAL
 
 
 def test_what_counts_as_a_failure() -> None:

@@ -4,6 +4,7 @@ picks a pooled channel; multi-callables built once survive every layout change."
 from __future__ import annotations
 
 import gc
+import logging
 import subprocess
 import sys
 import textwrap
@@ -124,9 +125,25 @@ def test_wait_for_ready_is_woken_when_a_channel_comes(make_pool: Any) -> None:
         caller.join(5)
 
 
-def test_built_once_survives_resize_refresh_and_reconnect(server: EchoServer) -> None:
+def test_built_once_survives_resize_refresh_and_reconnect(
+    server: EchoServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """Multi-callables built once keep working across scale down/up, max-age
-    refresh and a server restart: no ValueError, never a retired channel."""
+    refresh and a server restart: no ValueError, never a retired channel. The one
+    failure allowed is the documented one: an RPC still running when its retired
+    channel's grace (0.1 s here, so that the refreshes keep coming) runs out is
+    cancelled by the close, and the pool logs that close with its RPC count."""
+    caplog.set_level(logging.INFO, logger="grpc_pool._writer.retire")
+    cut_off: list[grpc.RpcError] = []
+
+    def echo_ok() -> None:
+        try:
+            assert echo(b"x", timeout=5, wait_for_ready=True) == b"x"
+        except grpc.RpcError as error:
+            if error.code() is not grpc.StatusCode.CANCELLED:
+                raise
+            cut_off.append(error)
+
     with grpc_pool.Pool(
         server.target, size=3, max_connection_age=0.3, **{**FAST, "retire_grace": 0.1}
     ) as pool:
@@ -142,7 +159,7 @@ def test_built_once_survives_resize_refresh_and_reconnect(server: EchoServer) ->
             if step == 4:
                 pool.scale_up(3)
             for _ in range(50):
-                assert echo(b"x", timeout=5, wait_for_ready=True) == b"x"
+                echo_ok()
             assert list(stream(b"2", timeout=5, wait_for_ready=True)) == [b"2", b"2"]
             wait_until(lambda: pool.stats().retiring == 0, what="retired channels closed")
         # Max-age refreshes one slot at a time: wait for it rather than for the loop's
@@ -152,6 +169,13 @@ def test_built_once_survives_resize_refresh_and_reconnect(server: EchoServer) ->
             what="every first channel replaced by max-age refresh",
         )
         assert echo(b"x", timeout=5, wait_for_ready=True) == b"x"
+    closed_busy = sum(
+        record.args[2]  # type: ignore[index,misc]
+        for record in caplog.records
+        if "still in flight after the grace" in record.getMessage()
+    )
+    assert all(error.details() == "Channel closed!" for error in cut_off), cut_off
+    assert len(cut_off) <= closed_busy, (cut_off, closed_busy)
 
 
 def test_retired_channel_refuses_instead_of_crashing(tmp_path: Any) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +27,11 @@ from .layout import NOTHING, Effects
 __all__ = ["Ejector", "Sample", "decide", "ejection_limit"]
 
 logger = logging.getLogger(__name__)
+
+# Seconds between the statistical checks while no call ends (an idle pool): its
+# writer wakes this rarely instead of every ``interval``; the first check after
+# calls resume judges everything since the last one.
+IDLE_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +139,13 @@ def _statistical(
     return found
 
 
+def _quiet(samples: Iterable[Sample], records: Iterable[Ejection]) -> bool:
+    """No call ended in the interval and no backend is out or on a multiplier."""
+    return not any(s.answered or s.failed for s in samples) and not any(
+        r.ejected or r.multiplier for r in records
+    )
+
+
 class Ejector:
     """The writer's outlier ejection: counts read, ``decide`` called, what to leave out."""
 
@@ -186,6 +198,10 @@ class Ejector:
         records, changes = decide(policy, list(samples.values()), self.records, now, statistical)
         changed = records != self.records
         self.records = records
+        if statistical and _quiet(samples.values(), records.values()):
+            # Nothing to judge and nothing to decay: an idle pool's writer sleeps
+            # (a failure streak still wakes it at once through on_failing).
+            self._next = now + max(policy.interval, IDLE_INTERVAL)
         if not changes:
             return Effects(changed=changed)
         events: list[tuple[Any, dict[str, Any]]] = []
