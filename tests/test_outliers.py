@@ -90,31 +90,31 @@ def test_an_interval_without_failure_earns_a_step_back() -> None:
 
 
 def test_an_idle_pool_is_judged_rarely_and_a_busy_one_every_interval() -> None:
-    """While no call ends and no backend is out or on a multiplier, the next
-    statistical check is IDLE_INTERVAL away (an idle pool's writer sleeps); once
-    calls end it is back to every ``interval``, and a backend on a multiplier
-    keeps the interval (its step back must not wait)."""
-    config = grpc_pool.PoolConfig(
-        target="127.0.0.1:1", outlier_ejection=OutlierEjection(interval=0.5)
-    )
+    """While no call ends and no backend is out or on a multiplier, or the pool
+    has one backend, the next statistical check is IDLE_INTERVAL away (the writer
+    sleeps); once calls end on two backends it is back to every ``interval``, and
+    a backend on a multiplier keeps the interval (its step back must not wait)."""
+    policy = OutlierEjection(interval=0.5)
+    config = grpc_pool.PoolConfig(target="127.0.0.1:1", outlier_ejection=policy)
     ejector = Ejector(config, "t", lambda: None)
-    counter = RpcCounter(0)
-    channel = SimpleNamespace(channel_id="c", target="a", _counter=counter)
-    ejector._next = 0.0  # the statistical check is due now
-    before = time.monotonic()
-    ejector.tick([channel])  # type: ignore[list-item]
-    assert min(ejector.deadlines()) >= before + IDLE_INTERVAL
-    counter._start()
-    counter._end(OK)
-    ejector._next = 0.0
-    before = time.monotonic()
-    ejector.tick([channel])  # type: ignore[list-item]
-    assert before + 0.5 <= min(ejector.deadlines()) < before + IDLE_INTERVAL
+    counters = {name: RpcCounter(0) for name in "ab"}
+    both = [SimpleNamespace(channel_id=n, target=n, _counter=c) for n, c in counters.items()]
+
+    def next_check(channels: list[SimpleNamespace]) -> float:
+        ejector._next = 0.0  # the statistical check is due now
+        before = time.monotonic()
+        ejector.tick(channels)  # type: ignore[arg-type]
+        return min(ejector.deadlines()) - before
+
+    assert next_check(both) >= IDLE_INTERVAL
+    counters["a"]._start()
+    counters["a"]._end(OK)
+    assert 0.5 <= next_check(both) < IDLE_INTERVAL
+    counters["a"]._start()
+    counters["a"]._end(OK)
+    assert next_check(both[:1]) >= IDLE_INTERVAL  # one backend: never ejected
     ejector.records = {"a": Ejection("a", ejections=2, multiplier=2)}  # one step back: 1 left
-    ejector._next = 0.0
-    before = time.monotonic()
-    ejector.tick([channel])  # type: ignore[list-item]
-    assert min(ejector.deadlines()) < before + IDLE_INTERVAL
+    assert next_check(both) < IDLE_INTERVAL
 
 
 def test_what_counts_as_a_failure() -> None:

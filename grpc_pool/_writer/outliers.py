@@ -198,9 +198,9 @@ class Ejector:
         records, changes = decide(policy, list(samples.values()), self.records, now, statistical)
         changed = records != self.records
         self.records = records
-        if statistical and _quiet(samples.values(), records.values()):
-            # Nothing to judge and nothing to decay: an idle pool's writer sleeps
-            # (a failure streak still wakes it at once through on_failing).
+        if statistical and (len(samples) < 2 or _quiet(samples.values(), records.values())):
+            # Nothing to judge and nothing to decay, or one backend (never ejected):
+            # the writer sleeps (a failure streak still wakes it through on_failing).
             self._next = now + max(policy.interval, IDLE_INTERVAL)
         if not changes:
             return Effects(changed=changed)
