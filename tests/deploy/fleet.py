@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,19 +296,16 @@ def run_fleet(
             proc.start()
             procs.append(proc)
         ready = 0
-        deadline = time.monotonic() + 60
-        while ready < processes and time.monotonic() < deadline:
-            try:
-                message = q.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if message[0] == "ready":
-                ready += 1
-            else:
+        for message in _messages(q, processes, 60):
+            if message[0] != "ready":  # a client that failed before its ready
                 run.errors.append(f"client {message[1]}: {message[5]}")
                 break
+            ready += 1
         if ready < processes:
-            raise RuntimeError(f"{ready}/{processes} fleet clients ready: {run.errors}")
+            codes = [proc.exitcode for proc in procs]  # a crash sends nothing
+            raise RuntimeError(
+                f"{ready}/{processes} fleet clients ready: {run.errors}; exit codes {codes}"
+            )
         start = time.monotonic()
         t0.value = start
 
@@ -335,14 +332,7 @@ def run_fleet(
         stop.set()
         event("stop")
         got = 0
-        deadline = time.monotonic() + 30
-        while got < processes and time.monotonic() < deadline:
-            try:
-                message = q.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if message[0] != "result":
-                continue
+        for message in _messages(q, processes, 30):
             got += 1
             _, index, ok, failures, samples, error = message
             run.ok.update(ok)
@@ -366,6 +356,16 @@ def run_fleet(
     _count_records(run, work)
     shutil.rmtree(work, ignore_errors=True)
     return run
+
+
+def _messages(q: Any, count: int, limit: float) -> Iterator[tuple[Any, ...]]:
+    """Up to ``count`` messages from the clients' queue within ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    for _ in range(count):
+        try:
+            yield q.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            return
 
 
 def _wait(condition: Callable[[], bool], limit: float) -> bool:
