@@ -31,7 +31,7 @@ from ._contract.commands import Pause, Resume
 from ._contract.state import PoolState
 from ._readers.reader import Reader
 
-__all__ = ["ForkSupport"]
+__all__ = ["ForkSupport", "register_handlers"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +82,9 @@ class ForkSupport:
             post(command)
 
     def track(self) -> None:
-        global _registered
         with _lock:
             _live.add(self)
-            if not _registered and hasattr(os, "register_at_fork"):
-                os.register_at_fork(
-                    before=_before, after_in_parent=_after_in_parent, after_in_child=_after_in_child
-                )
-                _registered = True
+        register_handlers()
 
     def untrack(self) -> None:
         with _lock:
@@ -151,6 +146,22 @@ class ForkSupport:
             self.forked = False
             inherited: PoolState[object] = self._orphans[0]  # type: ignore[assignment]
             relaunch(max(1, inherited.expected))
+
+
+def register_handlers() -> None:
+    """Install the fork handlers, once per process (the first pool does).
+
+    Python runs before-fork handlers in the reverse order of registration, so they
+    may run before or after grpcio's own (``GRPC_ENABLE_FORK_SUPPORT``, registered
+    with the process's first channel): both orders are handled (see
+    ``PooledChannel._wait_for_poller``)."""
+    global _registered
+    with _lock:
+        if not _registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(
+                before=_before, after_in_parent=_after_in_parent, after_in_child=_after_in_child
+            )
+            _registered = True
 
 
 def _before() -> None:

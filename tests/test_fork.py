@@ -61,22 +61,33 @@ INFLIGHT = Path(__file__).parent / "scripts" / "fork_inflight.py"
 
 
 @pytest.mark.parametrize(
-    ("fork_support", "watch"),
-    [(False, "poll"), (True, "poll"), (False, "subscribe")],
-    ids=["default-env", "fork-support", "subscribe-fallback"],
+    ("fork_support", "watch", "order", "forks"),
+    [
+        (False, "poll", "", 20),
+        (True, "poll", "", 20),
+        (False, "subscribe", "", 20),
+        (True, "subscribe", "grpc-first", 10),
+    ],
+    ids=["default-env", "fork-support", "subscribe-fallback", "subscribe-grpc-first"],
 )
-def test_fork_with_rpcs_in_flight(echo_server_process: str, fork_support: bool, watch: str) -> None:
-    """20 forks while 16 threads are mid-RPC through pool.channel: no child crashes
+def test_fork_with_rpcs_in_flight(
+    echo_server_process: str, fork_support: bool, watch: str, order: str, forks: int
+) -> None:
+    """Forks while 16 threads are mid-RPC through pool.channel: no child crashes
     (new RPCs are held and those in flight drain before the fork), every child's
     first RPC (wait_for_ready, within 10 s: a failed first attempt is retried) works
-    on connections of its own, and the parent's RPCs all succeed; also when the pool
-    watches connectivity through grpcio's subscribe() pollers (the fallback)."""
+    on connections of its own, the parent's RPCs all succeed, and every fork found
+    the pool quiesced (no park timeout); also when the pool watches connectivity
+    through grpcio's subscribe() pollers (the fallback), and when grpcio's own fork
+    handler runs before the pool's and holds those pollers (GRPC_ENABLE_FORK_SUPPORT,
+    grpcio's handlers installed after the pool's: the order depends on which comes
+    first, ``Pool()`` or its first channel)."""
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
     env["GRPC_VERBOSITY"] = "ERROR"
     if fork_support:
         env["GRPC_ENABLE_FORK_SUPPORT"] = "1"
     done = subprocess.run(
-        [sys.executable, str(INFLIGHT), echo_server_process, "20", "16", watch],
+        [sys.executable, str(INFLIGHT), echo_server_process, str(forks), "16", watch, order],
         capture_output=True,
         text=True,
         timeout=120,
@@ -84,7 +95,10 @@ def test_fork_with_rpcs_in_flight(echo_server_process: str, fork_support: bool, 
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["forks"] == 20
+    assert result["forks"] == forks
     assert result["crashed"] == 0 and result["failed"] == 0, (result, done.stderr[-2000:])
     assert result["parent_errors"] == 0, result
+    assert result["unquiesced"] == 0, result  # a park timeout: PAUSE_TIMEOUT waited out
+    if order:
+        assert result["grpc_first"] is True, result  # the order this row is about
     print(f"fork_support={fork_support}: {result}")
