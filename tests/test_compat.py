@@ -78,17 +78,19 @@ def test_grpcio_check_connectivity_state_reads_and_connects(server: EchoServer) 
 
 
 def test_grpcio_fork_state_is_readable() -> None:
-    """grpcio's private ``cygrpc._fork_state.fork_in_progress`` and
-    ``cygrpc._fork_handler_failed`` exist (False outside a fork): the pool reads them
-    to know that grpcio's own fork handler, when it ran first, holds its pollers
-    (``PooledChannel._wait_for_poller``). If grpcio renames or drops them, such forks
-    wait out PAUSE_TIMEOUT again (tests/test_fork.py's subscribe-grpc-first row
-    fails); this test says why."""
+    """grpcio's private ``cygrpc._fork_state`` (``fork_handler_registered``,
+    ``fork_in_progress``) and ``cygrpc._fork_handler_failed`` exist (False outside a
+    fork): the pool reads them to install its fork handlers after grpcio's
+    (``_fork.register_handlers``) and to know that grpcio's handler, should it run
+    first, holds its pollers (``PooledChannel._wait_for_poller``). If grpcio renames
+    or drops them, tests/test_fork.py's futures-register-early and
+    subscribe-grpc-first rows fail; this test says why."""
     cygrpc = importlib.import_module("grpc._cython.cygrpc")
     state = getattr(cygrpc, "_fork_state", None)
     assert state is not None, f"grpcio {grpc.__version__}: no cygrpc._fork_state"
     assert state.fork_in_progress is False
-    assert isinstance(state.fork_handler_registered, bool)  # tests/scripts/fork_inflight.py
+    assert isinstance(state.fork_handler_registered, bool)
+    assert callable(cygrpc.is_fork_support_enabled)
     assert cygrpc._fork_handler_failed is False
     assert grpc_fork_holds_threads() is False
 

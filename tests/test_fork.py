@@ -61,17 +61,24 @@ INFLIGHT = Path(__file__).parent / "scripts" / "fork_inflight.py"
 
 
 @pytest.mark.parametrize(
-    ("fork_support", "watch", "order", "forks"),
+    ("fork_support", "options", "forks"),
     [
-        (False, "poll", "", 20),
-        (True, "poll", "", 20),
-        (False, "subscribe", "", 20),
-        (True, "subscribe", "grpc-first", 10),
+        (False, (), 20),
+        (True, (), 20),
+        (False, ("subscribe",), 20),
+        (True, ("subscribe", "grpc-first"), 10),
+        (True, ("futures", "register-early"), 10),
     ],
-    ids=["default-env", "fork-support", "subscribe-fallback", "subscribe-grpc-first"],
+    ids=[
+        "default-env",
+        "fork-support",
+        "subscribe-fallback",
+        "subscribe-grpc-first",
+        "futures-register-early",
+    ],
 )
 def test_fork_with_rpcs_in_flight(
-    echo_server_process: str, fork_support: bool, watch: str, order: str, forks: int
+    echo_server_process: str, fork_support: bool, options: tuple[str, ...], forks: int
 ) -> None:
     """Forks while 16 threads are mid-RPC through pool.channel: no child crashes
     (new RPCs are held and those in flight drain before the fork), every child's
@@ -80,14 +87,16 @@ def test_fork_with_rpcs_in_flight(
     the pool quiesced (no park timeout); also when the pool watches connectivity
     through grpcio's subscribe() pollers (the fallback), and when grpcio's own fork
     handler runs before the pool's and holds those pollers (GRPC_ENABLE_FORK_SUPPORT,
-    grpcio's handlers installed after the pool's: the order depends on which comes
-    first, ``Pool()`` or its first channel)."""
+    grpcio's handlers installed after the pool's). With fork support and the pool's
+    handlers installed before the process's first channel, the pool has grpcio
+    install its own first, so the pool's run first and futures in flight (completed
+    by grpcio's threads, which grpcio's handler holds) drain before every fork."""
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
     env["GRPC_VERBOSITY"] = "ERROR"
     if fork_support:
         env["GRPC_ENABLE_FORK_SUPPORT"] = "1"
     done = subprocess.run(
-        [sys.executable, str(INFLIGHT), echo_server_process, str(forks), "16", watch, order],
+        [sys.executable, str(INFLIGHT), echo_server_process, str(forks), "16", *options],
         capture_output=True,
         text=True,
         timeout=120,
@@ -99,6 +108,9 @@ def test_fork_with_rpcs_in_flight(
     assert result["crashed"] == 0 and result["failed"] == 0, (result, done.stderr[-2000:])
     assert result["parent_errors"] == 0, result
     assert result["unquiesced"] == 0, result  # a park timeout: PAUSE_TIMEOUT waited out
-    if order:
+    if "grpc-first" in options:
         assert result["grpc_first"] is True, result  # the order this row is about
+    if "register-early" in options:
+        assert result["grpc_first"] is False, result  # the pool had grpcio's installed first
+        assert result["undrained"] == 0, result  # no fork waited out fork_drain_timeout
     print(f"fork_support={fork_support}: {result}")
