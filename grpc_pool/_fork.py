@@ -18,12 +18,16 @@ the one revive point, called by the readers and by every command to the writer).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import Any
+
+import grpc
 
 from ._base.parking import Parkable
 from ._channel import gate
@@ -31,7 +35,7 @@ from ._contract.commands import Pause, Resume
 from ._contract.state import PoolState
 from ._readers.reader import Reader
 
-__all__ = ["ForkSupport"]
+__all__ = ["ForkSupport", "register_handlers"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ PAUSE_TIMEOUT = 5.0
 _DRAIN_POLL = 0.002
 # Off only in tests that show what happens without it.
 ENABLED = True
+# Off only in tests that show grpcio's fork handlers running before the pool's.
+GRPC_HANDLERS_FIRST = True
 
 _live: weakref.WeakSet[ForkSupport] = weakref.WeakSet()
 _parked: list[ForkSupport] = []
@@ -82,14 +88,9 @@ class ForkSupport:
             post(command)
 
     def track(self) -> None:
-        global _registered
         with _lock:
             _live.add(self)
-            if not _registered and hasattr(os, "register_at_fork"):
-                os.register_at_fork(
-                    before=_before, after_in_parent=_after_in_parent, after_in_child=_after_in_child
-                )
-                _registered = True
+        register_handlers()
 
     def untrack(self) -> None:
         with _lock:
@@ -151,6 +152,41 @@ class ForkSupport:
             self.forked = False
             inherited: PoolState[object] = self._orphans[0]  # type: ignore[assignment]
             relaunch(max(1, inherited.expected))
+
+
+def register_handlers() -> None:
+    """Install the fork handlers, once per process (the first pool does), after
+    grpcio's own (``_grpc_handlers_first``): Python runs before-fork handlers in the
+    reverse order of registration, so at fork the pool's run first."""
+    global _registered
+    with _lock:
+        if _registered or not hasattr(os, "register_at_fork"):
+            return
+        if GRPC_HANDLERS_FIRST:
+            _grpc_handlers_first()
+        os.register_at_fork(
+            before=_before, after_in_parent=_after_in_parent, after_in_child=_after_in_child
+        )
+        _registered = True
+
+
+def _grpc_handlers_first() -> None:
+    """With GRPC_ENABLE_FORK_SUPPORT grpcio installs fork handlers of its own, with the
+    process's first channel; its before-fork handler waits for grpcio's threads and
+    holds them until after the fork: the connectivity pollers, and the threads that
+    complete futures and streams. Run before the pool's, it stalls the pool's drain
+    (each fork with futures in flight waited out ``fork_drain_timeout``) and its
+    parking (held pollers never end; ``PooledChannel._wait_for_poller`` lets them
+    count as parked). A pool's first channel is built by a worker, racing ``Pool()``;
+    so when grpcio has not installed its handlers yet, one channel, built and closed
+    at once (it never connects), makes it. Reads grpcio's private
+    ``cygrpc._fork_state`` (tests/test_compat.py checks it)."""
+    cygrpc: Any = importlib.import_module("grpc._cython.cygrpc")
+    enabled = getattr(cygrpc, "is_fork_support_enabled", None)
+    state = getattr(cygrpc, "_fork_state", None)
+    if enabled is None or not enabled() or getattr(state, "fork_handler_registered", False):
+        return
+    grpc.insecure_channel("127.0.0.1:1").close()
 
 
 def _before() -> None:

@@ -1,8 +1,9 @@
-"""grpcio compatibility: the private grpcio attribute the pool relies on, and the
+"""grpcio compatibility: the private grpcio attributes the pool relies on, and the
 floor versions CI tests (.ci/floor.txt) against the ones pyproject.toml claims."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 from pathlib import Path
@@ -11,7 +12,7 @@ import grpc
 import pytest
 from packaging.version import Version
 
-from grpc_pool._channel.pooled import _connectivity_state
+from grpc_pool._channel.pooled import _connectivity_state, grpc_fork_holds_threads
 from grpc_pool._workers.watch import checker
 from grpc_pool.testing import EchoServer
 
@@ -74,6 +75,24 @@ def test_grpcio_check_connectivity_state_reads_and_connects(server: EchoServer) 
         channel.close()
     with pytest.raises(ValueError):
         read(False)
+
+
+def test_grpcio_fork_state_is_readable() -> None:
+    """grpcio's private ``cygrpc._fork_state`` (``fork_handler_registered``,
+    ``fork_in_progress``) and ``cygrpc._fork_handler_failed`` exist (False outside a
+    fork): the pool reads them to install its fork handlers after grpcio's
+    (``_fork.register_handlers``) and to know that grpcio's handler, should it run
+    first, holds its pollers (``PooledChannel._wait_for_poller``). If grpcio renames
+    or drops them, tests/test_fork.py's futures-register-early and
+    subscribe-grpc-first rows fail; this test says why."""
+    cygrpc = importlib.import_module("grpc._cython.cygrpc")
+    state = getattr(cygrpc, "_fork_state", None)
+    assert state is not None, f"grpcio {grpc.__version__}: no cygrpc._fork_state"
+    assert state.fork_in_progress is False
+    assert isinstance(state.fork_handler_registered, bool)
+    assert callable(cygrpc.is_fork_support_enabled)
+    assert cygrpc._fork_handler_failed is False
+    assert grpc_fork_holds_threads() is False
 
 
 def _pins(text: str) -> dict[str, str]:
