@@ -35,7 +35,7 @@ def test_graceful_rolling_restart(benchmark: Any, report: Report) -> None:
 
 def test_rolling_update_behind_dns(benchmark: Any, report: Report) -> None:
     """Each backend replaced by a new one on a new loopback address behind DNS
-    (tests/dnsmasq.py, TTL 1 s), target ``dns://127.0.0.1:PORT/svc.test:PORT``.
+    (grpc_pool/testing/deploy/dnsmasq.py, TTL 1 s), target ``dns://127.0.0.1:PORT/svc.test:PORT``.
     The raw channels re-resolve at most every 0.5 s
     (``grpc.dns_min_time_between_resolutions_ms``; grpcio's default is 30 s)."""
     try:

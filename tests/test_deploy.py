@@ -192,7 +192,7 @@ def test_kill_with_only_two_backends() -> None:
 
 
 def test_rolling_update_behind_dns() -> None:
-    """A rolling update behind a real DNS server (tests/dnsmasq.py): for each of three
+    """A rolling update behind a real DNS server (dnsmasq): for each of three
     backends, a new one on a new loopback address is added to DNS, the old one removed,
     then stopped with SIGTERM 1 s later (TTL 1 s). Target
     ``dns://127.0.0.1:DNSPORT/svc.test:PORT``: no UNAVAILABLE, no RPC failed without

@@ -3,8 +3,9 @@ extra), spreads over every A/AAAA record, follows record changes at the answer's
 keeps the last good addresses when the server stops answering; and ``stats()`` / one
 WARNING say why spreading is off when the pool cannot resolve a target itself.
 
-The DNS server is a real dnsmasq (tests/dnsmasq.py, skipped without it); backends are
-EchoServers on several loopback addresses (Linux routes 127.0.0.0/8 to lo)."""
+The DNS server is a real dnsmasq (``grpc_pool.testing.deploy.dnsmasq``; the fixture
+in tests/dnsmasq.py skips without it); backends are EchoServers on several loopback
+addresses (Linux routes 127.0.0.0/8 to lo)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Child processes with deadlines: echo backends (``backend.py``), and a DNS server
-(dnsmasq, through the repository's ``tests/dnsmasq.py``).
+(dnsmasq, ``dnsmasq.py``).
 
 Every child is started in its own session, remembered, and ended: by the caller
 (``term``/``kill``/``wait``, ``stop``), by ``reap_all()`` in a ``finally``, and by
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib
 import os
 import signal
 import socket
@@ -20,6 +19,8 @@ import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from .dnsmasq import DNSMASQ, SKIP_REASON, DnsServer
 
 BACKEND = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend.py")
 _CHILDREN: list[subprocess.Popen[Any]] = []
@@ -132,7 +133,7 @@ class Backend:
             self.proc.stdout.close()
 
 
-# -- DNS: a real DNS server (tests/dnsmasq.py) -----------------------------------------------
+# -- DNS: a real DNS server (dnsmasq.py) ---------------------------------------------------
 class DnsUnavailable(Exception):
     """No DNS server can run here (dnsmasq is not installed); the message says why."""
 
@@ -141,15 +142,9 @@ class Dns:
     """dnsmasq on a loopback port answering A records for names under ``.test``."""
 
     def __init__(self, records: dict[str, list[str]]) -> None:
-        try:  # the repository's test helper (not installed with the package)
-            dnsmasq: Any = importlib.import_module("tests.dnsmasq")
-        except ImportError as exc:
-            raise DnsUnavailable(
-                f"the DNS scenarios need tests/dnsmasq.py: run from a source checkout ({exc})"
-            ) from None
-        if dnsmasq.DNSMASQ is None:
-            raise DnsUnavailable(dnsmasq.SKIP_REASON)
-        self._server = dnsmasq.DnsServer(records).start()
+        if DNSMASQ is None:
+            raise DnsUnavailable(SKIP_REASON)
+        self._server = DnsServer(records).start()
         self.port = self._server.port
 
     def set(self, records: dict[str, list[str]]) -> None:

@@ -272,7 +272,7 @@ def run_scenario(
 ) -> ScenarioResult:
     """Start the backends and the clients, run ``event`` under load, collect.
 
-    ``dns=True``: backends on 127.0.0.1.. behind a DNS server (tests/dnsmasq.py),
+    ``dns=True``: backends on 127.0.0.1.. behind a DNS server (dnsmasq.py),
     target ``dns://127.0.0.1:DNSPORT/svc.test:PORT``; raises DnsUnavailable without one.
     """
     backend_options = dict(backend_options or {})
