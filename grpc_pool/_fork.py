@@ -18,19 +18,18 @@ the one revive point, called by the readers and by every command to the writer).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 
 from ._base.parking import Parkable
 from ._channel import gate
+from ._channel.pooled import CYGRPC
 from ._contract.commands import Pause, Resume
 from ._contract.state import PoolState
 from ._readers.reader import Reader
@@ -181,9 +180,8 @@ def _grpc_handlers_first() -> None:
     so when grpcio has not installed its handlers yet, one channel, built and closed
     at once (it never connects), makes it. Reads grpcio's private
     ``cygrpc._fork_state`` (tests/test_compat.py checks it)."""
-    cygrpc: Any = importlib.import_module("grpc._cython.cygrpc")
-    enabled = getattr(cygrpc, "is_fork_support_enabled", None)
-    state = getattr(cygrpc, "_fork_state", None)
+    enabled = getattr(CYGRPC, "is_fork_support_enabled", None)
+    state = getattr(CYGRPC, "_fork_state", None)
     if enabled is None or not enabled() or getattr(state, "fork_handler_registered", False):
         return
     grpc.insecure_channel("127.0.0.1:1").close()

@@ -19,7 +19,7 @@ from .calls import WRAPPERS, BoundRetry
 from .gate import STREAM_STREAM, STREAM_UNARY, UNARY_STREAM, UNARY_UNARY, Gate, RpcCounter
 from .signals import ChannelSignals
 
-__all__ = ["CACHE_LIMIT", "MethodKey", "PooledChannel", "Reroute", "bounded_put"]
+__all__ = ["CACHE_LIMIT", "CYGRPC", "MethodKey", "PooledChannel", "Reroute", "bounded_put"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 # (a lambda stub factory, GAPIC's per-RPC intercept_channel) must not grow memory.
 CACHE_LIMIT = 256
 
-# grpcio's Cython core module (private; no type stubs): its fork state, below.
-_cygrpc: Any = importlib.import_module("grpc._cython.cygrpc")
+# grpcio's Cython core module (private; no type stubs): its fork state, read here
+# and by ``_fork``.
+CYGRPC: Any = importlib.import_module("grpc._cython.cygrpc")
 
 # (kind, method, request_serializer, response_deserializer, registered): one multi-callable.
 MethodKey = tuple[str, str, Any, Any, bool]
@@ -338,9 +339,9 @@ def grpc_fork_holds_threads() -> bool:
     checks it); False when absent, or when grpcio's handler gave up (its threads
     may be inside gRPC).
     """
-    state = getattr(_cygrpc, "_fork_state", None)
+    state = getattr(CYGRPC, "_fork_state", None)
     return bool(getattr(state, "fork_in_progress", False)) and not getattr(
-        _cygrpc, "_fork_handler_failed", False
+        CYGRPC, "_fork_handler_failed", False
     )
 
 
