@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from grpc_pool.testing.deploy.dnsmasq import DNSMASQ, SKIP_REASON, DnsServer, free_port
+from grpc_pool.testing.deploy.dnsmasq import DNSMASQ, SKIP_REASON, DnsServer
 
-__all__ = ["DNSMASQ", "DnsServer", "dns_server", "free_port"]
+__all__ = ["DnsServer", "dns_server"]
 
 
 @pytest.fixture

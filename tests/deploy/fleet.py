@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from grpc_pool.testing.deploy.harness import Backend, Dns, end_children, free_port, reap_all
+from grpc_pool.testing.deploy.dnsmasq import free_port
+from grpc_pool.testing.deploy.harness import Backend, Dns, end_children, reap_all
 
 NAME = "svc.test"
 OLD = [f"127.0.0.{i}" for i in range(2, 6)]

@@ -11,7 +11,8 @@ each client saw).
 
 from __future__ import annotations
 
-from .harness import Backend, Dns, DnsUnavailable, free_port, reap_all
+from .dnsmasq import free_port
+from .harness import Backend, Dns, DnsUnavailable, reap_all
 from .load import APIS, CLIENTS, HOWS, KINDS, Client, EchoStub, retry_policy, run_load
 from .scenario import (
     ClientResult,

@@ -4,7 +4,7 @@
 Every child is started in its own session, remembered, and ended: by the caller
 (``term``/``kill``/``wait``, ``stop``), by ``reap_all()`` in a ``finally``, and by
 ``atexit`` as a last resort. Backends also exit by themselves after ``lifetime``.
-Loopback only (127.0.0.x); ports from ``free_port()`` (bind to port 0).
+Loopback only (127.0.0.x); ports from ``free_port()`` (``dnsmasq.py``: free for TCP and UDP).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import atexit
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,12 +39,6 @@ def reap_all() -> None:
 
 
 atexit.register(reap_all)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class Backend:

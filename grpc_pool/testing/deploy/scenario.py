@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .harness import Backend, Dns, free_port, reap_all
+from .dnsmasq import free_port
+from .harness import Backend, Dns, reap_all
 
 # Broken connections: the RPC was (or may have been) on the wire when it went.
 BROKEN = ("Socket closed", "Connection reset", "Broken pipe", "Cancelling all calls")

@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backend import SERVICE, UNARY
-from .harness import Backend, end_children, free_port, reap_all
+from .dnsmasq import free_port
+from .harness import Backend, end_children, reap_all
 
 __all__ = ["OD_CONFIG", "SCENARIOS", "TAIL_CLIENTS", "TailClient", "TailResult", "run_tail"]
 
