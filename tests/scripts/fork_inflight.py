@@ -12,8 +12,11 @@ and hold its threads). Prints one JSON line: forks, crashed (children killed by 
 signal), failed (children that reported an error or exited non-zero; failed_exits:
 their exit statuses), parent_errors, unquiesced (forks where a pool logged that it
 was not quiesced in time), undrained (forks where RPCs were still in flight after the
-drain), grpc_first (whether grpcio's fork handlers were installed after the pool's;
-None unless installed early), fork cost per fork (s).
+drain; with futures the pool's fork_drain_timeout is 2 s, so that a reply late under a
+loaded machine's scheduling is not counted, while futures held by grpcio's own fork
+handler wait it out at every fork), grpc_first (whether grpcio's fork handlers were
+installed after the pool's; None unless installed early), the load's slowest RPC (s)
+and fork cost per fork (s).
 """
 
 from __future__ import annotations
@@ -60,16 +63,21 @@ def main() -> int:
     # when a child's first connection breaks ("Socket closed", seen once in 20 forks
     # on grpcio 1.60 without GRPC_ENABLE_FORK_SUPPORT). Crashes stay crashes.
     retry = grpc_pool.RetryPolicy(methods=(ECHO,), codes=(grpc.StatusCode.UNAVAILABLE,))
-    pool = grpc_pool.Pool(target, size=4, insecure=True, name="inflight", retry=retry)
+    drain = 2.0 if "futures" in options else 0.5  # 0.5: the default
+    pool = grpc_pool.Pool(
+        target, size=4, insecure=True, name="inflight", retry=retry, fork_drain_timeout=drain
+    )
     pool.wait_ready(timeout=10, min_ready=4)
     if grpc_first:  # the pool's channels made grpcio install its handlers
         grpc_first = _grpc_fork_handlers_installed()
     stop = threading.Event()
     parent_errors: list[str] = []
+    slowest = [0.0]  # the load's slowest RPC, fork pauses included
     slow = pool.channel.unary_unary(SLOW)
 
     def load() -> None:  # RPCs in flight nonstop: short sleeps on the server side
         while not stop.is_set():
+            began = time.monotonic()
             try:
                 if "futures" in options:  # completed by grpcio's own threads
                     slow.future(b"0.002", timeout=10).result()
@@ -77,6 +85,7 @@ def main() -> int:
                     slow(b"0.002", timeout=10)
             except grpc.RpcError as error:
                 parent_errors.append(f"{error.code()}")
+            slowest[0] = max(slowest[0], time.monotonic() - began)
 
     workers = [threading.Thread(target=load, daemon=True) for _ in range(threads)]
     for worker in workers:
@@ -120,6 +129,7 @@ def main() -> int:
                 "unquiesced": unquiesced.seen,
                 "undrained": undrained.seen,
                 "grpc_first": grpc_first,
+                "slowest_rpc": slowest[0],
                 "fork_cost_median": costs[len(costs) // 2],
                 "fork_cost_max": costs[-1],
             }
