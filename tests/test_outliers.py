@@ -206,12 +206,13 @@ def test_a_backend_failing_every_call_leaves_the_pick(
 ) -> None:
     """One backend answering INTERNAL to every call is ejected after a few failures
     (every slot on it); from then on no call, retried ones included, reaches it;
-    the ejection is an event, one WARNING with the figures, and in stats()."""
+    the ejection is an event, one WARNING with the figures, and in stats(); the
+    periodic status event counts its slots out of the ready ones, as status() does."""
     four.set(3, "fail")
     recorder = Recorder()
     caplog.set_level(logging.WARNING, logger="grpc_pool")
     policy = grpc_pool.RetryPolicy(codes=(grpc.StatusCode.UNAVAILABLE, INTERNAL))
-    with _pool(four, recorder, strategy="power_of_two", retry=policy) as pool:
+    with _pool(four, recorder, strategy="power_of_two", retry=policy, status_interval=0.05) as pool:
         _send(pool, 40)
         wait_until(lambda: recorder.named("backend_ejected"), 10, "an ejection")
         (event,) = recorder.named("backend_ejected")
@@ -224,6 +225,9 @@ def test_a_backend_failing_every_call_leaves_the_pick(
         (ejection,) = pool.stats().ejections
         assert ejection.ejected and ejection.ejections == 1 and ejection.remaining
         assert pool.status().current_size == 6  # its 2 slots out of the pick
+        seen = len(recorder.named("status"))
+        wait_until(lambda: len(recorder.named("status")) > seen, 10, "a status event")
+        assert recorder.named("status")[-1].current_size == 6
     warnings = [r for r in caplog.records if "ejected" in r.getMessage()]
     assert len(warnings) == 1 and four.addresses[3] in warnings[0].getMessage()
 

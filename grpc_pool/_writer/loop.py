@@ -168,12 +168,12 @@ class Writer:
         """What the clock decides: the status event, autoscaling (due retirements are
         reaped by ``_act``, after this batch's own retirements)."""
         effects = NOTHING
-        parked_until = self._crew.parked_until
-        if parked_until is not None and time.monotonic() >= parked_until:
+        if (until := self._crew.parked_until) is not None and time.monotonic() >= until:
             self._unpark()  # the fork's Resume never came
         if self._closing is not None:
             return effects
-        effects += self._timers.status(len(self._crew), self._layout.ready())
+        in_pick = self._ejector.kept(self._layout.channels())  # ready as readers see it
+        effects += self._timers.status(len(self._crew), len(in_pick))
         effects += self._ejector.tick(self._layout.channels())
         channels = (*self._layout.channels(), *self._retirement.channels())
         target, decided = self._timers.autoscale(len(self._crew), self._layout.ready(), channels)
