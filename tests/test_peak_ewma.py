@@ -7,6 +7,8 @@ pick with real backends in child processes, counted per backend, never timed."""
 
 from __future__ import annotations
 
+import queue
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -16,6 +18,7 @@ import grpc_pool
 from grpc_pool._channel import gate
 from grpc_pool._channel.gate import RpcCounter
 from grpc_pool.cli.bench.backends import WORK, Backends, backends
+from grpc_pool.testing.echo import CHAT, COLLECT, ECHO, ECHO_STREAM, EchoServer
 from tests.conftest import FAST, wait_until
 
 OK, INTERNAL = grpc.StatusCode.OK, grpc.StatusCode.INTERNAL
@@ -72,6 +75,45 @@ def test_cost_counts_rpcs_still_out_and_probes_an_idle_channel() -> None:
     signals = counter.signals()
     assert signals.in_flight == 0 and signals.latency == counter.latency
     assert signals.pending_age == 0.0 and signals.answered == 2
+
+
+def test_streams_count_in_flight_but_are_never_a_latency_sample(server: EchoServer) -> None:
+    """A stream lasts as long as its caller keeps it: while a server stream, a client
+    stream and a bidi stream are open they count in in_flight but not in the unary
+    calls' pending age, and once ended (each held open well past the estimate) they
+    leave the estimate and its last sample time as the unary calls set them."""
+    with grpc_pool.Pool(server.target, size=1, **FAST) as pool:
+        pool.wait_ready(timeout=10)
+        channel = pool.get_channel()
+        for _ in range(3):
+            assert channel.unary_unary(ECHO)(b"x", timeout=5) == b"x"
+        before = channel.signals
+        assert before is not None and before.latency > 0.0
+        stream = channel.unary_stream(ECHO_STREAM)(b"30", timeout=10)  # 30 x 10 ms
+        requests: queue.Queue[bytes | None] = queue.Queue()
+        chat = channel.stream_stream(CHAT)(iter(requests.get, None), timeout=10)
+        try:
+            requests.put(b"a")
+            assert next(stream) == b"30" and next(chat) == b"a"
+            during = channel.signals
+            assert during is not None and during.in_flight == 2 and during.pending_age == 0.0
+            held = max(0.1, 3 * before.latency)  # open far longer than the estimate
+            time.sleep(held)
+        finally:  # the request iterator's thread ends with it
+            requests.put(None)
+        assert list(chat) == [] and len(list(stream)) == 29
+        collect = channel.stream_unary(COLLECT)
+        assert collect(_slowly([b"a", b"b"], held), timeout=10) == b"ab"
+        after = channel.signals
+        assert after is not None and after.in_flight == 0
+        assert after.latency == before.latency  # no stream was a sample
+        assert after.since_sample >= 3 * held  # the last sample is still the unary calls'
+
+
+def _slowly(items: list[bytes], pause: float) -> Iterator[bytes]:
+    for item in items:
+        time.sleep(pause)
+        yield item
 
 
 def test_peak_ewma_is_a_strategy_name() -> None:

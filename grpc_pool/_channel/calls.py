@@ -59,6 +59,7 @@ else:
 
 class _Counted:
     __slots__ = ("_gate", "_inner", "_retry", "once")
+    timed = False  # its RPCs' durations are round trips (peak_ewma's samples): unary only
 
     def __init__(self, inner: Any, gate: Gate, retry: BoundRetry | None = None) -> None:
         self._inner = inner
@@ -69,7 +70,7 @@ class _Counted:
 
     def _blocking(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
         gate = self._gate
-        started = gate._start()
+        started = gate._start(self.timed)
         try:
             result = call(request, *args, **kwargs)
         except grpc.RpcError as exc:
@@ -88,7 +89,7 @@ class _Counted:
 
     def _async(self, call: Any, request: Any, args: Any, kwargs: Any) -> Any:
         gate = self._gate
-        started = gate._start()
+        started = gate._start(self.timed)
         try:
             result = call(request, *args, **kwargs)
         except ValueError as exc:
@@ -107,6 +108,7 @@ class _CountedUnaryUnary(_Counted, UnaryUnaryBase):
     failure reaches the retry."""
 
     __slots__ = ()
+    timed = True
 
     def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         if self._retry is None:

@@ -97,8 +97,9 @@ class Gate:
         error = self._error
         return error if error is not None else ChannelRetired("channel closed by the pool")
 
-    def _start(self) -> float:
-        """Let an RPC start (or refuse it); returns its start time, 0.0 when not counted."""
+    def _start(self, timed: bool = True) -> float:
+        """Let an RPC start (or refuse it); returns its start time, 0.0 when not timed
+        (``timed``: its duration is a round trip, see ``RpcCounter._start``)."""
         if FORK_HOLD.active:
             FORK_HOLD.wait()
         if self.closed:
@@ -181,7 +182,9 @@ class RpcCounter(Gate):
         # Set by the worker: an RPC proved the connection gone (a failed pick).
         self.on_lost: Callable[[], None] | None = None
 
-    def _start(self) -> float:
+    def _start(self, timed: bool = True) -> float:
+        # Only a unary call is timed (latency, pending): a stream lasts as long as its
+        # caller keeps it, so its duration says nothing of the backend's round trip.
         if FORK_HOLD.active:
             FORK_HOLD.wait()
         now = _monotonic()
@@ -192,6 +195,8 @@ class RpcCounter(Gate):
             self.total += 1
             if self.in_flight > self.peak:
                 self.peak = self.in_flight
+            if not timed:
+                return 0.0
             count, starts = self.pending
             self.pending = (count + 1, starts + now)
         return now

@@ -12,13 +12,15 @@ __all__ = ["ChannelSignals"]
 class ChannelSignals:
     """What one channel's counting saw, read without a lock (``PooledChannel.signals``).
 
-    in_flight: RPCs started and not ended. latency: the peak-EWMA round trip in
-    seconds (a slower reply replaces it at once, faster ones weigh in with a 1 s
-    time constant; failures only raise it; 0.0 before the first reply).
+    in_flight: RPCs started and not ended, streams included. latency: the peak-EWMA
+    round trip of unary calls in seconds (a slower reply replaces it at once,
+    faster ones weigh in with a 1 s time constant; failures only raise it; 0.0
+    before the first reply; a stream's duration is no round trip, never a sample).
     since_sample: seconds since the last reply counted. pending_age: mean age of
-    the RPCs in flight, seconds (0.0 with none). cost: what ``peak_ewma`` compares,
-    max(latency, pending_age) x (in_flight + 1); 0.0 with nothing in flight and no
-    reply for 10 s (a probe: the next reply weighs 1 - exp(-since_sample / 1 s)).
+    the unary calls in flight, seconds (0.0 with none). cost: what ``peak_ewma``
+    compares, max(latency, pending_age) x (unary calls in flight + 1); 0.0 with no
+    unary call in flight and no reply for 10 s (a probe: the next reply weighs
+    1 - exp(-since_sample / 1 s)).
     answered, failed, failing: replies the server gave (the caller's own errors
     included), server-side failures, and failures in a row now (outlier ejection's).
     """
