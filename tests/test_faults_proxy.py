@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 
+from grpc_pool._workers import watch
 from grpc_pool.testing.echo import ECHO, ECHO_STREAM, EchoServer
 
 from .conftest import wait_until
@@ -18,6 +19,12 @@ from .faults import FaultProxy
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
 LOCAL = [("grpc.use_local_subchannel_pool", 1)]  # one channel, one TCP connection
+# grpcio before 1.80 (its older event engine) can miss a peer's RST under a server
+# stream waiting for its next message: the stream hangs until its deadline, the channel
+# reads READY, and the next RPC reconnects at once. Reset right after the first
+# message, under CI load: 5-7 streams of 600 on 1.60.0 and 1.78.0, 0 of 600 on
+# 1.80.0 and 0 of 800 on 1.85.1.
+RST_MAY_BE_MISSED = not watch.polling_supported()
 
 # Readiness is checked with wait_for_ready RPCs, not grpc.channel_ready_future: a ready
 # future that times out stays subscribed with try_to_connect set, and closing its channel
@@ -106,7 +113,9 @@ def test_reset_all_fails_inflight_call_then_channel_recovers(
 ) -> None:
     """reset_all() RSTs every connection: an RPC in flight (a server stream) ends
     UNAVAILABLE instead of hanging, the connection is gone from the proxy, and the same
-    channel reconnects through the proxy (still accepting) on its next RPC."""
+    channel reconnects through the proxy (still accepting) on its next RPC. On grpcio
+    before 1.80 the stream may miss the reset and wait out its deadline (grpcio's
+    defect, measured below); the channel still reconnects at once."""
     channel = make_channel(proxy.target)
     stream = server_stream(channel, ECHO_STREAM)(b"1000", timeout=10)  # 10 s of messages
     assert next(stream) == b"1000"
@@ -118,7 +127,8 @@ def test_reset_all_fails_inflight_call_then_channel_recovers(
         for _ in stream:  # bounded: at most 1000 messages within the 10 s deadline
             pass
 
-    assert rpc_code(drain) == UNAVAILABLE
+    code = rpc_code(drain)
+    assert code == UNAVAILABLE or (code == DEADLINE_EXCEEDED and RST_MAY_BE_MISSED), code
     assert echo_when_ready(channel, b"again", timeout=5) == b"again"
     assert proxy.connections_accepted == 2
     assert proxy.active_connections == 1
