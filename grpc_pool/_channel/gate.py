@@ -31,13 +31,8 @@ __all__ = [
     "track",
 ]
 
-UNARY_UNARY, UNARY_STREAM, STREAM_UNARY, STREAM_STREAM = (
-    "unary_unary",
-    "unary_stream",
-    "stream_unary",
-    "stream_stream",
-)
-
+UNARY_UNARY, UNARY_STREAM = "unary_unary", "unary_stream"
+STREAM_UNARY, STREAM_STREAM = "stream_unary", "stream_stream"
 
 _OK, _UNAVAILABLE = grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE
 _CANCELLED, _DEADLINE = grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED
@@ -98,8 +93,7 @@ class Gate:
         return error if error is not None else ChannelRetired("channel closed by the pool")
 
     def _start(self, timed: bool = True) -> float:
-        """Let an RPC start (or refuse it); returns its start time, 0.0 when not timed
-        (``timed``: its duration is a round trip, see ``RpcCounter._start``)."""
+        """Let an RPC start (or refuse it); its start time (0.0: not timed, see RpcCounter)."""
         if FORK_HOLD.active:
             FORK_HOLD.wait()
         if self.closed:
@@ -183,8 +177,7 @@ class RpcCounter(Gate):
         self.on_lost: Callable[[], None] | None = None
 
     def _start(self, timed: bool = True) -> float:
-        # Only a unary call is timed (latency, pending): a stream lasts as long as its
-        # caller keeps it, so its duration says nothing of the backend's round trip.
+        # timed (latency, pending): a unary call; a stream lasts as long as its caller wants
         if FORK_HOLD.active:
             FORK_HOLD.wait()
         now = _monotonic()
@@ -195,11 +188,10 @@ class RpcCounter(Gate):
             self.total += 1
             if self.in_flight > self.peak:
                 self.peak = self.in_flight
-            if not timed:
-                return 0.0
-            count, starts = self.pending
-            self.pending = (count + 1, starts + now)
-        return now
+            if timed:
+                count, starts = self.pending
+                self.pending = (count + 1, starts + now)
+        return now if timed else 0.0
 
     def shut(self, error: GrpcPoolError) -> None:
         with self._lock:
