@@ -159,8 +159,8 @@ def test_the_pick_avoids_a_slowed_backend(four: Backends, strategy: str) -> None
         share = _share(pool, four, 150, 3)
     if strategy == "peak_ewma":
         assert share < 0.08, share
-    else:
-        assert share > 0.15, share
+    else:  # a quarter: 0.25 (sd 0.035 over 150 calls); 0.12 is 3.7 sd below
+        assert share > 0.12, share
 
 
 def test_a_recovered_backend_gets_its_share_back(
