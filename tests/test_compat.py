@@ -3,7 +3,6 @@ floor versions CI tests (.ci/floor.txt) against the ones pyproject.toml claims."
 
 from __future__ import annotations
 
-import importlib
 import re
 import threading
 from pathlib import Path
@@ -12,7 +11,7 @@ import grpc
 import pytest
 from packaging.version import Version
 
-from grpc_pool._channel.pooled import _connectivity_state, grpc_fork_holds_threads
+from grpc_pool._channel.pooled import CYGRPC, _connectivity_state, grpc_fork_holds_threads
 from grpc_pool._workers.watch import checker
 from grpc_pool.testing import EchoServer
 
@@ -85,13 +84,12 @@ def test_grpcio_fork_state_is_readable() -> None:
     first, holds its pollers (``PooledChannel._wait_for_poller``). If grpcio renames
     or drops them, tests/test_fork.py's futures-register-early and
     subscribe-grpc-first rows fail; this test says why."""
-    cygrpc = importlib.import_module("grpc._cython.cygrpc")
-    state = getattr(cygrpc, "_fork_state", None)
+    state = getattr(CYGRPC, "_fork_state", None)
     assert state is not None, f"grpcio {grpc.__version__}: no cygrpc._fork_state"
     assert state.fork_in_progress is False
     assert isinstance(state.fork_handler_registered, bool)
-    assert callable(cygrpc.is_fork_support_enabled)
-    assert cygrpc._fork_handler_failed is False
+    assert callable(CYGRPC.is_fork_support_enabled)
+    assert CYGRPC._fork_handler_failed is False
     assert grpc_fork_holds_threads() is False
 
 

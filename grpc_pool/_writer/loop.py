@@ -172,10 +172,10 @@ class Writer:
             self._unpark()  # the fork's Resume never came
         if self._closing is not None:
             return effects
-        in_pick = self._ejector.kept(self._layout.channels())  # ready as readers see it
-        effects += self._timers.status(len(self._crew), len(in_pick))
-        effects += self._ejector.tick(self._layout.channels())
-        channels = (*self._layout.channels(), *self._retirement.channels())
+        live = self._layout.channels()  # the status counts them as readers see them
+        effects += self._timers.status(len(self._crew), len(self._ejector.kept(live)))
+        effects += self._ejector.tick(live)
+        channels = (*live, *self._retirement.channels())
         target, decided = self._timers.autoscale(len(self._crew), self._layout.ready(), channels)
         if target is not None and target != len(self._crew):
             effects += self._resize(target)

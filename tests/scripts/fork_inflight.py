@@ -21,7 +21,6 @@ and fork cost per fork (s).
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ import grpc
 
 import grpc_pool
 from grpc_pool import _fork
+from grpc_pool._channel.pooled import CYGRPC
 from grpc_pool._workers import watch
 from grpc_pool.testing.echo import ECHO, SLOW
 
@@ -153,8 +153,7 @@ class _Count(logging.Handler):
 def _grpc_fork_handlers_installed() -> bool:
     """Whether grpcio has installed its fork handlers (it does with the process's first
     channel, when GRPC_ENABLE_FORK_SUPPORT is set): grpcio's private fork state."""
-    cygrpc = importlib.import_module("grpc._cython.cygrpc")
-    return bool(cygrpc._fork_state.fork_handler_registered)
+    return bool(CYGRPC._fork_state.fork_handler_registered)
 
 
 if __name__ == "__main__":
