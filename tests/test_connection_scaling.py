@@ -12,6 +12,7 @@ import pytest
 from grpc_pool._channel import channelz
 from grpc_pool._config.config import PoolConfig
 from grpc_pool._config.scaling import connections_per_channel, grpcio_has_a105
+from grpc_pool._contract.events import Dispatcher
 from grpc_pool._writer.timers import Timers, channel_stream_limit, near_stream_limit
 from grpc_pool.testing.echo import SLOW, EchoServer
 
@@ -85,8 +86,11 @@ def test_stream_limit_rule_counts_k_connections() -> None:
 def test_timers_use_k_times_stream_limit() -> None:
     """The writer's autoscale check warns from K x stream_limit (grpcio >= 1.84) and
     from stream_limit alone without connectionScaling."""
-    plain = Timers(PoolConfig("127.0.0.1:1", stream_limit=50), "t")
-    scaled = Timers(PoolConfig("127.0.0.1:1", stream_limit=50, options=[scaling(4)]), "t")
+    events = Dispatcher("t")
+    plain = Timers(PoolConfig("127.0.0.1:1", stream_limit=50), "t", events, lambda: None)
+    scaled = Timers(
+        PoolConfig("127.0.0.1:1", stream_limit=50, options=[scaling(4)]), "t", events, lambda: None
+    )
     assert plain._limit == 50
     assert scaled._limit == (200 if grpcio_has_a105() else 50)
 

@@ -97,6 +97,22 @@ def test_status_events_off_when_interval_is_zero(make_pool: Any, server: EchoSer
     assert rec.named("status") == []
 
 
+def test_the_status_timer_wakes_the_writer_only_while_someone_listens(
+    make_pool: Any, server: EchoServer
+) -> None:
+    """Without listeners the status event has no one to reach: its timer is not among
+    the writer's deadlines (an idle pool's writer sleeps through it). A listener
+    added later puts it back and gets status events (the add wakes the writer)."""
+    pool = make_pool(server.target, size=1, status_interval=0.05)
+    pool.wait_ready(timeout=10)
+    timers = pool._writer._timers
+    alone = pool._call(timers.deadlines)
+    rec = Recorder()
+    pool.add_listener(rec)
+    assert len(pool._call(timers.deadlines)) == len(alone) + 1
+    wait_until(lambda: len(rec.named("status")) >= 2, 5, "status events")
+
+
 @pytest.mark.parametrize(("rate", "calls", "expected"), [(0, 50, 0), (1, 50, 50), (10, 50, 5)])
 def test_get_channel_sampling(
     make_pool: Any, server: EchoServer, rate: int, calls: int, expected: int

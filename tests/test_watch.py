@@ -18,7 +18,7 @@ import pytest
 import grpc_pool
 from grpc_pool._base.parking import Parking
 from grpc_pool._channel.pooled import _connectivity_state
-from grpc_pool._workers import watch
+from grpc_pool._workers import sockets, watch
 from grpc_pool.cli.bench.idle import os_threads
 from grpc_pool.testing.echo import EchoServer
 
@@ -41,13 +41,17 @@ def pool_polling(pool: grpc_pool.Pool) -> list[grpc.Channel]:
     return polling(c._raw for c in pool._snapshot)
 
 
-@pytest.fixture(params=["poll", "subscribe", "unreadable"])
+@pytest.fixture(params=["poll", "tick", "subscribe", "unreadable"])
 def path(request: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """poll: PollWatch; subscribe: USE_PRIVATE_API off; unreadable: PollWatch finds
-    no readable check_connectivity_state and hands every channel to subscribe()."""
+    """poll: PollWatch (sleeping on the sockets where it can); tick: PollWatch that
+    never sleeps on them (USE_SOCKETS off); subscribe: USE_PRIVATE_API off;
+    unreadable: PollWatch finds no readable check_connectivity_state and hands every
+    channel to subscribe()."""
     if request.param != "subscribe" and not watch.polling_supported():
         pytest.skip(f"grpcio {grpc.__version__} < 1.80: the pool watches with subscribe()")
-    if request.param == "subscribe":
+    if request.param == "tick":
+        monkeypatch.setattr(watch, "USE_SOCKETS", False)
+    elif request.param == "subscribe":
         monkeypatch.setattr(watch, "USE_PRIVATE_API", False)
     elif request.param == "unreadable":
         monkeypatch.setattr(watch, "checker", lambda raw: None)
@@ -86,17 +90,31 @@ def test_a_pool_of_n_adds_at_most_n_plus_4_threads(server: EchoServer) -> None:
 
 @pytest.mark.parametrize("grace", [None, 0.5], ids=["abrupt", "graceful-goaway"])
 def test_a_server_leaving_is_seen_without_any_rpc(
-    make_pool: Any, server: EchoServer, path: str, grace: float | None, caplog: Any
+    make_pool: Any,
+    server: EchoServer,
+    path: str,
+    grace: float | None,
+    caplog: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """No RPC at all: a server's stop (abrupt, or graceful with GOAWAY) takes every
     channel out ("down", get_channel raises), and its restart brings every slot back,
-    on every watching path; grpcio pollers run only on the fallback paths."""
+    on every watching path; grpcio pollers run only on the fallback paths. Where the
+    watcher can sleep on the sockets (Linux), it is asleep with no sweep due for an
+    hour when the server stops: only the connections' own GOAWAY or close wake it."""
     caplog.set_level(logging.WARNING, logger="grpc_pool._workers.watch")
+    monkeypatch.setattr(sockets, "SWEEP", 3600.0)
     pool = make_pool(server.target, size=2)
     pool.wait_ready(timeout=10, min_ready=2)
-    assert len(pool_polling(pool)) == (0 if path == "poll" else 2)
+    assert len(pool_polling(pool)) == (0 if path in ("poll", "tick") else 2)
     if path == "unreadable":
         assert "watching with grpcio's subscribe() pollers" in caplog.text
+    watcher = pool._writer._crew.watch
+    if path == "poll" and sockets.available():
+        wait_until(lambda: watcher.socket_sleeps > 0, 10, "the watcher asleep on the sockets")
+    elif path == "tick":
+        time.sleep(SETTLE)
+        assert watcher.socket_sleeps == 0
     server.stop(grace)
     wait_until(lambda: pool.status().state == "down", 10, "status down")
     with pytest.raises(grpc_pool.NoChannelAvailable):

@@ -5,8 +5,10 @@ nor to map one to its channelz entry (channelz does not list channel args). With
 A105 connection scaling a channel may hold up to K connections, so the pool takes the
 channelz id of each channel it builds (``find_channel_id``, right after creating it,
 under ``CREATION_LOCK``) and counts the sockets of its subchannels when ``stats()``
-runs (``connections``). Both use grpcio's private ``grpc._cython.cygrpc.channelz_*``
-functions (JSON strings); any failure, or a grpcio without them, gives None.
+runs (``connections``). The pool's watcher reads the TCP ports of every connection of
+the channels dialling its targets (``socket_ports``, see ``_workers/sockets.py``).
+All use grpcio's private ``grpc._cython.cygrpc.channelz_*`` functions (JSON
+strings); any failure, or a grpcio without them, gives None.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import os
 import threading
 from typing import Any
 
-__all__ = ["CREATION_LOCK", "channelz_enabled", "connections", "find_channel_id"]
+__all__ = [
+    "CREATION_LOCK",
+    "channelz_enabled",
+    "connections",
+    "find_channel_id",
+    "socket_ports",
+]
 
 # Held by build_channel around creating a channel and find_channel_id, so two pool
 # builds cannot take each other's channel.
@@ -95,3 +103,42 @@ def connections(channel_id: int) -> int | None:
         return total
     except Exception:  # display only
         return None
+
+
+Ports = tuple[int, int]  # a TCP connection's (local port, remote port)
+
+
+def socket_ports(targets: set[str]) -> list[tuple[str, list[Ports]]] | None:
+    """For every top channel dialling one of ``targets``: its target and the ports of
+    its connections (over its subchannels). None when channelz cannot be read."""
+    try:
+        cygrpc = _cygrpc()
+        found: list[tuple[str, list[Ports]]] = []
+        start = 0
+        for _ in range(_PAGES):
+            page = json.loads(cygrpc.channelz_get_top_channels(start))
+            listed = page.get("channel", [])
+            for channel in listed:
+                start = max(start, int(channel["ref"]["channelId"]) + 1)
+                listed_target = channel.get("data", {}).get("target")
+                for target in targets:
+                    if _same_target(listed_target, target):
+                        found.append((target, _ports(cygrpc, channel)))
+                        break
+            if page.get("end", True) or not listed:
+                return found
+        return None  # more channels than pages read: not every one was seen
+    except Exception:  # private and untyped: the caller polls instead
+        return None
+
+
+def _ports(cygrpc: Any, channel: dict[str, Any]) -> list[Ports]:
+    ports = []
+    for ref in channel.get("subchannelRef", []):
+        sub = json.loads(cygrpc.channelz_get_subchannel(int(ref["subchannelId"])))
+        for socket_ref in sub["subchannel"].get("socketRef", []):
+            socket = json.loads(cygrpc.channelz_get_socket(int(socket_ref["socketId"])))
+            local = socket["socket"]["local"]["tcpipAddress"]  # KeyError: not TCP
+            remote = socket["socket"]["remote"]["tcpipAddress"]
+            ports.append((int(local["port"]), int(remote["port"])))
+    return ports

@@ -316,6 +316,7 @@ class Dispatcher:
         self._numbers = 0
         # Replaced, never mutated: emit() reads it without a lock.
         self.deliveries: tuple[_Delivery, ...] = ()
+        self.on_add: Callable[[], None] | None = None  # the writer's wake-up
 
     def add(self, listener: Listener) -> None:
         if not callable(listener):
@@ -324,6 +325,8 @@ class Dispatcher:
             self._numbers += 1
             delivery = _Delivery(listener, self._pool_name, self._numbers)
             self.deliveries = (*self.deliveries, delivery)
+        if self.on_add is not None:
+            self.on_add()
 
     def remove(self, listener: Listener) -> bool:
         with self._lock:

@@ -1,23 +1,24 @@
 """How workers learn their channels' connectivity: one watcher per pool.
 
-grpcio's ``channel.subscribe()`` starts a polling thread per channel that wakes
-every 0.2 s (``grpc/_channel.py`` ``_poll_connectivity``) for as long as the
-channel lives: with a pool of 8, 8 threads and about 1% of a core doing nothing,
-and a fork waits for each of them to leave gRPC. ``PollWatch`` instead reads
-every watched channel's state from one thread per pool, through grpcio's private
-``Channel._channel.check_connectivity_state`` (a short C call under the
-channel's lock, no waiting inside gRPC): every ``SLOW_TICK`` while nothing
-changes, every ``FAST_TICK`` (then slowing down again) after a change, a new
-channel or a reconnect request. Nothing of it is inside gRPC between ticks, so
-a fork only waits for the current tick, and closing a channel never waits for
-a poller. ``SubscribeWatch`` is the fallback, grpcio's own pollers as before:
-on grpcio before 1.80 (there a channel's connection moves on only while some
-thread polls gRPC: a state read alone saw a dead target CONNECTING for ever on
-1.60 and 1.78; from 1.80 the event engine's own threads drive it), and for a
-channel whose private method cannot be read (a future grpcio).
+grpcio's ``channel.subscribe()`` starts a polling thread per channel that wakes every
+0.2 s (``grpc/_channel.py`` ``_poll_connectivity``) for as long as the channel lives:
+with a pool of 8, 8 threads and about 1% of a core doing nothing, and a fork waits
+for each of them to leave gRPC. ``PollWatch`` instead reads every watched channel's
+state from one thread per pool, through grpcio's private
+``Channel._channel.check_connectivity_state`` (a short C call under the channel's
+lock, no waiting inside gRPC): every ``SLOW_TICK`` while nothing changes, every
+``FAST_TICK`` (then slowing down again) after a change, a new channel or a reconnect
+request. While every channel is READY and calm it sleeps instead on their sockets
+(``sockets.py``, Linux), woken by the GOAWAY or close that ends a connection. Nothing
+of it is inside gRPC between looks, so a fork only waits for the current look, and
+closing a channel never waits for a poller. ``SubscribeWatch`` is the fallback,
+grpcio's own pollers as before: on grpcio before 1.80 (there a channel's connection
+moves on only while some thread polls gRPC: a state read alone saw a dead target
+CONNECTING for ever on 1.60 and 1.78; from 1.80 the event engine's own threads drive
+it), and for a channel whose private method cannot be read (a future grpcio).
 
-Both deliver ``(channel id, state)`` to the worker's ``put`` whenever the
-state differs from the last one delivered, starting with the current one.
+Both deliver ``(channel id, state)`` to the worker's ``put`` whenever the state
+differs from the last one delivered, starting with the current one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import logging
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
@@ -34,6 +36,7 @@ import grpc
 
 from .._base.parking import Parking
 from .._channel.pooled import PooledChannel
+from . import sockets
 from .inbox import Item
 
 __all__ = [
@@ -56,8 +59,14 @@ SLOW_TICK = 0.2
 # After a change, a new channel or a kick: look this soon, then twice as late each
 # quiet tick, up to SLOW_TICK (a connection under way is seen within its own time).
 FAST_TICK = 0.005
+# The calm (no change, no stir) asked before sleeping on the sockets doubles from
+# SLOW_TICK up to this each time they stir during a sleep (traffic: the watcher
+# mostly ticks, as grpcio's poller would), and is none again after a quiet sleep.
+CALM_MAX = 5.0
 # Off only in tests that show the fallback (grpcio's subscribe pollers).
 USE_PRIVATE_API = True
+# Off only in tests that show ticking without sleeping on the sockets.
+USE_SOCKETS = True
 # The first grpcio whose channels connect without a thread polling gRPC (checked:
 # 1.78.0 no, 1.80.0 yes; 1.79 was never released).
 POLL_SINCE = (1, 80)
@@ -67,6 +76,8 @@ Put = Callable[[Item], None]
 Check = Callable[[bool], int]
 STATES: dict[int, grpc.ChannelConnectivity] = {c.value[0]: c for c in grpc.ChannelConnectivity}
 _SHUTDOWN_CODE = grpc.ChannelConnectivity.SHUTDOWN.value[0]
+_READY_CODE = grpc.ChannelConnectivity.READY.value[0]
+_ARM_RETRY = (1.0, 60.0)  # seconds before arming again after a failure: first, most
 
 
 class Watch(Protocol):
@@ -133,15 +144,16 @@ def make_watch(pool_name: str) -> Watch:
 
 
 class _Watched:
-    __slots__ = ("channel_id", "check", "last", "put")
+    __slots__ = ("channel_id", "check", "last", "put", "target")
 
-    def __init__(self, channel_id: str, check: Check, put: Put) -> None:
-        self.channel_id, self.check, self.put = channel_id, check, put
+    def __init__(self, channel_id: str, target: str, check: Check, put: Put) -> None:
+        self.channel_id, self.target, self.check, self.put = channel_id, target, check, put
         self.last = -1  # the code last delivered; none yet
 
 
 class PollWatch:
-    """One thread per pool reads every watched channel's state each tick."""
+    """One thread per pool reads every watched channel's state each tick; while all
+    are READY and calm, it sleeps on their sockets instead (``sockets.SocketWake``)."""
 
     def __init__(self, pool_name: str) -> None:
         self._pool_name = pool_name
@@ -149,10 +161,14 @@ class PollWatch:
         self._watched: dict[str, _Watched] = {}  # by channel id
         self._looked: tuple[_Watched, ...] = ()  # its values, for the thread's looks
         self._fallback: SubscribeWatch | None = None  # channels it cannot read
-        # Held while the thread waits: a release (``_ring``) ends the wait early; a
-        # lock's timed acquire costs the idle thread less than an Event's wait.
-        self._bell = threading.Lock()
-        self._bell.acquire()
+        self._wake = sockets.SocketWake() if USE_SOCKETS and sockets.available() else None
+        # Rung (``_ring``) to end the thread's wait early.
+        self._bell: sockets.SocketWake | sockets.LockBell = self._wake or sockets.LockBell()
+        self._armed: bool | None = None  # the sockets of ``_armed_for``; None: find anew
+        self._armed_for: tuple[_Watched, ...] = ()
+        self._arm_retry = (0.0, _ARM_RETRY[0])  # after a failed arm: when, then how long
+        self._calm = 0.0  # seconds without a change or a stir before sleeping on sockets
+        self.socket_sleeps = 0  # how often it slept on the sockets (tests, docs)
         self._hurry = False  # a new channel or a kick: look again at FAST_TICK
         self._stopped = False
         self._parking = Parking()
@@ -169,6 +185,8 @@ class PollWatch:
         self._stopped = True
         self._parking.release()
         self._ring()
+        if self.thread.ident is None:  # never ran: nothing else closes the bell
+            self._bell.close()
 
     def join(self, deadline: float) -> None:
         if self.thread.ident is not None:
@@ -181,7 +199,8 @@ class PollWatch:
             self._subscribe_instead().watch(channel, put)
             return
         with self._lock:
-            self._watched[channel.channel_id] = _Watched(channel.channel_id, check, put)
+            entry = _Watched(channel.channel_id, channel.target, check, put)
+            self._watched[channel.channel_id] = entry
             self._looked = tuple(self._watched.values())
         self.kick(channel)
 
@@ -235,22 +254,58 @@ class PollWatch:
 
     # -- thread --------------------------------------------------------------------
     def _run(self) -> None:
-        tick = FAST_TICK
-        while not self._stopped:
-            if self._parking.wanted:
-                self._parking.park_here()
-                continue
-            hurry, self._hurry = self._hurry, False  # before the look: a later kick counts
-            tick = FAST_TICK if self._look() or hurry else min(SLOW_TICK, tick * 2)
-            if self._looked:
-                self._bell.acquire(timeout=tick)
-            else:  # nothing to look at: until a watch, a park or the stop
-                self._bell.acquire()
+        tick, calm_since = FAST_TICK, time.monotonic()
+        try:
+            while not self._stopped:
+                if self._parking.wanted:
+                    self._parking.park_here()
+                    continue
+                hurry, self._hurry = self._hurry, False  # before the look: a later kick counts
+                now = time.monotonic()
+                if self._look() or hurry:  # connections may be new or gone: find them anew
+                    tick, calm_since, self._armed = FAST_TICK, now, None
+                else:
+                    tick = min(SLOW_TICK, tick * 2)
+                if not self._looked:  # nothing to look at: until a watch, a park or the stop
+                    self._bell.wait(None)
+                elif tick < SLOW_TICK or now - calm_since < self._calm or not self._can_sleep():
+                    self._bell.wait(tick)
+                elif self._sleep():  # a socket stirred: look now, then from FAST_TICK on
+                    tick, calm_since = FAST_TICK / 2, time.monotonic()
+        finally:
+            self._bell.close()
         self._parking.ended()
 
+    def _can_sleep(self) -> bool:
+        """Whether every watched channel is READY with every connection armed."""
+        wake, looked = self._wake, self._looked
+        if wake is None or any(entry.last != _READY_CODE for entry in looked):
+            return False
+        if self._armed_for is looked and self._armed is not None:
+            if self._armed:
+                if wake.rearm():
+                    return True
+            elif time.monotonic() < self._arm_retry[0]:
+                return False
+        ready = Counter(entry.target for entry in looked)
+        self._armed, self._armed_for = wake.arm(set(ready), dict(ready)), looked
+        wait = self._arm_retry[1]
+        if self._armed:
+            self._arm_retry = (0.0, _ARM_RETRY[0])
+        else:  # channelz off, a Unix socket, a connection closing: poll, try later
+            self._arm_retry = (time.monotonic() + wait, min(_ARM_RETRY[1], 2 * wait))
+        return self._armed
+
+    def _sleep(self) -> bool:
+        """Sleep on the sockets (up to ``sockets.SWEEP``); whether one stirred."""
+        assert self._wake is not None  # _can_sleep said so
+        self.socket_sleeps += 1
+        stirred = self._wake.sleep(sockets.SWEEP)
+        self._calm = min(CALM_MAX, max(SLOW_TICK, 2 * self._calm)) if stirred else 0.0
+        return stirred
+
     def _ring(self) -> None:
-        with contextlib.suppress(RuntimeError):  # rung already: the wait ends once
-            self._bell.release()
+        self._bell.ring()
 
     def _look(self) -> bool:
         """Every watched channel's state; the changes delivered. Whether any changed."""

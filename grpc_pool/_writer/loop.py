@@ -77,7 +77,7 @@ class Writer:
         self._bound = self._pick  # the pick its picker was bound with
         self._layout = Layout(config, name, secrets_of(config.targets))
         self._retirement = Retirement(name, config.retire_grace, lambda: self.queue.put(cmd.Wake()))
-        self._timers = Timers(config, name)
+        self._timers = Timers(config, name, events, lambda: self.queue.put(cmd.Wake()))
         self._ejector = Ejector(config, name, lambda: self.queue.put(cmd.Wake()))
         self._spread = Spreader(config, name, self.queue.put)
         self._reaper = Reaper(name)

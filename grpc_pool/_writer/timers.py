@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._channel.pooled import PooledChannel
 from .._config.config import PoolConfig
 from .._config.scaling import connections_per_channel
-from .._contract.events import AutoscaleEvent, StatusEvent, StreamLimitEvent
+from .._contract.events import AutoscaleEvent, Dispatcher, StatusEvent, StreamLimitEvent
 from .._contract.state import health_of
 from .layout import NOTHING, Effects
 from .policy import autoscale
@@ -35,9 +35,15 @@ def near_stream_limit(per_channel: float, limit: int) -> bool:
 class Timers:
     """When the next status event and autoscale check are due, and what they decide."""
 
-    def __init__(self, config: PoolConfig, name: str) -> None:
+    def __init__(
+        self, config: PoolConfig, name: str, events: Dispatcher, wake: Callable[[], None]
+    ) -> None:
         self._config = config
         self._name = name
+        # The status event is for listeners only: with none, its timer does not wake
+        # the writer (an idle pool's CPU); adding one wakes it to count the timer.
+        self._events = events
+        events.on_add = wake
         # With connectionScaling K a channel holds K x stream_limit streams before
         # RPCs queue: warn near that, not near one connection's limit.
         self._limit = channel_stream_limit(
@@ -49,7 +55,7 @@ class Timers:
 
     def deadlines(self) -> list[float]:
         found = []
-        if self._config.status_interval:
+        if self._config.status_interval and self._events.deliveries:
             found.append(self._next_status)
         if self._config.autoscale:
             found.append(self._next_autoscale)
@@ -59,7 +65,7 @@ class Timers:
         """The periodic status event, with the sizes as they are now (not as configured)."""
         interval = self._config.status_interval
         now = time.monotonic()
-        if not interval or now < self._next_status:
+        if not interval or now < self._next_status or not self._events.deliveries:
             return NOTHING
         self._next_status = now + interval
         fields = {
