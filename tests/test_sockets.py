@@ -7,6 +7,7 @@ in a forked child. Linux only (elsewhere the watcher ticks: test_watch.py)."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -101,6 +102,27 @@ def test_without_channelz_the_watcher_ticks_and_still_sees_a_server_leave(
     assert watcher.socket_sleeps == 0
     server.stop(0.5)
     wait_until(lambda: pool.status().state == "down", 10, "status down")
+
+
+def test_an_error_while_arming_is_logged_once_and_the_watcher_ticks(
+    make_pool: Any, server: EchoServer, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """An unexpected error finding the sockets never ends the watcher: it is logged
+    once, the watcher lets the sockets go and ticks, and still sees a server leave."""
+
+    def broken(self: sockets.SocketWake, targets: set[str], ready: dict[str, int]) -> bool:
+        raise OSError("no /proc today")
+
+    monkeypatch.setattr(sockets.SocketWake, "arm", broken)
+    caplog.set_level(logging.ERROR, logger="grpc_pool._workers.watch")
+    pool = make_pool(server.target, size=2)
+    pool.wait_ready(timeout=10, min_ready=2)
+    watcher = pool._writer._crew.watch
+    wait_until(lambda: watcher._wake is None, 10, "the watcher to give up sleeping")
+    server.stop(0.5)
+    wait_until(lambda: pool.status().state == "down", 10, "status down")
+    assert watcher.socket_sleeps == 0
+    assert caplog.text.count("sleeping on the connections failed") == 1
 
 
 def test_traffic_makes_the_watcher_tick_instead_of_waking_per_reply(

@@ -204,6 +204,12 @@ class SocketWake:
                 self._fired.append(fd)
         return stirred
 
+    def forget(self) -> None:
+        """Watch no connection any more (the bell goes on)."""
+        for inode in list(self._copies):
+            with contextlib.suppress(OSError):
+                self._drop(inode)
+
     def close(self) -> None:
         """Close the epoll, the copies and the bell (gRPC's descriptors are gRPC's).
         The epoll first: in a forked child it is the parent's instance, whose

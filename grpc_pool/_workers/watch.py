@@ -162,7 +162,7 @@ class PollWatch:
         self._looked: tuple[_Watched, ...] = ()  # its values, for the thread's looks
         self._fallback: SubscribeWatch | None = None  # channels it cannot read
         self._wake = sockets.SocketWake() if USE_SOCKETS and sockets.available() else None
-        # Rung (``_ring``) to end the thread's wait early.
+        # Rung to end the thread's wait early.
         self._bell: sockets.SocketWake | sockets.LockBell = self._wake or sockets.LockBell()
         self._armed: bool | None = None  # the sockets of ``_armed_for``; None: find anew
         self._armed_for: tuple[_Watched, ...] = ()
@@ -184,7 +184,7 @@ class PollWatch:
     def stop(self) -> None:
         self._stopped = True
         self._parking.release()
-        self._ring()
+        self._bell.ring()
         if self.thread.ident is None:  # never ran: nothing else closes the bell
             self._bell.close()
 
@@ -221,7 +221,7 @@ class PollWatch:
         with contextlib.suppress(ValueError):  # closed meanwhile: the next look says SHUTDOWN
             found.check(True)  # on the caller's thread (a worker): a short C call
         self._hurry = True
-        self._ring()
+        self._bell.ring()
 
     def _subscribe_instead(self) -> SubscribeWatch:
         with self._lock:
@@ -238,7 +238,7 @@ class PollWatch:
     # -- fork (Parkable) -----------------------------------------------------------
     def park(self) -> None:
         self._parking.request()
-        self._ring()
+        self._bell.ring()
         if self._fallback is not None:
             self._fallback.park()
 
@@ -278,6 +278,13 @@ class PollWatch:
 
     def _can_sleep(self) -> bool:
         """Whether every watched channel is READY with every connection armed."""
+        try:
+            return self._arm()
+        except Exception:  # never end the thread: tick instead, as off Linux
+            self._give_up_sleeping()
+            return False
+
+    def _arm(self) -> bool:
         wake, looked = self._wake, self._looked
         if wake is None or any(entry.last != _READY_CODE for entry in looked):
             return False
@@ -300,12 +307,19 @@ class PollWatch:
         """Sleep on the sockets (up to ``sockets.SWEEP``); whether one stirred."""
         assert self._wake is not None  # _can_sleep said so
         self.socket_sleeps += 1
-        stirred = self._wake.sleep(sockets.SWEEP)
+        try:
+            stirred = self._wake.sleep(sockets.SWEEP)
+        except Exception:
+            self._give_up_sleeping()
+            return True  # look now
         self._calm = min(CALM_MAX, max(SLOW_TICK, 2 * self._calm)) if stirred else 0.0
         return stirred
 
-    def _ring(self) -> None:
-        self._bell.ring()
+    def _give_up_sleeping(self) -> None:
+        logger.exception("pool %s: sleeping on the connections failed; ticking", self._pool_name)
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            wake.forget()  # the bell goes on
 
     def _look(self) -> bool:
         """Every watched channel's state; the changes delivered. Whether any changed."""
