@@ -48,9 +48,10 @@ def available() -> bool:
     )
 
 
-def tcp_inodes(ports: set[Ports]) -> dict[Ports, str]:
-    """The inode of each established TCP connection (IPv4 or IPv6) with those ports."""
-    found: dict[Ports, str] = {}
+def tcp_inodes(ports: set[Ports]) -> dict[Ports, list[str]]:
+    """The inodes of the established TCP connections (IPv4 or IPv6) with those ports
+    (the table is the network namespace's: another process may hold the same pair)."""
+    found: dict[Ports, list[str]] = {}
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(path) as table:
@@ -62,7 +63,7 @@ def tcp_inodes(ports: set[Ports]) -> dict[Ports, str]:
                     local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
                     pair = (int(local, 16), int(remote, 16))
                     if pair in ports:
-                        found[pair] = fields[9]
+                        found.setdefault(pair, []).append(fields[9])
         except OSError:  # no IPv6 table
             continue
     return found
@@ -143,10 +144,11 @@ class SocketWake:
         if listed is None:
             return False
         inodes = tcp_inodes({pair for _, ports in listed for pair in ports})
-        found = {inode: fd for fd, inode in descriptors(inodes.values()).items()}
+        held = descriptors(inode for candidates in inodes.values() for inode in candidates)
+        found = {inode: fd for fd, inode in held.items()}
         covered = {target: 0 for target in targets}
         for target, ports in listed:
-            if ports and all(inodes.get(pair) in found for pair in ports):
+            if ports and all(set(inodes.get(pair, ())) & found.keys() for pair in ports):
                 covered[target] += 1
         if any(covered.get(t, 0) < n for t, n in ready.items()):
             return False
