@@ -113,9 +113,10 @@ def test_reset_all_fails_inflight_call_then_channel_recovers(
 ) -> None:
     """reset_all() RSTs every connection: an RPC in flight (a server stream) ends
     UNAVAILABLE instead of hanging, the connection is gone from the proxy, and the same
-    channel reconnects through the proxy (still accepting) on its next RPC. On grpcio
-    before 1.80 the stream may miss the reset and wait out its deadline (grpcio's
-    defect, measured below); the channel still reconnects at once."""
+    channel reconnects through the proxy (still accepting) on its next RPC (or, when
+    grpcio wrote that one to the reset connection, the one after). On grpcio before
+    1.80 the stream may miss the reset and wait out its deadline (grpcio's defect,
+    measured below); the channel still reconnects at once."""
     channel = make_channel(proxy.target)
     stream = server_stream(channel, ECHO_STREAM)(b"1000", timeout=10)  # 10 s of messages
     assert next(stream) == b"1000"
@@ -129,7 +130,15 @@ def test_reset_all_fails_inflight_call_then_channel_recovers(
 
     code = rpc_code(drain)
     assert code == UNAVAILABLE or (code == DEADLINE_EXCEEDED and RST_MAY_BE_MISSED), code
-    assert echo_when_ready(channel, b"again", timeout=5) == b"again"
+    try:
+        again = echo_when_ready(channel, b"again", timeout=5)
+    except grpc.RpcError as error:
+        # grpcio may still write this one RPC to the reset connection before it has
+        # torn the transport down ("Stream removed (sendmsg: Broken pipe)"; 1 to 3
+        # runs in 300 on 1.85.1, raw grpcio, no pool): the next one reconnects.
+        assert error.code() == UNAVAILABLE and "Broken pipe" in str(error.details()), error
+        again = echo_when_ready(channel, b"again", timeout=5)
+    assert again == b"again"
     assert proxy.connections_accepted == 2
     assert proxy.active_connections == 1
 
