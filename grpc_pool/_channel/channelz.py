@@ -71,18 +71,8 @@ def find_channel_id(target: str) -> int | None:
     displayed count."""
     global _next_start
     try:
-        get_top = _cygrpc().channelz_get_top_channels
-        start, found = _next_start, None
-        for _ in range(_PAGES):
-            page = json.loads(get_top(start))
-            listed = page.get("channel", [])
-            for channel in listed:
-                channel_id = int(channel["ref"]["channelId"])
-                start = max(start, channel_id + 1)
-                if _same_target(channel.get("data", {}).get("target"), target):
-                    found = channel_id if found is None else max(found, channel_id)
-            if page.get("end", True) or not listed:
-                break
+        channels, _complete = _top_channels(_cygrpc(), _next_start)
+        found = max((_id(c) for c in channels if _same_target(_target_of(c), target)), default=None)
         if found is not None:
             _next_start = found + 1
         return found
@@ -96,11 +86,7 @@ def connections(channel_id: int) -> int | None:
     try:
         cygrpc = _cygrpc()
         channel = json.loads(cygrpc.channelz_get_channel(channel_id))["channel"]
-        total = 0
-        for ref in channel.get("subchannelRef", []):
-            sub = json.loads(cygrpc.channelz_get_subchannel(int(ref["subchannelId"])))
-            total += len(sub["subchannel"].get("socketRef", []))
-        return total
+        return len(_socket_ids(cygrpc, channel))
     except Exception:  # display only
         return None
 
@@ -113,32 +99,52 @@ def socket_ports(targets: set[str]) -> list[tuple[str, list[Ports]]] | None:
     its connections (over its subchannels). None when channelz cannot be read."""
     try:
         cygrpc = _cygrpc()
+        channels, complete = _top_channels(cygrpc, 0)
+        if not complete:  # more channels than pages read: not every one was seen
+            return None
         found: list[tuple[str, list[Ports]]] = []
-        start = 0
-        for _ in range(_PAGES):
-            page = json.loads(cygrpc.channelz_get_top_channels(start))
-            listed = page.get("channel", [])
-            for channel in listed:
-                start = max(start, int(channel["ref"]["channelId"]) + 1)
-                listed_target = channel.get("data", {}).get("target")
-                for target in targets:
-                    if _same_target(listed_target, target):
-                        found.append((target, _ports(cygrpc, channel)))
-                        break
-            if page.get("end", True) or not listed:
-                return found
-        return None  # more channels than pages read: not every one was seen
+        for channel in channels:
+            listed = _target_of(channel)
+            target = next((t for t in targets if _same_target(listed, t)), None)
+            if target is not None:
+                found.append((target, [_ports(cygrpc, i) for i in _socket_ids(cygrpc, channel)]))
+        return found
     except Exception:  # private and untyped: the caller polls instead
         return None
 
 
-def _ports(cygrpc: Any, channel: dict[str, Any]) -> list[Ports]:
-    ports = []
+def _top_channels(cygrpc: Any, start: int) -> tuple[list[dict[str, Any]], bool]:
+    """The top channels from id ``start`` on, at most ``_PAGES`` pages; whether that
+    was every one."""
+    channels: list[dict[str, Any]] = []
+    for _ in range(_PAGES):
+        page = json.loads(cygrpc.channelz_get_top_channels(start))
+        listed = page.get("channel", [])
+        channels += listed
+        start = max([start, *(_id(c) + 1 for c in listed)])
+        if page.get("end", True) or not listed:
+            return channels, True
+    return channels, False
+
+
+def _id(channel: dict[str, Any]) -> int:
+    return int(channel["ref"]["channelId"])
+
+
+def _target_of(channel: dict[str, Any]) -> object:
+    return channel.get("data", {}).get("target")
+
+
+def _socket_ids(cygrpc: Any, channel: dict[str, Any]) -> list[int]:
+    """The channelz ids of a channel's connections (over its subchannels)."""
+    ids = []
     for ref in channel.get("subchannelRef", []):
         sub = json.loads(cygrpc.channelz_get_subchannel(int(ref["subchannelId"])))
-        for socket_ref in sub["subchannel"].get("socketRef", []):
-            socket = json.loads(cygrpc.channelz_get_socket(int(socket_ref["socketId"])))
-            local = socket["socket"]["local"]["tcpipAddress"]  # KeyError: not TCP
-            remote = socket["socket"]["remote"]["tcpipAddress"]
-            ports.append((int(local["port"]), int(remote["port"])))
-    return ports
+        ids += [int(r["socketId"]) for r in sub["subchannel"].get("socketRef", [])]
+    return ids
+
+
+def _ports(cygrpc: Any, socket_id: int) -> Ports:
+    socket = json.loads(cygrpc.channelz_get_socket(socket_id))["socket"]
+    local = socket["local"]["tcpipAddress"]  # KeyError: not TCP
+    return int(local["port"]), int(socket["remote"]["tcpipAddress"]["port"])
