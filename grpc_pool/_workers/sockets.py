@@ -136,21 +136,21 @@ class SocketWake:
         self._quiet_bell()
 
     # -- the sockets (the watcher's thread) ------------------------------------------
-    def arm(self, targets: set[str], ready: dict[str, int]) -> bool:
-        """Watch the connections of the channels dialling ``targets``. True when, for
-        each target, at least ``ready[target]`` channels have every connection
-        watched (a closing one of a retired channel may be missing)."""
-        listed = channelz.socket_ports(targets)
+    def arm(self, ready: dict[str, int]) -> bool:
+        """Watch the connections of the channels dialling the targets of ``ready``.
+        True when, for each target, at least ``ready[target]`` channels have every
+        connection watched (a closing one of a retired channel may be missing)."""
+        listed = channelz.socket_ports(set(ready))
         if listed is None:
             return False
         inodes = tcp_inodes({pair for _, ports in listed for pair in ports})
         held = descriptors(inode for candidates in inodes.values() for inode in candidates)
         found = {inode: fd for fd, inode in held.items()}
-        covered = {target: 0 for target in targets}
+        covered = dict.fromkeys(ready, 0)
         for target, ports in listed:
             if ports and all(set(inodes.get(pair, ())) & found.keys() for pair in ports):
                 covered[target] += 1
-        if any(covered.get(t, 0) < n for t, n in ready.items()):
+        if any(covered[t] < n for t, n in ready.items()):
             return False
         for inode in self._copies.keys() - found.keys():
             self._drop(inode)

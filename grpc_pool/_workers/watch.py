@@ -164,7 +164,7 @@ class PollWatch:
         self._wake = sockets.SocketWake() if USE_SOCKETS and sockets.available() else None
         # Rung to end the thread's wait early.
         self._bell: sockets.SocketWake | sockets.LockBell = self._wake or sockets.LockBell()
-        self._armed: bool | None = None  # the sockets of ``_armed_for``; None: find anew
+        self._armed = False  # the sockets of ``_armed_for`` (another tuple: find anew)
         self._armed_for: tuple[_Watched, ...] = ()
         self._arm_retry = (0.0, _ARM_RETRY[0])  # after a failed arm: when, then how long
         self._calm = 0.0  # seconds without a change or a stir before sleeping on sockets
@@ -263,7 +263,7 @@ class PollWatch:
                 hurry, self._hurry = self._hurry, False  # before the look: a later kick counts
                 now = time.monotonic()
                 if self._look() or hurry:  # connections may be new or gone: find them anew
-                    tick, calm_since, self._armed = FAST_TICK, now, None
+                    tick, calm_since, self._armed_for = FAST_TICK, now, ()
                 else:
                     tick = min(SLOW_TICK, tick * 2)
                 if not self._looked:  # nothing to look at: until a watch, a park or the stop
@@ -288,14 +288,14 @@ class PollWatch:
         wake, looked = self._wake, self._looked
         if wake is None or any(entry.last != _READY_CODE for entry in looked):
             return False
-        if self._armed_for is looked and self._armed is not None:
+        if self._armed_for is looked:
             if self._armed:
                 if wake.rearm():
                     return True
             elif time.monotonic() < self._arm_retry[0]:
                 return False
-        ready = Counter(entry.target for entry in looked)
-        self._armed, self._armed_for = wake.arm(set(ready), dict(ready)), looked
+        self._armed = wake.arm(dict(Counter(entry.target for entry in looked)))
+        self._armed_for = looked
         wait = self._arm_retry[1]
         if self._armed:
             self._arm_retry = (0.0, _ARM_RETRY[0])
